@@ -1,0 +1,37 @@
+"""Follow-up questions → stand-alone questions, before retrieval.
+
+With an LLM, llama-index's condense-question prompt rewrites the question from the history.
+Without one, the previous turns' names and cable ids are carried into the question, so
+"Where was he born?" after a turn about Zhadobin in 07MINSK620 retrieves from that cable.
+"""
+
+from __future__ import annotations
+
+from rag.retrieve import CABLE_ID
+from rag.text import names
+
+Turn = dict  # {"role": "user" | "assistant", "content": str}
+
+
+def carried_context(history: list[Turn]) -> str:
+    """Names and cable ids of the last exchange, most recent first, without repeats."""
+    recent = [t.get("content", "") for t in history[-2:]][::-1]
+    ids = list(dict.fromkeys(i for text in recent for i in CABLE_ID.findall(text)))
+    words = list(dict.fromkeys(n for text in recent for n in sorted(names(text))))
+    return " ".join(ids + words)
+
+
+def condense(question: str, history: list[Turn] | None, llm=None) -> str:
+    if not history:
+        return question
+    if llm is None:
+        extra = carried_context(history)
+        return f"{question} {extra}".strip()
+    from llama_index.core.chat_engine.condense_question import DEFAULT_PROMPT
+    from llama_index.core.llms import ChatMessage
+
+    transcript = "\n".join(str(ChatMessage(role=t["role"], content=t["content"])) for t in history)
+    rewritten = llm.predict(DEFAULT_PROMPT, question=question, chat_history=transcript).strip()
+    # Keep the cable ids the history named: a small model drops them, and they steer retrieval.
+    ids = [i for i in dict.fromkeys(CABLE_ID.findall(transcript)) if i not in rewritten]
+    return " ".join([rewritten or question] + ids)

@@ -1,0 +1,205 @@
+"""`rag`: ingest cables, ask questions with verified citations, run evaluations, serve the app.
+
+Example usage:
+    rag ask "Who leads Cambodia's police TIP response?"     # builds the demo index on first use
+    rag ingest ../shared/cables --index ~/.cache/cablerag/shared
+    rag stats --index ~/.cache/cablerag/shared
+    rag eval --questions evals/smoke.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+EPILOG = "Environment: RAG_INDEX_DIR, RAG_CHROMA_URL, RAG_LLM, RAG_LLM_BASE_URL, RAG_LLM_MODEL, RAG_RETRIEVAL, RAG_ENCODER."
+
+
+def _index_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
+    p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
+    p.add_argument("--encoder", help="minilm (default), minilm-int8, or a local sentence-transformers model path")
+
+
+def _answer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm", choices=("extractive", "openai", "llamacpp"), help="answer backend (default: extractive)")
+    p.add_argument("--base-url", help="OpenAI-compatible server for --llm openai, e.g. http://127.0.0.1:8080/v1")
+    p.add_argument("--model", help="model name (openai) or GGUF path (llamacpp)")
+    p.add_argument("--retrieval", choices=("dense", "bm25", "hybrid"), help="retrieval mode (default: hybrid)")
+    p.add_argument("--top-k", type=int, help="paragraphs retrieved per question (default 10)")
+    p.add_argument("--reranker", metavar="PATH", help="local cross-encoder model directory to rerank with")
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--origin", help='only cables from this post, e.g. "Embassy Phnom Penh"')
+    p.add_argument("--date-from", metavar="YYYY-MM-DD")
+    p.add_argument("--date-to", metavar="YYYY-MM-DD")
+    p.add_argument("--classification", help='e.g. "CONFIDENTIAL" (matched exactly)')
+    p.add_argument("--tag", help="a TAGS code, e.g. KTIP")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings().with_(
+        index_dir=Path(args.index).expanduser() if getattr(args, "index", None) else None,
+        chroma_url=getattr(args, "chroma_url", None),
+        encoder=getattr(args, "encoder", None),
+        llm=getattr(args, "llm", None),
+        llm_base_url=getattr(args, "base_url", None),
+        llm_model=getattr(args, "model", None),
+        retrieval=getattr(args, "retrieval", None),
+        top_k=getattr(args, "top_k", None),
+        reranker=getattr(args, "reranker", None),
+    )
+
+
+def filters_from(args: argparse.Namespace) -> dict:
+    from rag.validate import validate_filters
+
+    return validate_filters({k: getattr(args, k) for k in ("origin", "date_from", "date_to", "classification", "tag")})
+
+
+def cmd_ingest(args) -> int:
+    from rag.ingest import ingest
+
+    report = ingest(args.paths, settings_from(args), progress=not args.quiet)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_stats(args) -> int:
+    from rag.embed import get_encoder
+    from rag.ingest import open_store
+    from rag.lexical import LexicalIndex
+    from rag.stats import index_stats
+
+    settings = settings_from(args)
+    stats = index_stats(open_store(settings, get_encoder(settings.encoder), create=False), LexicalIndex.at(settings))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for key, value in stats.items():
+        if key == "top_origins":
+            value = ", ".join(f"{o} ({n})" for o, n in value)
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        print(f"{key:>16}: {value}")
+    return 0
+
+
+def print_answer(answer) -> None:
+    print(answer.text)
+    if answer.unsupported and not answer.refused:
+        print("\n(no supporting paragraph found for: " + " | ".join(answer.unsupported) + ")")
+    status = {c.citation: c.status for c in answer.citations}
+    for hit in answer.paragraphs:
+        m = hit.metadata
+        print(f"\n── {hit.citation} [{status.get(hit.citation, '')}] — {m.get('subject', '')}")
+        print(f"   {m.get('date', '')} · {m.get('origin', '')} · {m.get('classification', '')}")
+        print(textwrap.indent(textwrap.fill(hit.text, 96), "   "))
+    t = answer.timings_ms
+    print(f"\n[{answer.backend}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms, verify {t['verify']:.0f} ms]")
+
+
+def cmd_ask(args) -> int:
+    from rag.demo import ensure_index
+    from rag.pipeline import Pipeline
+
+    settings = settings_from(args)
+    filters = filters_from(args)
+    ensure_index(settings)
+    answer = Pipeline(settings).ask(args.question, filters=filters)
+    if args.json:
+        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print_answer(answer)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rag.evaluate import main as eval_main
+
+    return eval_main(args, settings_from(args))
+
+
+def cmd_serve(args) -> int:
+    from rag.web import serve
+
+    return serve(settings_from(args), host=args.host, port=args.port, auth=args.auth)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rag", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="index cables: directories of cable files, single files, cables.csv",
+                       description="Parse cables into paragraphs, embed what changed, store it. Safe to re-run "
+                       "and to interrupt: the same command again finishes the job.", epilog=EPILOG)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    _index_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("stats", help="what the index holds", epilog=EPILOG)
+    _index_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("ask", help="answer a question with verified paragraph citations",
+                       description="Answer QUESTION from the index, citing [CABLEID ¶N] after each claim, then "
+                       "print every cited paragraph so you can check it.", epilog=EPILOG)
+    p.add_argument("question")
+    _index_args(p)
+    _answer_args(p)
+    _filter_args(p)
+    p.add_argument("--json", action="store_true", help="answer, citations with scores, retrieved paragraphs, timings")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="run an evaluation suite (JSONL) and write a report",
+                       description="Run every case of a suite through the same code path as 'rag ask' and "
+                       "report retrieval, answer and citation metrics. Several --retrieval/--llm values "
+                       "are compared side by side.", epilog=EPILOG)
+    p.add_argument("--questions", required=True, metavar="FILE", help="suite file (JSONL), e.g. evals/dev.jsonl")
+    _index_args(p)
+    p.add_argument("--llm", nargs="+", choices=("extractive", "openai", "llamacpp"), help="backends to compare")
+    p.add_argument("--retrieval", nargs="+", choices=("dense", "bm25", "hybrid"), help="modes to compare")
+    p.add_argument("--base-url")
+    p.add_argument("--model")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--reranker", metavar="PATH")
+    p.add_argument("--out", metavar="DIR", help="report directory (default evals/runs/<timestamp>)")
+    p.add_argument("--limit", type=int, help="run only the first N cases")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="start the chat app and JSON API", epilog=EPILOG)
+    _index_args(p)
+    _answer_args(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--auth", metavar="USER:PASSWORD", help="require a login")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

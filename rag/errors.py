@@ -1,0 +1,13 @@
+"""Errors that reach the user as one line: the CLI prints `str(error)` and exits 1."""
+
+
+class RagError(Exception):
+    """Base of every error the CLI shows as one line, saying what to do next."""
+
+
+class IndexMismatch(RagError):
+    """The index was built with another embedding model or dimension."""
+
+
+class NoIndex(RagError):
+    """No index where one was expected."""

@@ -1,0 +1,184 @@
+"""Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → BM25.
+
+Idempotent and safe to interrupt: chunks have stable ids and content hashes, so a second run
+over the same files embeds nothing, a changed cable replaces its old chunks, and a run killed
+half-way is finished by running the same command again. The BM25 index is rebuilt from the
+store whenever the store changed (a marker file survives a kill, so the next run rebuilds it).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from rag.cables import CableError, iter_csv_cables, read_cable_file
+from rag.chunk import chunk_cables
+from rag.embed import Encoder, get_encoder
+from rag.errors import RagError
+from rag.lexical import LexicalIndex
+from rag.settings import Settings, get_settings
+from rag.store import Store
+from rag.types import Cable
+
+STALE_MARKER = "bm25.stale"
+
+
+@dataclass
+class Skipped:
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"skipped {self.source}: {self.reason}"
+
+
+@dataclass
+class IngestReport:
+    cables: int = 0
+    chunks: int = 0
+    embedded: int = 0
+    deleted: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def summary(self) -> str:
+        rate = self.chunks / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.cables} cables, {self.chunks} paragraphs ({self.embedded} embedded, "
+            f"{self.chunks - self.embedded} unchanged, {self.deleted} removed), "
+            f"{len(self.skipped)} skipped, {self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
+        )
+
+
+def iter_sources(paths: Iterable[str | Path]) -> Iterator[Cable | Skipped]:
+    """Cables from directories (recursively: *.txt and *.csv), single cable files and cables.csv."""
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            yield Skipped(str(path), "no such file or directory")
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".csv"))
+            if not files:
+                yield Skipped(str(path), "directory holds no .txt or .csv files")
+            yield from iter_sources(files)
+        elif path.suffix.lower() == ".csv":
+            for item in iter_csv_cables(path):
+                yield Skipped(str(path), str(item)) if isinstance(item, CableError) else item
+        else:
+            try:
+                yield read_cable_file(path)
+            except CableError as exc:
+                yield Skipped(str(path), str(exc))
+            except OSError as exc:
+                yield Skipped(str(path), exc.strerror or str(exc))
+
+
+def count_files(paths: Iterable[str | Path]) -> int | None:
+    """Cable files to read, for the progress bar; None when a CSV makes the total unknown."""
+    total = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".csv")]
+            if any(p.suffix.lower() == ".csv" for p in files):
+                return None
+            total += len(files)
+        elif path.suffix.lower() == ".csv":
+            return None
+        else:
+            total += 1
+    return total
+
+
+def open_store(settings: Settings, encoder: Encoder, create: bool = True) -> Store:
+    return Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=create)
+
+
+class Ingester:
+    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None):
+        self.settings = get_settings(settings)
+        self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size)
+        self.store = open_store(self.settings, self.encoder)
+        self.marker = self.settings.index_dir / STALE_MARKER
+        self.lexical = LexicalIndex.at(self.settings)
+
+    def _write_batch(self, cables: list[Cable], report: IngestReport) -> None:
+        # A cable given twice (a file and a CSV row) counts once: the last copy wins.
+        cables = list({c.id: c for c in cables}.values())
+        chunks = chunk_cables(cables, self.encoder.count_tokens, self.encoder.max_tokens)
+        stored = self.store.hashes_of([c.id for c in cables])
+        wanted = {c.id for c in chunks}
+        stale = [cid for cid in stored if cid not in wanted]
+        todo = [c for c in chunks if stored.get(c.id) != c.content_hash]
+        if todo or stale:
+            self.settings.index_dir.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+        started = time.perf_counter()
+        vectors = self.encoder.encode_documents([c.embed_text for c in todo])
+        report.embed_seconds += time.perf_counter() - started
+        self.store.upsert(todo, vectors)
+        self.store.delete(stale)
+        report.cables += len(cables)
+        report.chunks += len(chunks)
+        report.embedded += len(todo)
+        report.deleted += len(stale)
+
+    def run(self, paths: list[str | Path], progress: bool = True) -> IngestReport:
+        from tqdm import tqdm
+
+        report = IngestReport()
+        started = time.perf_counter()
+        bar = tqdm(total=count_files(paths), unit="cable", desc="ingest", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        batch: list[Cable] = []
+
+        def flush() -> None:
+            self._write_batch(batch, report)
+            bar.update(len(batch))
+            elapsed = time.perf_counter() - started
+            bar.set_postfix_str(f"{report.chunks / elapsed:.1f} paragraphs/s")
+            batch.clear()
+
+        try:
+            for item in iter_sources(paths):
+                if isinstance(item, Skipped):
+                    report.skipped.append(item)
+                    bar.write(str(item), file=sys.stderr)
+                    bar.update(1)
+                    continue
+                batch.append(item)
+                if len(batch) >= self.settings.ingest_batch:
+                    flush()
+            if batch:
+                flush()
+        finally:
+            bar.close()
+        self.refresh_lexical(progress)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def refresh_lexical(self, progress: bool = True) -> None:
+        """Rebuild BM25 from the store when the store changed since the last build."""
+        if self.lexical.exists() and not self.marker.exists():
+            return
+        from tqdm import tqdm
+
+        with tqdm(total=self.store.count(), unit="paragraph", desc="bm25", disable=not progress,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            self.lexical = LexicalIndex.build(self.lexical.path, self.store.iter_all(), progress=bar.update)
+        self.marker.unlink(missing_ok=True)
+
+
+def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True) -> IngestReport:
+    """Ingest cables from `paths` into the index of `settings`; see `Ingester`."""
+    if not paths:
+        raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
+    return Ingester(settings).run(paths, progress)

@@ -1,0 +1,129 @@
+"""Retrieval: dense (Chroma), lexical (BM25) and hybrid (reciprocal rank fusion), with filters.
+
+A cable id in the question pulls that cable's paragraphs in. An optional cross-encoder,
+given as a local model path, reranks the fused list.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from rag.embed import Encoder, get_encoder
+from rag.errors import RagError
+from rag.lexical import LexicalIndex
+from rag.settings import Settings, get_settings
+from rag.store import Store
+from rag.types import Hit
+
+MODES = ("dense", "bm25", "hybrid")
+CABLE_ID = re.compile(r"\b(\d{2}[A-Z][A-Z-]{1,24}\d{1,6})\b")
+# RRF constant from Cormack et al. (2009); 60 is the value they found robust.
+RRF_K = 60
+# Each side contributes this many candidates to the fusion, so a paragraph ranked low by one
+# retriever but high by the other still surfaces.
+FUSION_DEPTH = 50
+
+
+def rrf(rankings: list[list[Hit]], weights: list[float] | None = None, k: int = RRF_K) -> list[Hit]:
+    """Reciprocal rank fusion; a hit's fused score is Σ weight / (k + rank)."""
+    weights = weights or [1.0] * len(rankings)
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for ranking, weight in zip(rankings, weights):
+        for rank, hit in enumerate(ranking):
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (k + rank + 1)
+            first.setdefault(hit.chunk_id, hit)
+    fused = sorted(scores, key=scores.get, reverse=True)
+    return [replace(first[c], score=scores[c], source="hybrid") for c in fused]
+
+
+@dataclass
+class Retriever:
+    """Searches one index; `search` is the API, `as_llama_retriever` plugs it into llama-index."""
+
+    store: Store
+    lexical: LexicalIndex
+    encoder: Encoder
+    mode: str = "hybrid"
+    reranker_path: str = ""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise RagError(f"unknown retrieval mode {self.mode!r}: choose one of {', '.join(MODES)}")
+
+    @cached_property
+    def reranker(self):
+        if not self.reranker_path:
+            return None
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(self.reranker_path, device="cpu")
+
+    def dense(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
+        return self.store.query(self.encoder.encode_query(question), k, filters)
+
+    def bm25(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
+        if not self.lexical.exists():
+            raise RagError(f"no BM25 index at {self.lexical.path}: run 'rag ingest' again to build it")
+        ranked = self.lexical.search(question, k, filters)
+        hits = self.store.get([cid for cid, _ in ranked])
+        score = dict(ranked)
+        for hit in hits:
+            hit.score, hit.source = score[hit.chunk_id], "bm25"
+        return hits
+
+    def named_cables(self, question: str, k: int) -> list[Hit]:
+        """Paragraphs of cables the question names by id, best match to the question first."""
+        hits: list[Hit] = []
+        for cable_id in dict.fromkeys(CABLE_ID.findall(question.upper())):
+            hits.extend(self.store.query(self.encoder.encode_query(question), k, {"cable_id": cable_id}))
+        for hit in hits:
+            hit.source = "id"
+        return sorted(hits, key=lambda h: -h.score)
+
+    def search(self, question: str, k: int = 10, filters: dict | None = None) -> list[Hit]:
+        filters = {key: value for key, value in (filters or {}).items() if value}
+        depth = max(k, FUSION_DEPTH) if (self.mode == "hybrid" or self.reranker) else k
+        if self.mode == "dense":
+            hits = self.dense(question, depth, filters)
+        elif self.mode == "bm25":
+            hits = self.bm25(question, depth, filters)
+        else:
+            hits = rrf([self.dense(question, depth, filters), self.bm25(question, depth, filters)])
+        named = self.named_cables(question, k)
+        if named:
+            hits = rrf([named, hits], weights=[2.0, 1.0])
+        if self.reranker is not None and hits:
+            scores = self.reranker.predict([(question, h.text) for h in hits[:FUSION_DEPTH]])
+            hits = [replace(h, score=float(s)) for h, s in zip(hits, scores)]
+            hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def as_llama_retriever(self, k: int = 10, filters: dict | None = None) -> BaseRetriever:
+        return LlamaRetriever(self, k, filters)
+
+
+class LlamaRetriever(BaseRetriever):
+    """llama-index face of `Retriever`: NodeWithScore in, so query engines and chat engines can use it."""
+
+    def __init__(self, retriever: Retriever, k: int, filters: dict | None):
+        super().__init__()
+        self._inner, self._k, self._filters = retriever, k, filters
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        return [
+            NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score)
+            for h in self._inner.search(query_bundle.query_str, self._k, self._filters)
+        ]
+
+
+def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
+    settings = get_settings(settings)
+    encoder = get_encoder(settings.encoder, settings.embed_batch_size)
+    store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
+    return Retriever(store, LexicalIndex.at(settings), encoder, mode or settings.retrieval, settings.reranker)

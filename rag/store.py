@@ -1,0 +1,174 @@
+"""The Chroma store: the one module that talks to chromadb.
+
+Chunks are stored under stable ids (`<cable id>:<paragraph>[:<part>]`) with a content hash in
+their metadata, so re-ingesting the same cables re-embeds nothing. The collection records the
+embedding model and dimension; opening it with another model is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rag.errors import IndexMismatch, NoIndex, RagError
+from rag.settings import Settings, get_settings
+from rag.types import Chunk, Hit
+
+HASH_KEY = "hash"
+
+
+def _client(settings: Settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        if not url.hostname:
+            raise RagError(f"bad --chroma-url {settings.chroma_url!r}: expected http://host:port")
+        return chromadb.HttpClient(
+            host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https", settings=chroma_settings
+        )
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.index_dir / "chroma"), settings=chroma_settings)
+
+
+def where_clause(filters: dict | None) -> dict | None:
+    """Chroma `where` for the filters: origin, date_from/date_to (YYYY-MM-DD), classification,
+    tag (the user-facing ones) and cable_id — matched exactly, combined with $and."""
+    if not filters:
+        return None
+    clauses = []
+    if filters.get("cable_id"):
+        clauses.append({"cable_id": filters["cable_id"]})
+    if filters.get("origin"):
+        clauses.append({"origin": filters["origin"]})
+    if filters.get("classification"):
+        clauses.append({"classification": filters["classification"]})
+    if filters.get("tag"):
+        clauses.append({"tags": {"$contains": filters["tag"]}})
+    if filters.get("date_from"):
+        clauses.append({"date_int": {"$gte": int(filters["date_from"].replace("-", ""))}})
+    if filters.get("date_to"):
+        clauses.append({"date_int": {"$lte": int(filters["date_to"].replace("-", ""))}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _hit(chunk_id: str, text: str, meta: dict, score: float, source: str, vector=None) -> Hit:
+    vector = None if vector is None else np.asarray(vector, dtype=np.float32)
+    return Hit(chunk_id, meta["cable_id"], int(meta["paragraph"]), text, meta, score, source, vector)
+
+
+class Store:
+    """A Chroma collection of paragraph chunks embedded by one model."""
+
+    def __init__(self, settings: Settings | None = None, *, model_id: str, dimension: int, create: bool = True):
+        self.settings = get_settings(settings)
+        if not create and not self.settings.chroma_url and not (self.settings.index_dir / "chroma").exists():
+            raise NoIndex(f"no index at {self.settings.index_dir}: run 'rag ingest PATH' first")
+        self.client = _client(self.settings)
+        self.max_batch = self.client.get_max_batch_size()
+        name = self.settings.collection
+        if create:
+            self.collection = self.client.get_or_create_collection(
+                name,
+                embedding_function=None,  # never chromadb's default ONNX embedder: it downloads
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embed_model": model_id, "embed_dim": dimension},
+            )
+        else:
+            try:
+                self.collection = self.client.get_collection(name, embedding_function=None)
+            except Exception as exc:
+                raise NoIndex(f"no index at {self.location}: run 'rag ingest PATH' first") from exc
+        meta = self.collection.metadata or {}
+        if meta.get("embed_model") != model_id or int(meta.get("embed_dim", -1)) != dimension:
+            raise IndexMismatch(
+                f"the index at {self.location} was built with {meta.get('embed_model')} "
+                f"({meta.get('embed_dim')} dims), not {model_id} ({dimension} dims): "
+                "use the same encoder, or ingest into a new --index"
+            )
+
+    @property
+    def location(self) -> str:
+        return self.settings.chroma_url or str(self.settings.index_dir)
+
+    @classmethod
+    def exists(cls, settings: Settings | None = None) -> bool:
+        settings = get_settings(settings)
+        if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
+            return False
+        try:
+            return settings.collection in [c.name for c in _client(settings).list_collections()]
+        except Exception:
+            return False
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def hashes_of(self, cable_ids: list[str]) -> dict[str, str]:
+        """chunk id → content hash for every stored chunk of these cables."""
+        found: dict[str, str] = {}
+        step = 500  # keeps the $in list, and the answer, of moderate size
+        for i in range(0, len(cable_ids), step):
+            got = self.collection.get(where={"cable_id": {"$in": cable_ids[i : i + step]}}, include=["metadatas"])
+            found.update((cid, m.get(HASH_KEY, "")) for cid, m in zip(got["ids"], got["metadatas"]))
+        return found
+
+    def upsert(self, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+        for i in range(0, len(chunks), self.max_batch):
+            part = chunks[i : i + self.max_batch]
+            self.collection.upsert(
+                ids=[c.id for c in part],
+                embeddings=embeddings[i : i + self.max_batch],
+                documents=[c.text for c in part],
+                metadatas=[{**c.metadata, HASH_KEY: c.content_hash} for c in part],
+            )
+
+    def delete(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), self.max_batch):
+            self.collection.delete(ids=ids[i : i + self.max_batch])
+
+    def query(self, embedding: np.ndarray, k: int, filters: dict | None = None) -> list[Hit]:
+        k = min(k, self.count())
+        if k <= 0:
+            return []
+        got = self.collection.query(
+            query_embeddings=[embedding], n_results=k, where=where_clause(filters),
+            include=["documents", "metadatas", "distances", "embeddings"],
+        )
+        return [
+            _hit(cid, doc, meta, 1.0 - dist, "dense", vec)
+            for cid, doc, meta, dist, vec in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
+                                                 got["distances"][0], got["embeddings"][0])
+        ]
+
+    def get(self, ids: list[str]) -> list[Hit]:
+        if not ids:
+            return []
+        got = self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        by_id = {
+            cid: _hit(cid, d, m, 0.0, "", v)
+            for cid, d, m, v in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def cable(self, cable_id: str) -> list[Hit]:
+        """All chunks of one cable, in reading order."""
+        got = self.collection.get(where={"cable_id": cable_id}, include=["documents", "metadatas"])
+        hits = [_hit(cid, d, m, 0.0, "") for cid, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
+        return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
+
+    def iter_all(self, batch: int = 5000, include: tuple[str, ...] = ("documents", "metadatas")) -> Iterator[dict]:
+        """Every chunk, page by page (bounded memory)."""
+        offset = 0
+        while True:
+            got = self.collection.get(limit=batch, offset=offset, include=list(include))
+            if not got["ids"]:
+                return
+            yield got
+            offset += len(got["ids"])

@@ -1,0 +1,124 @@
+"""Grounded answers on the demo index: the acceptance question, verification, refusal, follow-ups."""
+
+import json
+
+import pytest
+
+from rag.cite import REFUSAL, Verifier
+from rag.cli import main
+from rag.pipeline import Pipeline
+from rag.types import Citation, Hit
+
+CAMBODIA = "Who leads Cambodia's police TIP response?"
+
+
+@pytest.fixture(scope="module")
+def pipeline(demo_settings):
+    return Pipeline(demo_settings)
+
+
+def test_rag_ask_answers_the_cambodia_question_with_kang_sokhorn_and_cites_paragraph_1(demo_settings, capsys):
+    assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "Kang Sokhorn" in out["answer"]
+    assert not out["refused"]
+    cited = {(c["cable_id"], c["paragraph"]) for c in out["citations"]}
+    assert ("09PHNOMPENH637", 1) in cited
+    shown = {(p["cable_id"], p["paragraph"]) for p in out["paragraphs"]}
+    assert cited == shown
+    assert "Kang Sokhorn" in next(p["text"] for p in out["paragraphs"] if p["paragraph"] == 1)
+
+
+def test_rag_ask_prints_the_cited_paragraph_for_checking(demo_settings, capsys):
+    assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "[09PHNOMPENH637 ¶1]" in out
+    assert "── 09PHNOMPENH637 ¶1" in out and "CAMBODIA: TIP ACTION PLAN DELIVERED" in out
+    assert "Embassy Phnom Penh" in out and "UNCLASSIFIED//FOR OFFICIAL USE ONLY" in out
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Kang leads it [09PHNOMPENH637 ¶1].", [("09PHNOMPENH637", 1)]),
+        ("Two [09PHNOMPENH637 ¶ 4][06PHNOMPENH983 ¶11]", [("09PHNOMPENH637", 4), ("06PHNOMPENH983", 11)]),
+        ("lower case [09phnompenh637 ¶6]", [("09PHNOMPENH637", 6)]),
+        ("para form [09PHNOMPENH637, para 2]", [("09PHNOMPENH637", 2)]),
+        ("no pilcrow [10KABUL12 3]", [("10KABUL12", 3)]),
+        ("made up [99FAKE1 ¶1]", [("99FAKE1", 1)]),
+        ("not a tag [see above] or (09PHNOMPENH637 ¶1", []),
+    ],
+)
+def test_citation_tags_are_parsed_from_answers(text, expected):
+    assert [(c.cable_id, c.paragraph) for _, c in Citation.find_all(text)] == expected
+
+
+def _hit(cable_id, paragraph, text):
+    return Hit(f"{cable_id}:{paragraph}", cable_id, paragraph, text, {"cable_id": cable_id, "paragraph": paragraph}, 1.0)
+
+
+def test_a_tag_naming_no_retrieved_paragraph_is_never_shown(pipeline):
+    hits = [
+        _hit("09PHNOMPENH637", 1, "Lieutenant General Kang Sokhorn is in charge of the police response to trafficking."),
+        _hit("09PHNOMPENH637", 2, "Chan Sotheavy discussed the TIP Action Plan at the Ministry of Justice."),
+    ]
+    verifier = Verifier(pipeline.retriever.encoder)
+    replaced = verifier.verify("Kang Sokhorn is in charge of the police response to trafficking [99FAKE1 ¶1].", hits)
+    assert [str(c.citation) for c in replaced.citations] == ["09PHNOMPENH637 ¶1"]
+    assert replaced.citations[0].replaced == "[99FAKE1 ¶1]" and "99FAKE1" not in replaced.text
+    dropped = verifier.verify("The moon is made of cheese [99FAKE1 ¶1].", hits)
+    assert dropped.citations == [] and "[99FAKE1 ¶1]" in dropped.dropped
+    assert dropped.unsupported == ["The moon is made of cheese"]
+
+
+def test_wrong_citation_of_a_retrieved_paragraph_is_marked_weak(pipeline):
+    hits = [
+        _hit("09PHNOMPENH637", 1, "Lieutenant General Kang Sokhorn is in charge of the police response to trafficking."),
+        _hit("09PHNOMPENH637", 2, "Chan Sotheavy discussed the TIP Action Plan at the Ministry of Justice."),
+    ]
+    checked = Verifier(pipeline.retriever.encoder).verify("Kang Sokhorn leads the police response [09PHNOMPENH637 ¶2].", hits)
+    assert [(str(c.citation), c.supported) for c in checked.citations] == [("09PHNOMPENH637 ¶2", False)]
+
+
+def test_a_question_the_cables_do_not_answer_is_refused(pipeline):
+    answer = pipeline.ask("What is the recommended dose of ibuprofen for a child with a fever?")
+    assert answer.refused and answer.text == REFUSAL
+    assert answer.citations == [] and answer.paragraphs == []
+
+
+def test_every_shown_citation_was_retrieved(pipeline):
+    questions = [CAMBODIA, "How many TIP arrests did Cambodian police make in 2009?",
+                 "What did Embassy Phnom Penh report about the Khmer Rouge tribunal?",
+                 "What does 06PHNOMPENH983 say about the government?"]
+    for q in questions:
+        answer = pipeline.ask(q)
+        retrieved = {h.citation for h in answer.hits}
+        assert all(c.citation in retrieved for c in answer.citations), q
+
+
+def test_a_cable_id_in_the_question_brings_that_cable_in(pipeline):
+    answer = pipeline.ask("What does 06PHNOMPENH983 say?")
+    assert answer.hits[0].cable_id == "06PHNOMPENH983"
+
+
+def test_filters_restrict_retrieval(pipeline):
+    answer = pipeline.ask("police trafficking arrests", filters={"date_from": "2009-01-01", "date_to": "2009-12-31",
+                                                                  "origin": "Embassy Phnom Penh"})
+    assert answer.hits
+    assert all(h.metadata["origin"] == "Embassy Phnom Penh" and h.metadata["date"].startswith("2009") for h in answer.hits)
+    tagged = pipeline.ask("police trafficking arrests", filters={"tag": "KTIP"})
+    assert tagged.hits and all("KTIP" in h.metadata["tags"] for h in tagged.hits)
+
+
+def test_a_follow_up_is_answered_from_the_previous_turns_cable(pipeline):
+    history = [{"role": "user", "content": CAMBODIA},
+               {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]
+    answer = pipeline.ask("How many arrests did he say police made in the first six months?", history=history)
+    assert "09PHNOMPENH637" in answer.standalone
+    assert any(c.citation.cable_id == "09PHNOMPENH637" for c in answer.citations)
+    assert "300" in answer.text or "100" in answer.text
+
+
+def test_bad_filter_is_one_line(demo_settings, capsys):
+    assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir), "--date-from", "last year"]) == 1
+    assert capsys.readouterr().err.strip() == "rag: error: filter date_from must be a date YYYY-MM-DD, not 'last year'"
