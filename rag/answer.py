@@ -78,7 +78,7 @@ class ExtractiveAnswerer:
     # Paragraphs whose sentences are candidates: beyond the top few, precision falls fast.
     PARAGRAPHS = 4
     MAX_SENTENCES = 2
-    # Calibrated on the dev set (see evals/RESULTS.md): below it the best sentence rarely answers.
+    # Calibrated on the dev set (evals/RESULTS.md): below it the best sentence rarely answers.
     REFUSE_BELOW = 0.40
 
     def __init__(self, encoder: Encoder, refuse_below: float | None = None):

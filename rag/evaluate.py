@@ -366,8 +366,10 @@ def _short(text: str, limit: int = 400) -> str:
 
 
 def worst_cases_md(results: Sequence[CaseResult], gold_texts: dict[Paragraph, str], n: int = WORST) -> str:
-    """The n lowest-quality cases: question, gold paragraph, top 3 retrieved, answer."""
-    worst = sorted(results, key=lambda r: (r.score.quality, r.case.line))[:n]
+    """The n lowest-quality imperfect cases: question, gold paragraph, top 3 retrieved, answer."""
+    worst = sorted((r for r in results if r.score.quality < 1), key=lambda r: (r.score.quality, r.case.line))[:n]
+    if not worst:
+        return "Every case scored full marks."
     blocks = []
     for i, r in enumerate(worst, 1):
         case, a = r.case, r.answer
@@ -402,13 +404,14 @@ def report_markdown(reports: Sequence[dict], results: dict[str, list[CaseResult]
         parts += [f"### {kind} (n={per_kind[0].get('n', 0)})", markdown_table(header, metric_rows(per_kind))]
     for r in reports:
         name = r["config"]["name"]
-        parts += [f"## {WORST} worst cases — {name}", worst_cases_md(results[name], gold_texts)]
+        parts += [f"## Worst cases — {name}", worst_cases_md(results[name], gold_texts)]
     return "\n\n".join(parts) + "\n"
 
 
 PLOT_METRICS = [("hit@1", "retrieval"), ("hit@5", "retrieval"), ("hit@10", "retrieval"), ("mrr@10", "retrieval"),
                 ("fact_recall", "answer"), ("citation_precision", "answer"), ("citation_recall", "answer"),
                 ("refusal_accuracy", "answer"), ("false_refusal_rate", "answer")]
+LOWER_IS_BETTER = {"false_refusal_rate"}
 
 
 def _value(report: dict, metric: str, section: str) -> float:
@@ -424,7 +427,8 @@ def write_plot(path: Path, reports: Sequence[dict]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    labels = [m for m, _ in PLOT_METRICS]
+    labels = [m + (" ↓" if m in LOWER_IS_BETTER else "") for m, _ in PLOT_METRICS]
+    flip = np.array([m in LOWER_IS_BETTER for m, _ in PLOT_METRICS])
     kinds = list(dict.fromkeys(k for r in reports for k in r["by_kind"]))
     fig = plt.figure(figsize=(max(10, 4.5 * len(reports)), 9), constrained_layout=True)
     grid = fig.add_gridspec(2, len(reports))
@@ -432,17 +436,21 @@ def write_plot(path: Path, reports: Sequence[dict]) -> None:
     width = 0.8 / len(reports)
     x = np.arange(len(labels))
     for i, r in enumerate(reports):
-        bars.bar(x + i * width - 0.4 + width / 2, [_value(r, m, s) for m, s in PLOT_METRICS], width,
-                 label=r["config"]["name"])
+        values = [_value(r, m, s) for m, s in PLOT_METRICS]
+        drawn = bars.bar(x + i * width - 0.4 + width / 2, values, width, label=r["config"]["name"])
+        # Labelled, so that a 0 shows as a number rather than as a missing bar.
+        bars.bar_label(drawn, ["" if np.isnan(v) else f"{v:.2f}" for v in values], fontsize=6)
     bars.set_xticks(x, [label.replace("_", "\n") for label in labels])
-    bars.set_ylim(0, 1.05)
+    bars.set_ylim(0, 1.1)
     bars.set_title(f"Overall (n={reports[0]['n']})")
     bars.legend(loc="upper right", fontsize="small")
     bars.grid(axis="y", alpha=0.3)
     for i, r in enumerate(reports):
         ax = fig.add_subplot(grid[1, i])
         values = np.array([[_value(r["by_kind"].get(k, {}), m, s) for m, s in PLOT_METRICS] for k in kinds])
-        ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        # Green is good: lower-is-better metrics are coloured by 1 - value, and labelled by value.
+        colours = np.where(flip, 1 - values, values)
+        ax.imshow(np.ma.masked_invalid(colours), vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
         for (row, col), v in np.ndenumerate(values):
             if not np.isnan(v):
                 ax.text(col, row, f"{v:.2f}", ha="center", va="center", fontsize=7)

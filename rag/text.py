@@ -23,6 +23,14 @@ STOPWORDS = frozenset(
 )
 
 
+# A period after these (or after an initial, "H. Clinton") does not end a sentence.
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:Dr|Mr|Mrs|Ms|Messrs|Gen|Lt|Col|Maj|Capt|Cpt|Sgt|Adm|Cmdr|Brig|Gov|Sen|Rep|Amb|Pres|Prof|"
+    r"St|Mt|No|Nos|Jr|Sr|Inc|Ltd|Corp|Co|Dept|Vol|approx|vs|etc|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|"
+    r"Oct|Nov|Dec)|\b[A-Z]|\bU\.S|\bU\.N|\bU\.K)\.$"
+)
+
+
 def split_sentences(text: str, min_chars: int = 25) -> list[str]:
     """Sentences of `text`; fragments shorter than `min_chars` are joined to their neighbour."""
     out: list[str] = []
@@ -30,7 +38,7 @@ def split_sentences(text: str, min_chars: int = 25) -> list[str]:
         piece = piece.strip()
         if not piece:
             continue
-        if out and (len(out[-1]) < min_chars or len(piece) < min_chars):
+        if out and (len(out[-1]) < min_chars or len(piece) < min_chars or _ABBREVIATION.search(out[-1])):
             out[-1] = f"{out[-1]} {piece}"
         else:
             out.append(piece)
