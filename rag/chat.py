@@ -1,14 +1,25 @@
 """Follow-up questions → stand-alone questions, before retrieval.
 
 With an LLM, llama-index's condense-question prompt rewrites the question from the history.
-Without one, the previous turns' names and cable ids are carried into the question, so
-"Where was he born?" after a turn about Zhadobin in 07MINSK620 retrieves from that cable.
+Without one, the previous turns' names and cable ids are carried into a question that reads
+as a follow-up, so "Where was he born?" after a turn about Zhadobin in 07MINSK620 retrieves
+from that cable, while a new, self-contained question is left alone.
 """
 
 from __future__ import annotations
 
+import re
+
 from rag.retrieve import CABLE_ID
 from rag.text import names
+
+# Words that point back at an earlier turn; a question without them, and long enough to
+# stand alone, starts a new topic.
+_ANAPHORA = re.compile(
+    r"\b(he|she|it|they|him|her|his|hers|its|their|them|this|that|these|those|there|then|"
+    r"the same|the newer|the older|the latter|the former|the cable|the embassy|the official)\b|^\s*(and|also|what about|how about)\b",
+    re.IGNORECASE,
+)
 
 Turn = dict  # {"role": "user" | "assistant", "content": str}
 
@@ -21,12 +32,17 @@ def carried_context(history: list[Turn]) -> str:
     return " ".join(ids + words)
 
 
+def is_follow_up(question: str) -> bool:
+    return bool(_ANAPHORA.search(question)) or len(question.split()) <= 4
+
+
 def condense(question: str, history: list[Turn] | None, llm=None) -> str:
     if not history:
         return question
     if llm is None:
-        extra = carried_context(history)
-        return f"{question} {extra}".strip()
+        if not is_follow_up(question):
+            return question
+        return f"{question} {carried_context(history)}".strip()
     from llama_index.core.chat_engine.condense_question import DEFAULT_PROMPT
     from llama_index.core.llms import ChatMessage
 

@@ -1,15 +1,26 @@
-"""The BM25 index (bm25s), persisted beside the Chroma index and rebuilt from it after ingest.
+"""The BM25 index, persisted beside the Chroma index and rebuilt from it after ingest.
 
 Names, numbers and cable ids that the embedder blurs are matched exactly here. Filter columns
 (origin, classification, date, tags) are kept as numpy arrays so a filtered search masks the
 scores instead of filtering a top-k after the fact.
+
+Built to hold the full release (~3 million chunks) on a laptop:
+- the build streams: each page of the store is tokenized to integer ids against one growing
+  vocabulary and reduced to (row, token, tf) arrays at once, so no list of Python strings per
+  token is ever held for the whole corpus (bm25s.index on lists of strings needs ~10 GB at 3M);
+- the score matrix is written in bm25s's on-disk format (bm25s.BM25.load reads it) and opened
+  memory-mapped; the chunk ids are a memory-mapped .npy too, so a query touches only the pages
+  of the postings and rows it needs;
+- a query sums its tokens' postings with one np.bincount and ranks only the rows that scored.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -18,6 +29,8 @@ import numpy as np
 from rag.settings import Settings, get_settings
 
 DIRNAME = "bm25"
+# bm25s's defaults (Lucene variant), which the previous builds used.
+K1, B = 1.5, 0.75
 
 
 def _stemmer():
@@ -37,6 +50,72 @@ def lexical_text(document: str, meta: dict) -> str:
     return " ".join([meta.get("cable_id", ""), meta.get("subject", ""), meta.get("heading", ""), document])
 
 
+class _Codes:
+    """Strings → small integer codes, in order of first appearance."""
+
+    def __init__(self):
+        self.codes: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        code = self.codes.get(value)
+        if code is None:
+            code = self.codes[value] = len(self.codes)
+        return code
+
+    def names(self) -> list[str]:
+        return list(self.codes)
+
+
+class _Columns(Mapping):
+    """The filter columns and the ids, each loaded on first use (ids memory-mapped)."""
+
+    def __init__(self, path: Path):
+        self._npz = np.load(path / "columns.npz")
+        self._ids_file = path / "ids.npy"
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _keys(self) -> list[str]:
+        keys = list(self._npz.files)
+        if self._ids_file.exists() and "ids" not in keys:
+            keys.append("ids")
+        return keys
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._cache:
+            if key == "ids" and "ids" not in self._npz.files:
+                self._cache[key] = np.load(self._ids_file, mmap_mode="r")
+            elif key in self._npz.files:
+                self._cache[key] = self._npz[key]
+            else:
+                raise KeyError(key)
+        return self._cache[key]
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Every origin, classification and tag the index holds: the values filters can take."""
+        if not self.exists():
+            return {"origins": [], "classifications": [], "tags": []}
+        vocab = self._vocab
+        return {key: sorted(v for v in vocab[name] if v)
+                for key, name in (("origins", "origins"), ("classifications", "classes"), ("tags", "tags"))}
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
+def _save_scores(tmp: Path, data, indices, indptr, vocab: dict[str, int], num_docs: int) -> None:
+    """Write the score matrix in bm25s's format (bm25s.BM25.load reads it)."""
+    import bm25s
+
+    retriever = bm25s.BM25(k1=K1, b=B)
+    retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": num_docs}
+    retriever.vocab_dict = vocab
+    retriever.nonoccurrence_array = None
+    retriever.save(str(tmp), show_progress=False)
+
+
 class LexicalIndex:
     """BM25 over every chunk, with the chunk ids and filter columns in the same row order."""
 
@@ -53,51 +132,105 @@ class LexicalIndex:
     @classmethod
     def build(cls, path: Path, pages, progress=None) -> "LexicalIndex":
         """Build from `pages` of Chroma `get` results and write atomically (a temp dir renamed
-        into place), so an interrupted build never leaves a half-written index."""
+        into place), so an interrupted build never leaves a half-written index.
+
+        Scores equal bm25s's (BM25 Lucene variant, k1=1.5, b=0.75, English stop words, Snowball
+        stemmer); memory is about 12 bytes per distinct (chunk, token) pair plus the ids."""
         import bm25s
 
         stemmer = _stemmer()
-        ids, tokens = [], []
-        origin, classification, date_int, tags = [], [], [], []
+        vocab: dict[str, int] = {}
+        rows_parts, toks_parts, tfs_parts, len_parts, id_parts = [], [], [], [], []
+        origins, classes, tags = _Codes(), _Codes(), _Codes()
+        origin_parts, class_parts, date_parts, tag_row_parts, tag_code_parts = [], [], [], [], []
+        n = 0
         for page in pages:
-            texts = [lexical_text(d, m) for d, m in zip(page["documents"], page["metadatas"])]
-            tokens.extend(tokenize(texts, stemmer))
-            ids.extend(page["ids"])
-            for m in page["metadatas"]:
-                origin.append(m.get("origin", ""))
-                classification.append(m.get("classification", ""))
-                date_int.append(int(m.get("date_int", 0)))
-                tags.append(m.get("tags") or [])
+            docs, metas, page_ids = page["documents"], page["metadatas"], page["ids"]
+            if not page_ids:
+                continue
+            texts = [lexical_text(d, m) for d, m in zip(docs, metas)]
+            tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=True, show_progress=False)
+            local = np.empty(max(len(tok.vocab), 1), dtype=np.int64)
+            for word, lid in tok.vocab.items():
+                gid = vocab.get(word)
+                if gid is None:
+                    gid = vocab[word] = len(vocab)
+                local[lid] = gid
+            lens = np.fromiter((len(d) for d in tok.ids), dtype=np.int64, count=len(texts))
+            flat = np.fromiter(itertools.chain.from_iterable(tok.ids), dtype=np.int64, count=int(lens.sum()))
+            width = max(len(vocab), 1)
+            keys = np.repeat(np.arange(len(texts), dtype=np.int64), lens) * width + local[flat]
+            pairs, counts = np.unique(keys, return_counts=True)
+            rows_parts.append((pairs // width + n).astype(np.int32))
+            toks_parts.append((pairs % width).astype(np.int32))
+            tfs_parts.append(np.minimum(counts, 65535).astype(np.uint16))
+            len_parts.append(lens.astype(np.int32))
+            id_parts.append(np.array(page_ids, dtype=str))
+            origin_parts.append(np.fromiter((origins(m.get("origin", "") or "") for m in metas), np.int32, len(metas)))
+            class_parts.append(np.fromiter((classes(m.get("classification", "") or "") for m in metas), np.int32, len(metas)))
+            date_parts.append(np.fromiter((int(m.get("date_int", 0) or 0) for m in metas), np.int32, len(metas)))
+            for i, m in enumerate(metas):
+                for tag in m.get("tags") or []:
+                    tag_row_parts.append(n + i)
+                    tag_code_parts.append(tags(tag))
+            n += len(page_ids)
             if progress:
-                progress(len(page["ids"]))
+                progress(len(page_ids))
+
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        if ids:
-            retriever = bm25s.BM25()
-            retriever.index(tokens, show_progress=False)
-            retriever.save(str(tmp))
-        origins, origin_codes = np.unique(np.array(origin, dtype=object).astype(str), return_inverse=True)
-        classes, class_codes = np.unique(np.array(classification, dtype=object).astype(str), return_inverse=True)
-        # Tags as CSR: the rows of tag i are tag_rows[tag_indptr[i]:tag_indptr[i + 1]].
-        tag_lists: dict[str, list[int]] = {}
-        for row, row_tags in enumerate(tags):
-            for tag in row_tags:
-                tag_lists.setdefault(tag, []).append(row)
-        tag_names = sorted(tag_lists)
-        tag_indptr = np.cumsum([0] + [len(tag_lists[t]) for t in tag_names])
-        tag_rows = np.array([r for t in tag_names for r in tag_lists[t]], dtype=np.int32)
+        if n:
+            vocab[""] = len(vocab)  # bm25s's empty token: an empty column
+            n_vocab = len(vocab)
+            rows = np.concatenate(rows_parts)
+            del rows_parts
+            toks = np.concatenate(toks_parts)
+            del toks_parts
+            tf = np.concatenate(tfs_parts).astype(np.float32)
+            del tfs_parts
+            lengths = np.concatenate(len_parts).astype(np.float32)
+            df = np.bincount(toks, minlength=n_vocab)
+            idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+            norm = (K1 * ((1 - B) + B * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
+            tf /= norm[rows] + tf
+            tf *= idf[toks]
+            # CSC: one column per token, its rows ascending (rows are ascending within each token
+            # already, so a stable sort by token gives the column order).
+            order = np.argsort(toks, kind="stable")
+            del toks
+            indices = rows[order]
+            del rows
+            data = tf[order]
+            del tf, order
+            indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+            np.cumsum(df, out=indptr[1:])
+            _save_scores(tmp, data, indices, indptr, vocab, n)
+            del data, indices
+        ids = np.concatenate(id_parts) if id_parts else np.array([], dtype=str)
+        np.save(tmp / "ids.npy", ids)
+        tag_rows = np.array(tag_row_parts, dtype=np.int32)
+        tag_codes = np.array(tag_code_parts, dtype=np.int32)
+        # Tags as CSR: the rows of tag i (in sorted name order) are tag_rows[tag_indptr[i]:tag_indptr[i + 1]].
+        tag_names = tags.names()
+        sorted_names = sorted(tag_names)
+        rank = np.empty(len(tag_names), dtype=np.int32)
+        rank[[tags.codes[t] for t in sorted_names]] = np.arange(len(tag_names), dtype=np.int32)
+        tag_sorted = rank[tag_codes] if len(tag_codes) else tag_codes
+        order = np.argsort(tag_sorted, kind="stable")
+        tag_indptr = np.zeros(len(tag_names) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tag_sorted, minlength=len(tag_names)), out=tag_indptr[1:])
+        empty = np.array([], dtype=np.int32)
         np.savez(
             tmp / "columns.npz",
-            ids=np.array(ids, dtype=str),
-            origin_codes=origin_codes.astype(np.int32),
-            class_codes=class_codes.astype(np.int32),
-            date_int=np.array(date_int, dtype=np.int32),
-            tag_indptr=tag_indptr.astype(np.int64),
-            tag_rows=tag_rows,
+            origin_codes=np.concatenate(origin_parts) if origin_parts else empty,
+            class_codes=np.concatenate(class_parts) if class_parts else empty,
+            date_int=np.concatenate(date_parts) if date_parts else empty,
+            tag_indptr=tag_indptr,
+            tag_rows=tag_rows[order],
         )
         (tmp / "vocab.json").write_text(
-            json.dumps({"origins": origins.tolist(), "classes": classes.tolist(), "tags": tag_names})
+            json.dumps({"origins": origins.names(), "classes": classes.names(), "tags": sorted_names})
         )
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -108,9 +241,8 @@ class LexicalIndex:
         return cls(path)
 
     @cached_property
-    def _columns(self):
-        cols = np.load(self.path / "columns.npz")
-        return {k: cols[k] for k in cols.files}
+    def _columns(self) -> Mapping:
+        return _Columns(self.path)
 
     @cached_property
     def _vocab(self) -> dict:
@@ -125,6 +257,14 @@ class LexicalIndex:
     @cached_property
     def _stemmer(self):
         return _stemmer()
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Every origin, classification and tag the index holds: the values filters can take."""
+        if not self.exists():
+            return {"origins": [], "classifications": [], "tags": []}
+        vocab = self._vocab
+        return {key: sorted(v for v in vocab[name] if v)
+                for key, name in (("origins", "origins"), ("classifications", "classes"), ("tags", "tags"))}
 
     def __len__(self) -> int:
         return len(self._columns["ids"])
@@ -151,15 +291,36 @@ class LexicalIndex:
             keep &= cols["date_int"] <= int(filters["date_to"].replace("-", ""))
         return keep.astype(np.float32)
 
+    def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, BM25 scores) of every row that shares a token with the query."""
+        retriever = self._retriever
+        token_ids = retriever.get_tokens_ids(tokenize([query], self._stemmer)[0])
+        if not token_ids:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        data, indices, indptr = retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]
+        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in token_ids]  # a repeated token counts twice, as in bm25s
+        rows = np.concatenate([indices[a:b] for a, b in spans])
+        weights = np.concatenate([data[a:b] for a, b in spans])
+        if len(rows) > len(self) // 16:
+            dense = np.bincount(rows, weights=weights, minlength=len(self))
+            hit = np.flatnonzero(dense)
+            return hit, dense[hit]
+        hit, inverse = np.unique(rows, return_inverse=True)
+        return hit, np.bincount(inverse, weights=weights, minlength=len(hit))
+
     def search(self, query: str, k: int, filters: dict | None = None) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best `k` rows with a positive score."""
-        if not len(self):
+        if not len(self) or k <= 0:
             return []
-        tokens = tokenize([query], self._stemmer)
-        if not tokens[0]:
-            return []
+        rows, scores = self.scores(query)
         mask = self.mask(filters)
-        k = min(k, len(self))
-        rows, scores = self._retriever.retrieve(tokens, k=k, weight_mask=mask, show_progress=False, return_as="tuple")
+        if mask is not None and len(rows):
+            scores = scores * mask[rows]
+        keep = scores > 0
+        rows, scores = rows[keep], scores[keep]
+        if len(rows) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            rows, scores = rows[top], scores[top]
+        order = np.lexsort((rows, -scores))
         ids = self._columns["ids"]
-        return [(str(ids[r]), float(s)) for r, s in zip(rows[0], scores[0]) if s > 0]
+        return [(str(ids[r]), float(s)) for r, s in zip(rows[order], scores[order])]

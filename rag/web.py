@@ -64,7 +64,7 @@ class NotReady(RagError):
     """The index is still being built, or failed to open."""
 
 
-# ── the service: what the UI and the API share ──────────────────────────────────────────────
+# ── the service: what the UI and the API share ────────────────────────────────────────────────────
 
 
 class Service:
@@ -92,7 +92,7 @@ class Service:
             pipeline = Pipeline(self.settings)
             self._pipelines[self.settings.llm] = pipeline
             self.stats = index_stats(pipeline.retriever.store, pipeline.retriever.lexical)
-            self.choices = filter_choices(pipeline, self.stats)
+            self.choices = filter_choices(pipeline)
             self.ready.set()
         except RagError as exc:
             self.error = str(exc)
@@ -131,7 +131,8 @@ class Service:
         with self.lock:
             return self._pipeline(llm).ask(question, history or None, filters)
 
-    def stream(self, question: str, history: list[dict] | None = None, filters: dict | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: list[dict] | None = None,
+               filters: dict | None = None) -> Iterator[str | Answer]:
         """`Pipeline.stream`, run to completion by a worker thread: a browser that goes away
         mid-answer then never leaves the lock held."""
         question, filters = check_question(question), validate_filters(filters)
@@ -180,21 +181,14 @@ class Service:
                 return "loading the embedding model"
             encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size)
             store = Store(self.settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
-            return f"{store.count():,} paragraphs embedded so far"
+            return f"{store.count():,} paragraphs stored"
         except Exception:  # noqa: BLE001 — progress is best-effort while the build writes
             return "working"
 
 
-def filter_choices(pipeline: Pipeline, stats: dict) -> dict[str, list[str]]:
-    """Values the filter dropdowns offer. index_stats lists only the top origins and no tags,
-    so those come from the BM25 index's vocabulary."""
-    lexical = pipeline.retriever.lexical
-    vocab = lexical._vocab if lexical.exists() else {}
-    return {
-        "origins": [o for o in vocab.get("origins", []) if o],
-        "classifications": [c for c in stats.get("classifications") or [] if c],
-        "tags": [t for t in vocab.get("tags", []) if t],
-    }
+def filter_choices(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Values the filter dropdowns offer: what the index holds."""
+    return pipeline.retriever.lexical.vocabulary()
 
 
 def check_question(question: str) -> str:
@@ -225,7 +219,7 @@ def cable_json(cable_id: str, hits: list[Hit]) -> dict:
     }
 
 
-# ── rendering: every string from a cable or a user is escaped here ───────────────────────────
+# ── rendering: every string from a cable or a user is escaped here ────────────────────────────────
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#|~$])")
 _MD_LINE_START = re.compile(r"^(\s*)(\d+[.)]|[-+>=])", re.MULTILINE)
@@ -240,7 +234,7 @@ def md_text(text: str) -> str:
 def citation_chip(citation: Citation, check: CheckedCitation | None) -> str:
     """A citation as a link that opens the cable at the paragraph (see CLICK_JS)."""
     status = check.status if check else "weak"
-    note = f"{status} support, score {check.score:.2f}" if check else "no support score"
+    note = f"{status}: support score {check.score:.2f}" if check else "weak: not scored"
     label = html.escape(str(citation)) + (" ⚠" if status == "weak" else "")
     href = f"#cable={html.escape(citation.cable_id)}&p={citation.paragraph}"
     return f'<a class="cite cite-{status}" href="{href}" title="{html.escape(note)}">{label}</a>'
@@ -277,8 +271,9 @@ def partial_markdown(text: str) -> str:
 
 
 def support_spans(text: str, claims: list[str]) -> list[tuple[int, int]]:
-    """Character spans of `text` that back the answer's claims: the claim itself when quoted
-    verbatim (extractive answers), else the paragraph sentence the claim overlaps most."""
+    """Character spans of `text` that back the answer's claims. Each sentence of a claim (one
+    claim can join several sentences of the paragraph) is marked where it is quoted verbatim
+    (extractive answers), else the paragraph sentence it overlaps most is."""
     sentences, pos = [], 0
     for sentence in split_sentences(text):
         start = text.find(sentence, pos)
@@ -286,7 +281,7 @@ def support_spans(text: str, claims: list[str]) -> list[tuple[int, int]]:
             sentences.append((start, start + len(sentence), sentence))
             pos = start + len(sentence)
     spans = set()
-    for claim in filter(None, claims):
+    for claim in (s for c in claims for s in split_sentences(c, min_chars=0)):
         start = text.find(claim)
         if start >= 0:
             spans.add((start, start + len(claim)))
@@ -327,7 +322,8 @@ def paragraph_card(hit: Hit, checks: list[CheckedCitation]) -> str:
     text = highlighted(hit.text, support_spans(hit.text, [c.sentence for c in checks]))
     return (
         f'<div class="para-card {status}">'
-        f'<div class="card-head">{citation_chip(hit.citation, best)}<span class="badge {status}">{html.escape(badge)}</span></div>'
+        f'<div class="card-head">{citation_chip(hit.citation, best)}'
+        f'<span class="badge {status}">{html.escape(badge)}</span></div>'
         f'<div class="subject">{html.escape(m.get("subject", ""))}</div>'
         f'<div class="meta">{meta_line(m.get("date", ""), m.get("origin", ""), m.get("classification", ""))}</div>'
         f'{heading}<p class="para-text">{text}</p></div>'
@@ -357,10 +353,11 @@ def cable_html(cable: dict, highlight: int | None) -> str:
                     f'<div>{heading}<div class="para-text">{html.escape(p["text"])}</div></div></div>')
     missing = highlight is not None and not any(p["paragraph"] == highlight for p in cable["paragraphs"])
     note = f'<div class="panel-note">This cable has no ¶{highlight}.</div>' if missing else ""
+    meta = meta_line(cable["date"], cable["origin"], cable["classification"], " ".join(cable["tags"]))
     return (
         f'<div class="cable"><div class="cable-head"><span class="cable-id">{html.escape(cable["id"])}</span> '
         f'<span class="subject">{html.escape(cable["subject"])}</span>'
-        f'<div class="meta">{meta_line(cable["date"], cable["origin"], cable["classification"], " ".join(cable["tags"]))}</div></div>'
+        f'<div class="meta">{meta}</div></div>'
         f'{note}<div class="cable-body">{"".join(rows)}</div></div>'
     )
 
@@ -375,12 +372,13 @@ def status_markdown(service: Service, answer: Answer | None = None) -> str:
         return f"⚠ {md_text(service.error)}"
     if not service.ready.is_set():
         elapsed = time.monotonic() - service.started
-        return (f"⏳ Building the demo index (first start, a few minutes): {service.build_progress()} "
-                f"— {elapsed:.0f} s")
+        return (f"⏳ Building the demo index (first start only, a few minutes): {elapsed:.0f} s so far, "
+                f"{service.build_progress()} (stored in batches; details in the terminal)")
     s, settings = service.stats, service.settings
     backend = settings.llm + (f" ({settings.llm_model})" if settings.llm_model else "")
     parts = [f"**Index** {s.get('cables') or 0:,} cables, {s.get('paragraphs') or 0:,} paragraphs "
-             f"({md_text(str(s.get('location', '')))})", f"**Answers** {md_text(backend)}, {settings.retrieval} retrieval"]
+             f"({md_text(str(s.get('location', '')))})",
+             f"**Answers** {md_text(backend)}, {settings.retrieval} retrieval"]
     if answer is not None:
         t = answer.timings_ms
         steps = ", ".join(f"{k} {t[k]:.0f} ms" for k in ("retrieve", "answer", "verify") if k in t)
@@ -388,7 +386,7 @@ def status_markdown(service: Service, answer: Answer | None = None) -> str:
     return " · ".join(parts)
 
 
-# ── the chat UI ───────────────────────────────────────────────────────────────────────────────
+# ── the chat UI ───────────────────────────────────────────────────────────────────────────────────
 
 CSS = """
 #status { font-size: .9em; }
@@ -408,7 +406,8 @@ CSS = """
 .card-head { display: flex; align-items: center; gap: .5em; }
 .badge { font-size: .75em; padding: 0 .4em; border-radius: .4em; background: #e8f0fe; color: #0b4a9e; }
 .badge.weak { background: #fff4e0; color: #8a4b00; }
-.subject { font-weight: 600; margin-top: .3em; }
+/* the bundled semibold face renders capitals unevenly; subjects are often all capitals */
+.subject { font-weight: 600; margin-top: .3em; font-family: ui-sans-serif, system-ui, sans-serif; }
 .meta { font-size: .82em; color: var(--body-text-color-subdued); }
 .heading { font-style: italic; margin-top: .3em; }
 .para-text { margin: .35em 0 0; line-height: 1.45; white-space: pre-wrap; }
@@ -555,8 +554,8 @@ class ChatUI:
                     with gr.Row():
                         question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=6,
                                               elem_id="question", max_length=MAX_QUESTION, submit_btn=False)
-                        ask = gr.Button("Ask", variant="primary", scale=1, min_width=80, elem_id="ask")
-                        new = gr.Button("New chat", scale=1, min_width=80)
+                        ask = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="ask")
+                        new = gr.Button("New chat", scale=1, min_width=120)
                     gr.Examples(EXAMPLES, inputs=[question], label="Examples")
                     with gr.Accordion("Filters", open=False):
                         with gr.Row():
@@ -570,7 +569,7 @@ class ChatUI:
                     with gr.Row():
                         cable_box = gr.Textbox(placeholder="Cable id, e.g. 09PHNOMPENH637 ¶1", show_label=False,
                                                scale=4, elem_id="cable-input", max_length=64, submit_btn=False)
-                        open_button = gr.Button("Open cable", scale=1, min_width=90, elem_id="cable-open")
+                        open_button = gr.Button("Open", scale=1, min_width=90, elem_id="cable-open")
                     with gr.Tabs(selected="cited") as tabs:
                         with gr.Tab("Cited paragraphs", id="cited"):
                             cited = gr.HTML(self.clear()[3], elem_id="cited")
@@ -593,7 +592,7 @@ class ChatUI:
         return blocks
 
 
-# ── the JSON API ──────────────────────────────────────────────────────────────────────────────
+# ── the JSON API ──────────────────────────────────────────────────────────────────────────────────
 
 
 class Turn(BaseModel):
@@ -673,7 +672,8 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
 
 def create_app(service: Service, credentials: tuple[str, str] | None = None) -> FastAPI:
     """One FastAPI app: the JSON API under /api, the chat UI at /."""
-    app = FastAPI(title="cablerag", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    # No Swagger page: it loads its scripts from a CDN, and the app must work offline.
+    app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     error_responses(app)
     app.include_router(api_router(service, credentials))
     return gr.mount_gradio_app(
@@ -682,7 +682,7 @@ def create_app(service: Service, credentials: tuple[str, str] | None = None) -> 
     )
 
 
-# ── serving ───────────────────────────────────────────────────────────────────────────────────
+# ── serving ───────────────────────────────────────────────────────────────────────────────────────
 
 
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> int:

@@ -1,0 +1,111 @@
+"""The chat page in a real browser (Debian's chromium, driven by Playwright) over the demo index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.web import BackgroundServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+CAMBODIA = "Who leads Cambodia's police TIP response?"
+# Slow on a shared 2-core machine: the first answer loads the models.
+ANSWER_MS = 180_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(demo_settings):
+    running = BackgroundServer(demo_settings)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1440, "height": 1000},
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def open_app(page, url: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator("#status")).to_contain_text("cables", timeout=60_000)
+
+
+def ask(page, question: str) -> None:
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+
+
+def test_answer_cites_and_citation_opens_the_cable(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    ask(page, CAMBODIA)
+    chat = page.locator("#chat")
+    expect(chat).to_contain_text("Kang Sokhorn", timeout=ANSWER_MS)
+    chip = chat.locator("a.cite", has_text="09PHNOMPENH637 ¶1").first
+    expect(chip).to_be_visible()
+
+    cited = page.locator("#cited")
+    expect(cited).to_contain_text("09PHNOMPENH637 ¶1")
+    expect(cited).to_contain_text("in charge of the police response to trafficking")
+    expect(cited).to_contain_text("Embassy Phnom Penh")
+    expect(cited.locator("mark.support", has_text="Kang Sokhorn")).to_have_count(1)
+    expect(page.locator("#status")).to_contain_text("Last answer")
+    page.screenshot(path=tmp_path / "answer.png", full_page=True)
+
+    chip.click()
+    view = page.locator("#cable-view")
+    highlighted = view.locator(".cable-para.hl")
+    expect(highlighted).to_contain_text("¶1", timeout=30_000)
+    expect(highlighted).to_contain_text("Kang Sokhorn")
+    assert view.locator(".cable-para").count() > 3  # the whole cable, not the one paragraph
+    expect(view).to_contain_text("CAMBODIA: TIP ACTION PLAN DELIVERED")
+    expect(highlighted).to_be_in_viewport()
+    page.screenshot(path=tmp_path / "cable.png", full_page=True)
+    print(f"screenshots: {tmp_path / 'answer.png'} {tmp_path / 'cable.png'}")
+
+
+def test_typed_cable_id_opens_and_bad_ids_are_refused(server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    box = page.locator("#cable-input textarea")
+    view = page.locator("#cable-view")
+    box.fill("09phnompenh637 ¶4")
+    box.press("Enter")
+    expect(view.locator(".cable-para.hl")).to_contain_text("¶4", timeout=30_000)
+    box.fill("../../etc/passwd")
+    box.press("Enter")
+    expect(view).to_contain_text("not a cable id", timeout=30_000)
+
+
+def test_user_text_is_escaped(server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    ask(page, "<img src=x onerror=alert(1)> *who* leads [Cambodia](javascript:alert(1))?")
+    chat = page.locator("#chat")
+    expect(chat).to_contain_text("<img src=x onerror=alert(1)>", timeout=ANSWER_MS)
+    expect(chat).to_contain_text("[Cambodia](javascript:alert(1))")
+    assert chat.locator("img[src='x'], a[href^='javascript']").count() == 0
