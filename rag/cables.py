@@ -1,21 +1,23 @@
 """Parse Cablegate cables into `Cable` objects whose paragraphs carry the numbers the cable prints.
 
-Two inputs are supported: one file per cable (five metadata lines, then the raw telegram; the
-layout of ../shared/cables) and the full release's `cables.csv`. Both end in `parse_body`, so the
-same telegram text gives the same paragraphs whichever way it arrived.
+Two inputs: one file per cable (five metadata lines, then the raw telegram; the layout of
+../shared/cables) and the full release's `cables.csv`. Both go through `parse_body`, so the same
+telegram text gives the same paragraphs whichever way it arrived.
 
-The raw text is untidy in many ways (see ../shared/README.md). The parser is a pipeline of small
-regex-based steps over one string:
+The raw text is untidy in many ways (../shared/README.md lists them). `parse_body` is a pipeline
+of regex-based steps over one string:
 
-1. `_isolate_own_copy`: several files hold a truncated excerpt followed by the full text behind a
-   database row (tab dump, CSV row, `refid:` record or bare metadata lines); keep one full copy.
-2. `_remove_breaks`: section breaks (`PHNOM PENH 00000637  002 OF 002`, inline too), old
-   `PAGE 02 ...` lines with their routing residue, stray `SIPDIS` captions, end-of-cable junk.
-3. `_choose_numbering`: paragraph-number candidates (`¶6.`, `6. (C)`, `(C) 6.`, inline `6.(C)`)
-   are scored and the best consistent 1, 2, 3... chain is kept, so sub-items, wrapped dates
-   (`April\n¶24. 2006`) and years (`¶2009`) are not taken for paragraphs.
-4. Paragraph text: number removed, underlined headings moved to the paragraph they introduce,
-   whitespace normalised. Cables without printed numbers are cut into blocks numbered 1..n.
+1. `_isolate_own_copy`: some files hold a truncated excerpt ("...") and then the whole cable again,
+   often behind a copy of its database row, and some have another cable glued on; keep one full
+   copy of this cable.
+2. `_remove_breaks`: section breaks (`PHNOM PENH 00000637  002 OF 002`, also inside re-flowed
+   lines), old `PAGE 02 ...` page headers with their routing residue, stray `SIPDIS` captions.
+3. `_choose_numbering`: paragraph-number candidates (`¶6.`, `6. (C)`, `(C) 6.`, `6.(C)` inside a
+   re-flowed line) are weighed and the best 1, 2, 3... chain is kept, so that sub-items, quoted
+   lists and wrapped dates (`on April\n¶24. The...`) are not taken for paragraphs.
+4. Paragraph text: number removed (a `(C)` marking is kept), headings underlined with dashes moved
+   to the paragraph they introduce, signature and web-site footers dropped, whitespace normalised.
+   Cables that print no numbers are cut into blocks numbered 1..n with `numbered=False`.
 """
 
 from __future__ import annotations
@@ -30,26 +32,27 @@ from rag.types import Cable, Paragraph
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 CSV_COLUMNS = ("id", "date", "refid", "origin", "classification", "references", "header", "content")
-# Paragraphs of at most this many characters are folded into the next block of an unnumbered cable.
+# In a cable without printed numbers, blocks this short are folded into the next block.
 MIN_BLOCK_CHARS = 40
 
 
 class CableError(ValueError):
-    """Input that cannot be parsed as a cable; `reason` is a one-line explanation for people."""
+    """Input that cannot be parsed as a cable. The message (also `reason`) is a one-line
+    explanation for people; `source` names the file it came from, when known."""
 
     def __init__(self, reason: str, source: str | None = None):
+        super().__init__(reason)
         self.reason = reason
         self.source = source
-        super().__init__(f"{source}: {reason}" if source else reason)
 
 
 class ParsedBody(NamedTuple):
-    """What `parse_body` finds in the telegram text after the metadata."""
+    """What `parse_body` finds in a cable's raw text."""
 
-    header: str
-    subject: str
+    header: str  # header material (classification line, TAGS, SUBJECT, REF, Classified By...)
+    subject: str  # from the SUBJECT: line, wrapped lines joined
     tags: list[str]
-    refs: list[str]
+    refs: list[str]  # referenced cable ids that could be resolved
     paragraphs: list[Paragraph]
 
 
@@ -69,7 +72,7 @@ def parse_cable(text: str) -> Cable:
         The `Cable`, its paragraphs numbered as the cable prints them.
 
     Raises:
-        CableError: missing or malformed metadata, or no text after it.
+        CableError: empty, truncated (no text after the metadata) or malformed metadata.
     """
     if not text.strip():
         raise CableError("empty file")
@@ -77,7 +80,7 @@ def parse_cable(text: str) -> Cable:
     if len(lines) < 6 or not lines[5].strip():
         raise CableError("truncated: no body after the header")
     cable_id, subject, date_line, classification, origin = (line.strip() for line in lines[:5])
-    if not _ID.match(cable_id):
+    if not _CABLE_ID.match(cable_id):
         raise CableError(f"line 1 is not a cable id: {cable_id[:40]!r}")
     try:
         cable_date = datetime.strptime(date_line, "%a %b %d %H:%M:%S %z %Y").date()
@@ -92,19 +95,18 @@ def parse_cable(text: str) -> Cable:
 
 
 def read_cable_file(path: str | Path) -> Cable:
-    """Read and parse one cable file, checking it is a reasonable text file first.
+    """Read and parse one cable file, checking first that it is a sane text file.
 
     Raises:
-        CableError: too large (over MAX_FILE_BYTES), empty, binary, not UTF-8, truncated or
-            malformed; the message starts with the path.
+        CableError: larger than MAX_FILE_BYTES, empty, binary, not UTF-8, truncated or
+            malformed; `source` is the path.
     """
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise CableError(
-                f"file too large ({size / 1e6:.1f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)", str(path)
-            )
+            limit = MAX_FILE_BYTES / 2**20
+            raise CableError(f"file too large ({size / 2**20:.1f} MB > {limit:.0f} MB)", str(path))
         data = path.read_bytes()
     except OSError as e:
         raise CableError(f"cannot read file ({e.strerror or e})", str(path)) from None
@@ -125,76 +127,92 @@ def read_cable_file(path: str | Path) -> Cable:
 def iter_csv_cables(path: str | Path) -> Iterator[Cable | CableError]:
     """Stream the cables of a full-release `cables.csv`, one row at a time.
 
-    Columns are id, date, refid, origin, classification, references, header, content (a header
-    row naming them is optional); fields use MySQL backslash escapes (`\\n`, `\\"`, `\\'`,
-    `\\\\`). The cable id is `refid`; `references` (comma- or |-separated ids) become `refs`.
+    Columns: id, date, refid, origin, classification, references, header, content (a first row
+    naming them is optional). Fields may use MySQL backslash escapes (`\\n`, `\\"`, `\\'`, `\\\\`)
+    or CSV doubled quotes. The cable id is `refid`; `references` (ids separated by commas or `|`)
+    are added to the refs found in the text.
 
     Yields:
-        A `Cable` per good row, or a `CableError` naming the row (counted from 1, the header row
-        included) for a bad one; the stream goes on after a bad row.
+        A `Cable` per good row, or a `CableError` naming the row (counted from 1, a header row
+        included) and the problem for a bad one; the stream goes on after a bad row.
     """
-    csv.field_size_limit(2**31 - 1)
+    csv.field_size_limit(2**31 - 1)  # a whole cable is one field
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         rows = csv.reader(_unescape_mysql(f), strict=False)
         columns = list(CSV_COLUMNS)
-        for row_number, row in enumerate(rows, start=1):
-            if row_number == 1 and row and row[0].strip().lower() == "id":
-                columns = [c.strip().lower() for c in row]
-                continue
-            if not any(field.strip() for field in row):
-                continue
-            try:
-                yield _cable_from_row(dict(zip(columns, row)), columns)
-            except CableError as e:
-                yield CableError(f"CSV row {row_number}: {e.reason}", str(path))
+        row_number = 0
+        try:
+            for row_number, row in enumerate(rows, start=1):
+                if row_number == 1 and row and row[0].strip().lower() == "id":
+                    columns = [name.strip().lower() for name in row]
+                    continue
+                if not any(field.strip() for field in row):
+                    continue
+                try:
+                    yield _cable_from_row(dict(zip(columns, row)))
+                except CableError as e:
+                    yield CableError(f"CSV row {row_number}: {e.reason}", str(path))
+        except csv.Error as e:  # the reader cannot find the next row after this
+            yield CableError(f"CSV row {row_number + 1}: {e}", str(path))
 
 
-def parse_body(
-    cable_id: str, text: str, origin: str = "", classification: str = ""
-) -> ParsedBody:
-    """Split the raw telegram text of one cable into header material and paragraphs.
+def parse_body(cable_id: str, text: str, origin: str = "", classification: str = "") -> ParsedBody:
+    """Split the raw text of one cable (everything after the metadata) into header and paragraphs.
 
     Args:
-        cable_id: e.g. `09PHNOMPENH637`; used to recognise section breaks and refs.
-        text: everything after the metadata (routing block, header, body).
-        origin, classification: help recognise embedded copies of the cable's database row.
+        cable_id: e.g. `09PHNOMPENH637`; used to recognise section breaks, embedded copies and refs.
+        text: routing block, header and body as the source gives them.
+        origin, classification: help recognise bare metadata lines of an embedded copy.
 
     Returns:
-        A `ParsedBody`; paragraphs are numbered as printed, or as blocks 1..n with
-        `numbered=False` when the cable prints no numbers.
+        A `ParsedBody`. Paragraphs carry the numbers the cable prints; when the first printed
+        number is 2, unnumbered text before it becomes ¶1 with `numbered=False`; a cable that
+        prints no numbers gives blocks 1..n with `numbered=False`.
     """
     text = _isolate_own_copy(cable_id, _normalise(text), origin, classification)
     text = _remove_breaks(cable_id, text)
-    markers = _choose_numbering(_find_candidates(text))
+    candidates = _find_candidates(text)
+    deduplicated = _drop_repeated_paragraphs(text, candidates)
+    if deduplicated != text:
+        text, candidates = deduplicated, _find_candidates(deduplicated)
+    markers = _choose_numbering(candidates)
     if markers:
         head_end = markers[0].start
-        paragraphs = _numbered_paragraphs(cable_id, text, markers)
+        if markers[0].num == 2:  # the first paragraph may simply carry no number
+            head_end = _header_end(text[:head_end])
+        paragraphs = _numbered_paragraphs(cable_id, text, markers, head_end)
     else:
         head_end = _header_end(text)
-        paragraphs = _unnumbered_paragraphs(cable_id, text[head_end:], text[:head_end])
+        body = _strip_signature(text[head_end:])
+        paragraphs = _unnumbered_paragraphs(cable_id, body, text[:head_end])
     header = text[:head_end]
-    year = _id_year(cable_id)
     return ParsedBody(
         header=_header_text(header),
-        subject=_subject(header),
+        subject=_field(header, r"SUBJ(?:ECT)?"),
         tags=_tags(header),
-        refs=_refs(header, year),
+        refs=_refs(header, year=cable_id[:2]),
         paragraphs=paragraphs,
     )
 
 
 # --------------------------------------------------------------------------------------------
-# Metadata
+# Building the Cable; CSV rows
 # --------------------------------------------------------------------------------------------
 
-_ID = re.compile(r"^\d{2}[A-Z][A-Z0-9-]*\d$")
+_CABLE_ID = re.compile(r"^\d{2}[A-Z][A-Z0-9-]*\d$")
 
 
 def _make_cable(
-    cable_id: str, subject: str, cable_date: date | None, classification: str, origin: str,
-    body: ParsedBody, extra_refs: list[str] = (),
+    cable_id: str,
+    subject: str,
+    cable_date: date | None,
+    classification: str,
+    origin: str,
+    body: ParsedBody,
+    listed_refs: list[str] | None = None,
 ) -> Cable:
-    refs = list(dict.fromkeys([*extra_refs, *body.refs]))
+    refs = dict.fromkeys([*(listed_refs or []), *body.refs])
+    refs.pop(cable_id, None)
     return Cable(
         id=cable_id,
         subject=subject or body.subject,
@@ -202,34 +220,25 @@ def _make_cable(
         classification=classification,
         origin=origin,
         tags=body.tags,
-        refs=[r for r in refs if r != cable_id],
+        refs=list(refs),
         paragraphs=body.paragraphs,
         header=body.header,
     )
 
 
-def _id_year(cable_id: str) -> str:
-    return cable_id[:2]
-
-
-def _cable_from_row(row: dict[str, str], columns: list[str]) -> Cable:
-    for name in ("refid", "date", "content"):
-        if name not in row:
-            raise CableError(f"missing field {name!r}")
+def _cable_from_row(row: dict[str, str]) -> Cable:
+    absent = [name for name in CSV_COLUMNS if name not in row]  # the row is short
+    empty = [name for name in ("refid", "date", "content") if not row.get(name, "-").strip()]
+    if absent or empty:
+        raise CableError(f"missing field {(absent + empty)[0]!r}")
     cable_id = row["refid"].strip()
-    if not cable_id:
-        raise CableError("missing field 'refid'")
-    if not _ID.match(cable_id):
+    if not _CABLE_ID.match(cable_id):
         raise CableError(f"refid is not a cable id: {cable_id[:40]!r}")
-    if not row["content"].strip() and not row.get("header", "").strip():
-        raise CableError("missing field 'content'")
-    cable_date = _csv_date(row["date"])
-    text = row.get("header", "").rstrip("\n") + "\n" + row["content"]
-    origin = row.get("origin", "").strip()
-    classification = row.get("classification", "").strip()
+    text = row["header"].rstrip("\n") + "\n" + row["content"]
+    origin, classification = row["origin"].strip(), row["classification"].strip()
     body = parse_body(cable_id, text, origin=origin, classification=classification)
-    refs = [r for r in re.split(r"[,|\s]+", row.get("references", "")) if _ID.match(r)]
-    return _make_cable(cable_id, "", cable_date, classification, origin, body, refs)
+    listed = [ref for ref in re.split(r"[,|\s]+", row["references"]) if _CABLE_ID.match(ref)]
+    return _make_cable(cable_id, "", _csv_date(row["date"]), classification, origin, body, listed)
 
 
 def _csv_date(value: str) -> date:
@@ -239,7 +248,7 @@ def _csv_date(value: str) -> date:
             return datetime.strptime(value, fmt).date()
         except ValueError:
             pass
-    raise CableError(f"bad date {value[:30]!r}" if value else "missing field 'date'")
+    raise CableError(f"bad date {value[:30]!r}")
 
 
 _MYSQL_ESCAPE = re.compile(r"\\(.)", re.S)
@@ -247,10 +256,10 @@ _MYSQL_CHARS = {"n": "\n", "t": "\t", "r": "\r", "0": "", "Z": "\x1a", "N": "", 
 
 
 def _unescape_mysql(lines: Iterator[str]) -> Iterator[str]:
-    """Turn MySQL backslash escapes into what the csv module reads (quotes doubled).
+    """Turn MySQL backslash escapes into what the csv module reads (a quote becomes `""`).
 
-    Escapes never span lines except an escaped newline, which sits on its own line's end, so
-    each physical line can be rewritten alone and memory stays bounded.
+    An escape never spans lines (an escaped newline is the backslash ending its own line), so
+    each physical line is rewritten alone and memory stays bounded.
     """
     for line in lines:
         if "\\" in line:
@@ -259,58 +268,73 @@ def _unescape_mysql(lines: Iterator[str]) -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Step 1: normalise and keep one full copy of the cable
+# Step 1: normalise, and keep one full copy of this cable
 # --------------------------------------------------------------------------------------------
 
-_BR = re.compile(r"[ \t]*<br\s*/?>[ \t]*(\n)?", re.I)
+_BR = re.compile(r"[ \t]*<br\s*/?>[ \t]*\n?", re.I)
+_DATE_FIELD = r"(?:\d{4}-\d\d-\d\d(?: [\d:]+)?|\d{1,2}/\d{1,2}/\d{4} [\d:]+)"
+_ID_FIELD = r"(?P<id>\d\d[A-Z][A-Z0-9-]*\d)"
+_CLASS_WORD = r"(?:UNCLASSIFIED|CONFIDENTIAL|SECRET|LIMITED OFFICIAL USE)"
+_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^,\n]*)'
+# The cable's database row as files embed it: MySQL tab dump (sometimes with its first columns
+# doubled), CSV, a space-aligned listing, and one "field: value" line per column.
+_OWN_ROWS = [
+    ("tab", re.compile(
+        rf"(?m)^(?:\d+\t)?(?:{_DATE_FIELD}\t\d+\t)?{_DATE_FIELD}\t{_ID_FIELD}"
+        r"\t[^\t\n]*\t[^\t\n]*\t[^\t\n]*\t"
+    )),
+    ("csv", re.compile(
+        rf"(?m)^\d+,{_DATE_FIELD},{_ID_FIELD},{_CSV_FIELD},{_CSV_FIELD},{_CSV_FIELD},\"?"
+    )),
+    ("spaced", re.compile(
+        rf"(?m)^\d+ +{_DATE_FIELD} +{_ID_FIELD} {{2,}}.*? {{2}}{_CLASS_WORD}[A-Z/ ]*?(?: {{2,}}|$)"
+    )),
+    ("record", re.compile(rf"(?m)^refid: {_ID_FIELD}\n(?:[a-z]+:.*\n)*?header:[ \t]*\n")),
+]
+_ANY_ROW = re.compile(rf"(?m)(?:^|[ \t])(?:\d+[\t ,]+)?{_DATE_FIELD}[\t ,]+{_ID_FIELD}[\t ,]")
+_META_LINE = re.compile(r"^(?:\d+|\d{4}-\d\d-\d\d[ \d:]*|\d\d[A-Z][A-Z0-9|]*\d)$")
+_ROUTING_BLOCK = re.compile(r"(?m)(?:^|[ \t])VZCZC")
+_EXCERPT_END = re.compile(r"\.\.\.[ \t]*\n[ \t]*\n")
+# What the second, full copy of a cable starts with.
+_RESTART = re.compile(r"(?m)C O N F I D E N T I A L|S E C R E T|UNCLAS|VZCZC|SUBJECT|^refid:|^\d+$")
+_ROUTING_START = re.compile(r"\A\s*(?:VZCZC|[A-Z]{2} RUE|\d+ +\d{4}-)")
+_FIRST_PARAGRAPH = re.compile(r"(?m)^[ \t]*¶?1\.[ \t]")
+_SECOND_PARAGRAPH = re.compile(r"(?m)^[ \t]*¶?2\.[ \t]")
 
 
 def _normalise(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _BR.sub("\n", text)
-    return "\n".join(line.rstrip() for line in text.split("\n"))
-
-
-_DATE_FIELD = r"(?:\d{4}-\d\d-\d\d(?: [\d:]+)?|\d{1,2}/\d{1,2}/\d{4} [\d:]+)"
-_CLASS_WORD = r"(?:UNCLASSIFIED|CONFIDENTIAL|SECRET|LIMITED OFFICIAL USE)"
-_CSV_FIELD = r'(?:"(?:[^"]|"")*"|[^,\n]*)'
-_ANY_ROW = re.compile(
-    rf"(?m)^(?:\d+[\t ,]+)?{_DATE_FIELD}[\t ,]+(\d\d[A-Z][A-Z0-9-]*\d)[\t ,]"
-)
-
-
-def _own_row_patterns(cable_id: str) -> list[tuple[str, re.Pattern]]:
-    cid = re.escape(cable_id)
-    return [
-        ("tab", re.compile(rf"(?m)^(?:\d+\t)?{_DATE_FIELD}\t{cid}\t[^\t\n]*\t[^\t\n]*\t[^\t\n]*\t")),
-        ("csv", re.compile(rf"(?m)^\d+,{_DATE_FIELD},{cid},{_CSV_FIELD},{_CSV_FIELD},{_CSV_FIELD},\"?")),
-        ("spaced", re.compile(
-            rf"(?m)^\d+ +{_DATE_FIELD} +{cid} {{2,}}.*? {{2}}{_CLASS_WORD}[A-Z/ ]*?(?: {{2,}}|$)")),
-        ("record", re.compile(rf"(?m)^refid: {cid}\n(?:[a-z]+:.*\n)*?header:[ \t]*\n")),
-    ]
+    text = text.replace("\u2028", " ").replace("\u2029", " ")  # used as spaces in a few cables
+    if "<br" in text or "<BR" in text:
+        text = _BR.sub("\n", text)
+    # A line holding a lone "-" separates paragraphs in old cables; a trailing backslash is left
+    # over from MySQL dumps, which escape every newline.
+    return "\n".join(
+        "" if line.strip() == "-" else line.rstrip().removesuffix("\\").rstrip()
+        for line in text.split("\n")
+    )
 
 
 def _isolate_own_copy(cable_id: str, text: str, origin: str, classification: str) -> str:
-    """Keep one full copy of the cable's own text and drop anything glued after it.
+    """Keep one full copy of the cable's own text and drop what the source glued after it.
 
-    Some files hold a truncated excerpt ("...") and then the whole cable again behind a copy of
-    its database row; the copy after the row is the complete one.
+    The copy after an embedded database row (or bare metadata lines) of this cable is the
+    complete one; a truncated excerpt ("...") followed by a second copy is spliced to it.
     """
-    if cable_id not in text:
-        return _cut_foreign_rows(cable_id, _splice_excerpt(cable_id, text))
-    for kind, pattern in _own_row_patterns(cable_id):
-        m = pattern.search(text)
-        if m:
-            return _cut_foreign_rows(cable_id, _unwrap_row(text[m.end():], kind))
-    restart = _bare_metadata_end(cable_id, text, origin, classification)
-    text = text[restart:] if restart is not None else _splice_excerpt(cable_id, text)
-    return _cut_foreign_rows(cable_id, text)
+    if cable_id in text:
+        for kind, pattern in _OWN_ROWS:
+            for m in pattern.finditer(text):
+                if m.group("id") == cable_id:
+                    return _unwrap_row(_cut_glued(cable_id, text[m.end():]), kind)
+        restart = _bare_metadata_end(cable_id, text, origin, classification)
+        if restart is not None:
+            return _cut_glued(cable_id, text[restart:])
+    return _cut_glued(cable_id, _splice_excerpt(cable_id, text))
 
 
 def _unwrap_row(text: str, kind: str) -> str:
     if kind == "tab":
-        # MySQL dumps end every line of a field with a backslash and separate fields with tabs.
-        text = re.sub(r"\\$", "", text, flags=re.M).replace("\t", "\n")
+        text = text.replace("\t", "\n")
     elif kind == "csv":
         text = text.replace('","', "\n").replace('""', '"')
         text = re.sub(r'"\s*$', "", text)
@@ -318,87 +342,97 @@ def _unwrap_row(text: str, kind: str) -> str:
 
 
 def _bare_metadata_end(cable_id: str, text: str, origin: str, classification: str) -> int | None:
-    """Where the text restarts after a block of bare metadata lines (…, id, origin, class)."""
+    """Where the text restarts after bare metadata lines (number, date, id, origin, class)."""
     for m in re.finditer(rf"(?m)^{re.escape(cable_id)}$", text):
         following = [line.strip() for line in text[m.end():].split("\n")[1:12] if line.strip()]
-        if not following or not {origin, classification} & set(following[:3]):
+        if not {origin, classification} & set(following[:3]):
             continue
         pos = m.end()
         for line in text[m.end():].split("\n")[1:]:
-            stripped = line.strip()
-            if stripped and stripped not in (origin, classification) and not _META_LINE.match(stripped):
+            value = line.strip()
+            if value and value not in (origin, classification) and not _META_LINE.match(value):
                 break
             pos += len(line) + 1
-        return pos
+        return min(pos, len(text))
     return None
 
 
-_META_LINE = re.compile(r"^(?:\d+|\d{4}-\d\d-\d\d[ \d:]*|\d\d[A-Z][A-Z0-9|]*\d)$")
-_EXCERPT_END = re.compile(r"\.\.\.[ \t]*\n[ \t]*\n")
-_ROUTING_START = re.compile(r"(?m)\A\s*(?:VZCZC|[A-Z]{2} RUE|\d+ +\d{4}-)")
-
-
 def _splice_excerpt(cable_id: str, text: str) -> str:
-    """Replace a truncated excerpt ("...") by the full text that follows it, if it does."""
+    """Replace a truncated excerpt ("...") by the full copy that follows it, where one does."""
     m = _EXCERPT_END.search(text)
-    if not m:
-        return text
+    if not m or _SECOND_PARAGRAPH.search(text, 0, m.start()):
+        return text  # excerpts stop in the header or the first paragraph; this "..." is text
     before, after = text[: m.start()], text[m.end():]
-    block_start = max(before.rfind("\n\n"), before.rfind("\n \n")) + 1
+    block_start = before.rfind("\n\n") + 1
     words = before[block_start:].split()
-    # The excerpt's last word may be cut mid-way; the first few words are reliable.
+    # The excerpt's last word may be cut short; its first words are reliable.
     key = words[:6] if len(words) > 6 else words[:-1]
     if len(" ".join(key)) >= 8:
         found = re.search(r"\s+".join(map(re.escape, key)), after, re.I)
-        if found:
+        if found and _RESTART.search(after, 0, found.end()):
             return before[:block_start] + after[found.start():]
-    if _ROUTING_START.match(after) and not re.search(rf"#0*{_id_number(cable_id)}\b", after[:2000]):
-        # What follows is another cable's text glued on by the source; the excerpt is all we have.
-        return before
+    number = re.search(r"\d+$", cable_id)
+    own_routing = re.compile(rf"#0*{int(number.group())}\b") if number else None
+    if _ROUTING_START.match(after) and not (own_routing and own_routing.search(after[:2000])):
+        return before  # another cable's routing block follows: the excerpt is all we have
     return text
 
 
-def _cut_foreign_rows(cable_id: str, text: str) -> str:
-    for m in _ANY_ROW.finditer(text):
-        if m.group(1) != cable_id:
-            return text[: m.start()]
-    cut = text.find("@@@OASYS@@@")  # a second transmission of the same cable follows
-    return text[:cut] if cut >= 0 else text
-
-
-def _id_number(cable_id: str) -> int:
-    m = re.search(r"(\d+)$", cable_id)
-    return int(m.group(1)) if m else -1
+def _cut_glued(cable_id: str, text: str) -> str:
+    """Cut off what the source glued after the cable: another cable's database row, or a
+    second transmission (`@@@OASYS@@@`, or a new `VZCZC` routing block after paragraph 1)."""
+    cuts = [m.start() for m in _ANY_ROW.finditer(text) if m.group("id") != cable_id][:1]
+    cuts += [i for i in [text.find("@@@OASYS@@@")] if i >= 0]
+    later = [m.start() for m in _ROUTING_BLOCK.finditer(text)][1:]
+    cuts += [i for i in later if _FIRST_PARAGRAPH.search(text, 0, i)][:1]
+    return text[: min(cuts)] if cuts else text
 
 
 # --------------------------------------------------------------------------------------------
 # Step 2: remove section breaks, page headers and other transmission residue
 # --------------------------------------------------------------------------------------------
 
-_SECTION_BREAK = re.compile(
-    r"(?<![A-Za-z])(?P<post>[A-Z][A-Z .'-]{1,30}?)[ \t]+0*(?P<num>\d{1,8})[ \t]+\d{3}(?:\.\d)?"
-    r"[ \t]+OF[ \t]+\d{3}\b"
+_SECTION_NUMBER = re.compile(
+    r"[ \t]+0*(?P<num>\d{1,8})[ \t]+\d{3}(?:\.\d)?[ \t]+[Oo][Ff][ \t]+\d{3}\b"
 )
-_BREAK_MARK = "\x00"  # placeholder for a removed break until the blank lines around it go too
+_POST_AT_END = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z.'-]*(?:[ \t]+[A-Z][A-Za-z.'-]*)*$")
+_BREAK_MARK = "\x00"  # stands for a removed break until the blank lines around it go too
 _BREAK_WITH_BLANKS = re.compile(r"\n(?:[ \t]*\n)*[ \t]*\x00[ \t]*\n(?:[ \t]*\n)*|[ \t]*\x00[ \t]*")
-_PAGE = re.compile(
-    r"^[ \t]*PAGE \d\d[ \t]+(?:[A-Z][A-Z ]{0,20}?[ \t]+\d{3,8}[ \t]+\d\d OF \d\d[ \t]+\d{6}Z"
-    r"|RUE[A-Z]+\d+[ \t]+[A-Z ]+?)[ \t]*",
+_PAGE_HEADER = (
+    r"PAGE \d\d[ \t]+(?:[A-Z][A-Z ]{0,20}?[ \t]+\d{3,8}(?:[ \t]+\d\d OF \d\d)?[ \t]+\d{6}Z"
+    r"|RUE[A-Z]+\d+[ \t]+[A-Z ]+?)"
+)
+_PAGE = re.compile(rf"^[ \t]*{_PAGE_HEADER}[ \t]*")
+_PAGE_INSIDE_LINE = re.compile(rf"[ \t]+{_PAGE_HEADER}[ \t]+")
+_TRAILING_CLASS = re.compile(rf"[ \t]+{_CLASS_WORD}[ \t]*\n(?=[ \t]*PAGE \d\d)")
+_LATER_SECTION = re.compile(
+    r"(?m)^[ \t]*(?:C O N F I D E N T I A L|S E C R E T|U N C L A S|UNCLAS|CONFIDENTIAL|SECRET)\b"
+    r".*\bSECTION 0*(?:[2-9]|[1-9]\d) OF \d+"
+)
+_ADDRESS_LINE = re.compile(
+    r"^[ \t]*(?:AMEMBASSY|AMCONSUL|USMISSION|USINT|SECSTATE|USCINC|CINC|DIA |CIA |NSC |JCS |SECDEF|"
+    r"[A-Z ]+ WASHDC|CONFIDENTIAL|SECRET|UNCLASSIFIED)"
+)
+_SECTION_HEADER_LINE = re.compile(
+    r"^[ \t]*(?:INFO |ACTION |-{5,}|[A-Z]+-\d\d|C O N F|S E C R E T|U N C L|UNCLAS|CONFIDENTIAL|"
+    r"SECRET|SIPDIS|E\.?O\.? ?1\d{4}|TAGS|SUBJECT|XXXXXXXXXXXX$|DEPT|DEPARTMENT|EMBASSY .* NO\.|"
+    r"C O R R E C T E D|FOR |PASS |[A-Z /,]+ FOR )"
+)
+_RESIDUE_LINE = re.compile(
+    rf"^[ \t]*(?:{_CLASS_WORD}(?:[ \t]+PTQ\d+)?|>(?: ?@@@.*)?|NNNN|BT|=+CABLE ENDS=+|SIPDIS|"
+    rf"\d{{4}}[A-Z]+\d+ - Classification: .*)[ \t]*(?:\n|$)",
     re.M,
 )
-_CLASS_RESIDUE = re.compile(
-    rf"^[ \t]*(?:{_CLASS_WORD}(?:[ \t]+PTQ\d+)?|>(?: ?@@@.*)?|NNNN|BT|=+CABLE ENDS=+)[ \t]*$", re.M
-)
+# The SIPDIS caption dropped into the middle of a paragraph, with a blank line before it.
 _SIPDIS_INSERT = re.compile(r"\n[ \t]*\n[ \t]*SIPDIS[ \t]*\n(?=[ \t]*\S)")
-_TRAILING_CLASS = re.compile(rf"[ \t]+{_CLASS_WORD}[ \t]*\n(?=[ \t]*PAGE \d\d)")
 
 
 def _remove_breaks(cable_id: str, text: str) -> str:
     text = _remove_page_headers(text)
-    if " OF " in text:
+    if " OF " in text or " of 0" in text:
         text = _remove_section_breaks(cable_id, text)
     text = _SIPDIS_INSERT.sub("\n", text)
-    return _CLASS_RESIDUE.sub("", text)
+    return _RESIDUE_LINE.sub("", text)
 
 
 def _remove_section_breaks(cable_id: str, text: str) -> str:
@@ -409,83 +443,75 @@ def _remove_section_breaks(cable_id: str, text: str) -> str:
     """
     m = re.match(r"^\d{2}[A-Z0-9-]*?([A-Z]+)(\d+)$", cable_id)
     own_post, own_num = (m.group(1), int(m.group(2))) if m else ("", -1)
-
-    def mark(m: re.Match) -> str:
+    pieces, done = [], 0
+    for m in _SECTION_NUMBER.finditer(text):
         line_start = text.rfind("\n", 0, m.start()) + 1
         line_end = text.find("\n", m.end())
-        rest = text[m.end(): line_end if line_end >= 0 else len(text)]
-        if not text[line_start: m.start()].strip() and not rest.strip():
-            return _BREAK_MARK
-        if int(m.group("num")) != own_num:
-            return m.group(0)
-        words = m.group("post").split()
-        for k in range(len(words)):
-            letters = "".join(words[k:])
-            if letters == own_post or (len(letters) >= 4 and own_post.startswith(letters)):
-                return " ".join([*words[:k], _BREAK_MARK])
-        return m.group(0)
-
-    text = _SECTION_BREAK.sub(mark, text)
-    if _BREAK_MARK not in text:
+        post = _POST_AT_END.search(text, max(line_start, m.start() - 40), m.start())
+        if not post or post.start() < done:
+            continue
+        rest_of_line = text[m.end(): line_end if line_end >= 0 else len(text)]
+        if not text[line_start: post.start()].strip() and not rest_of_line.strip():
+            start = post.start()
+        elif int(m.group("num")) == own_num:
+            start = _own_post_start(post, own_post)
+        else:
+            start = None
+        if start is not None:
+            pieces += [text[done:start], _BREAK_MARK]
+            done = m.end()
+    if not pieces:
         return text
+    text = "".join(pieces) + text[done:]
 
     def join(m: re.Match) -> str:
         if "\n" not in m.group(0):
             return " "
         # A break between two paragraphs keeps them apart; one inside a paragraph joins it.
-        before = text[: m.start()].rstrip()
+        before = text[max(0, m.start() - 200): m.start()].rstrip()
         return "\n\n" if before.endswith((".", ":", '"', "?", "!")) else "\n"
 
     return _BREAK_WITH_BLANKS.sub(join, text)
 
 
+def _own_post_start(post: re.Match, own_post: str) -> int | None:
+    """Where this cable's post name starts among the capitalised words before a break number."""
+    words = list(re.finditer(r"\S+", post.group(0)))
+    for k, word in enumerate(words):
+        letters = "".join(w.group(0) for w in words[k:]).upper()
+        if letters == own_post or (len(letters) >= 4 and own_post.startswith(letters)):
+            return post.start() + word.start()
+    if own_post and words[-1].group(0).upper().endswith(own_post):  # "XXXXXXXXXXXXLONDON"
+        return post.start() + words[-1].end() - len(own_post)
+    return None
+
+
 def _remove_page_headers(text: str) -> str:
-    """Old cables repeat `PAGE 02 HARARE 05461 01 OF 02 271458Z` and, at each new section, the
-    routing and header lines; remove them and keep the text that shares their lines."""
-    if "PAGE 0" not in text:
+    """Old cables repeat `PAGE 02 HARARE 05461 01 OF 02 271458Z` on each page and, at each new
+    section, the routing and header lines; remove them, keeping text that shares their lines."""
+    if "PAGE 0" not in text and not _LATER_SECTION.search(text):
         return text
-    text = _TRAILING_CLASS.sub("\n", text)
+    lines = _TRAILING_CLASS.sub("\n", text).split("\n")
     out: list[str] = []
-    lines = text.split("\n")
     i = 0
     while i < len(lines):
-        line = lines[i]
-        m = _PAGE.match(line)
-        if not m:
-            out.append(line)
-            i += 1
-            continue
-        rest = line[m.end():]
-        if re.match(r"PAGE 01\b", line.strip()):
-            i = _skip_section_header(lines, i + 1)
-            continue
-        if rest.strip():
-            out.append(rest)
-        i += 1
-    return "\n".join(out)
-
-
-_SECTION_HEADER_LINE = re.compile(
-    r"^[ \t]*(?:INFO |ACTION |-{5,}|[A-Z]+-\d\d|C O N F|S E C R E T|U N C L|UNCLAS|CONFIDENTIAL|"
-    r"SECRET|SIPDIS|E\.?O\.? ?1\d{4}|TAGS|SUBJECT|XXXXXXXXXXXX$|DEPT|DEPARTMENT|EMBASSY .* NO\.|"
-    r"C O R R E C T E D|FOR |PASS |[A-Z /]+ FOR )"
-)
-
-
-def _skip_section_header(lines: list[str], i: int) -> int:
-    """Index of the first text line after a new section's routing and header lines."""
-    last = i - 1
-    for j in range(i, min(i + 15, len(lines))):
-        if _SECTION_HEADER_LINE.match(lines[j]) or not lines[j].strip():
-            if lines[j].strip():
-                last = j
-            if re.match(r"^[ \t]*(?:SUBJECT|TAGS|E\.?O\.? ?1\d{4})", lines[j]) and re.search(
-                r"TAGS|SUBJECT", lines[j]
+        page = _PAGE.match(lines[i])
+        if (page and lines[i].split()[1] == "01") or _LATER_SECTION.match(lines[i]):
+            while out and (
+                not out[-1].strip() or _ROUTING_LINE.match(out[-1]) or _ADDRESS_LINE.match(out[-1])
             ):
-                return j + 1
-        else:
-            break
-    return last + 1
+                out.pop()
+            out.append("")
+            i, stop = i + 1, min(i + 16, len(lines))
+            while i < stop and (not lines[i].strip() or _SECTION_HEADER_LINE.match(lines[i])):
+                i += 1
+            continue
+        if not page:
+            out.append(lines[i])
+        elif lines[i][page.end():].strip():
+            out.append(lines[i][page.end():])
+        i += 1
+    return _PAGE_INSIDE_LINE.sub(" ", "\n".join(out))
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,36 +519,46 @@ def _skip_section_header(lines: list[str], i: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 _MARKING = (
-    r"\((?:U|C|S|TS|SBU|LOU|FOUO|NF|u|c|s|sbu|[CSU] ?//? ?[A-Z][A-Z ]{1,14}|SBU ?/ ?[A-Z]{2,}"
-    r"|U ?/ ?[A-Z]{2,})\)"
+    r"\((?:U|C|S|TS|SBU|LOU|FOUO|NF|u|c|s|sbu)(?:\s*//?\s*[A-Za-z][A-Za-z ,\n]{1,60})?\)"
 )
+# `¶6.  (SBU) ...`, `6. (C) ...`, `6.(C)`, `(C) 6. ...`, `1 (S) ...`, `¶1. 1. Summary`.
 _LINE_CANDIDATE = re.compile(
     rf"^(?P<indent>[ \t]*)(?P<pil>¶)?[ \t]*(?P<mk1>{_MARKING}[ \t]*:?[ \t]*)?"
     rf"(?P<num>\d{{1,3}})(?:[ \t]?\.(?:[ \t]+(?P=num)\.)?[ \t]*|[ \t]+(?={_MARKING}))"
-    rf"(?=(?P<mk2>{_MARKING})|[A-Za-z\"'(-]|(?<=[ \t])(?!(?:19|20)\d\d\b)\d|$)",
+    rf"(?=(?P<mk2>{_MARKING})|[A-Za-z\"'(\[-]|(?<=[ \t])(?!(?:19|20)\d\d\b)\d|$)",
     re.M,
 )
-# Re-flowed cables may run paragraphs together on one line: "...Damascus.  3. (C) Abdel Halim".
+# Re-flowed cables may run paragraphs together on one line: "...Damascus.  3. (C) Abdel Halim",
+# "...Support ----------- 3.  Subsequently", "NOC REACTS SWIFTLY 4 (SBU) Libya's".
 _INLINE_CANDIDATE = re.compile(
-    rf"(?<=\S)[ \t]{{1,6}}(?P<num>\d{{1,2}})[ \t]?\.[ \t]{{0,3}}(?={_MARKING}|(?:BEGIN )?SUMMARY\b|Summary\b)"
-    rf"|(?<=---)[ \t]+(?P<num2>\d{{1,2}})\.[ \t]+(?=\S)"
+    rf"(?<=[ \t])(?:(?P<num>\d{{1,2}})[ \t]?\.[ \t]{{0,3}}"
+    rf"(?={_MARKING}|(?:BEGIN )?SUMMARY\b|Summary\b)"
+    rf"|(?:(?<=---[ \t])|(?<=---[ \t][ \t]))(?P<num2>\d{{1,2}})\.[ \t]+(?=\S)"
+    rf"|(?:(?<=[A-Z][A-Z][ \t])|(?<=[A-Z][A-Z][ \t][ \t]))(?P<num3>\d{{1,2}})[ \t]+(?={_MARKING}))"
 )
-# A line ending like this makes the next line's "15." part of a date or reference, as in
-# "on September\n15. The" or "UNSCR\n1540.", which the WikiLeaks site still marked with a pilcrow.
+# A line ending like this makes a number starting the next line part of a date or reference,
+# "on September\n15. The" or "UNSCR\n1540.", which the WikiLeaks site still gave a pilcrow.
 _WRAPPED_REFERENCE = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
     r"December|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|No|Nos|Art|Para)\.?|"
     r"paras?|paragraphs?|UNSCR|Resolution|Article|Section|Law|Decree|number)[ \t]*$",
     re.I,
 )
+# No sentence ends like this, so a number on the next line continues it ("under the age of\n16.").
+_OPEN_SENTENCE = re.compile(
+    r"(?:\b(?:of|to|the|a|an|by|for|in|on|at|with|from|than|under|over|about|between|aged?|"
+    r"ages|grades?|nearly|approximately|around)|(?<=\w )(?:and|or))[ \t]*$"
+)
 
 
 class _Candidate(NamedTuple):
-    start: int  # where the paragraph (number prefix included) begins
+    start: int  # where the paragraph, number included, begins
     text_start: int  # where its text begins
     num: int
     marked: bool  # followed (or preceded) by a classification marking such as (C)
-    layout: float  # evidence from the layout: blank line before, pilcrow, no indent
+    marking: str  # a marking printed before the number, `(C) 3.`, which the text keeps
+    layout: float  # evidence from the layout: blank line before, pilcrow, indentation
+    after_redaction: bool  # follows XXXXXXXXXXXX, which may stand for whole paragraphs
 
 
 def _find_candidates(text: str) -> list[_Candidate]:
@@ -530,36 +566,71 @@ def _find_candidates(text: str) -> list[_Candidate]:
     for m in _LINE_CANDIDATE.finditer(text):
         start = m.start()
         prev_start = text.rfind("\n", 0, max(start - 1, 0)) + 1
-        prev_line = text[prev_start: max(start - 1, 0)]
-        blank_before = start == 0 or not prev_line.strip()
+        blank_before = start == 0 or not text[prev_start:start].strip()
+        before = text[max(0, start - 40): start].rstrip()
         marked = bool(m.group("mk1") or m.group("mk2"))
-        if not (blank_before or marked) and _WRAPPED_REFERENCE.search(prev_line[-20:]):
+        open_sentence = not marked and bool(_OPEN_SENTENCE.search(before))
+        if not (marked or blank_before) and (open_sentence or _WRAPPED_REFERENCE.search(before)):
             continue
         layout = (0.5 if blank_before else 0.0) + (0.3 if m.group("pil") else 0.0)
         layout -= 0.5 if len(m.group("indent").expandtabs()) >= 2 else 0.0
-        found[start] = _Candidate(start, _text_start(m), int(m.group("num")), marked, layout)
+        layout -= 1.0 if open_sentence else 0.0
+        marking = (m.group("mk1") or "").strip(" \t:")
+        redacted = before.endswith("XXXXXXXXXXXX")
+        found[start] = _Candidate(start, m.end(), int(m.group("num")), marked, marking, layout,
+                                  redacted)
     for m in _INLINE_CANDIDATE.finditer(text):
-        start = m.start() + len(m.group(0)) - len(m.group(0).lstrip(" \t"))
-        if start not in found:
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if text[line_start: m.start()].strip():  # at a line start it was found above
             marked = text[m.end(): m.end() + 1] == "("
-            num = int(m.group("num") or m.group("num2"))
-            found[start] = _Candidate(start, m.end(), num, marked, -0.4)
+            num = int(m.group("num") or m.group("num2") or m.group("num3"))
+            found[m.start()] = _Candidate(m.start(), m.end(), num, marked, "", -0.4, False)
     return sorted(found.values())
 
 
-def _text_start(m: re.Match) -> int:
-    """Paragraph text starts at the marking for `(C) 3.` and after the number for `3. (C)`."""
-    if m.group("mk1"):
-        return m.start("mk1")
-    return m.end()
+def _drop_repeated_paragraphs(text: str, cands: list[_Candidate]) -> str:
+    """Remove paragraphs that the source repeats word for word under the same number (some
+    files repeat part of the cable after a section break)."""
+    first: dict[tuple[int, str], str] = {}
+    cuts: list[tuple[int, int]] = []
+    for k, c in enumerate(cands):
+        end = cands[k + 1].start if k + 1 < len(cands) else len(text)
+        words = " ".join(text[c.start: end].split())
+        key = (c.num, words[:100])
+        if key not in first:
+            first[key] = words
+        elif len(key[1]) == 100:
+            cuts.append((c.start, _repeated_until(text, c.start, end, first[key])))
+    for start, end in reversed(cuts):
+        text = text[:start] + text[end:]
+    return text
+
+
+def _repeated_until(text: str, start: int, end: int, words: str) -> int:
+    """How far text[start:end] repeats `words` (whitespace-normalised), as an index into text."""
+    i, j = start, 0
+    while i < end and j < len(words):
+        if text[i].isspace():
+            j += words[j] == " "
+        elif text[i] == words[j]:
+            j += 1
+        else:
+            break
+        i += 1
+    return i
+
+
+# A paragraph's predecessor is looked for among this many earlier candidates, which keeps the
+# search linear on huge inputs; real cables have at most a few hundred candidates.
+_CHAIN_WINDOW = 200
 
 
 def _choose_numbering(cands: list[_Candidate]) -> list[_Candidate]:
     """Pick the best chain of candidates numbered 1, 2, 3...
 
-    A longest-path search: each candidate adds its weight, a skipped or repeated number costs a
-    penalty. In a cable whose paragraphs carry markings like (C), unmarked numbers are most
-    likely sub-items, so they weigh little.
+    A longest-path search: each candidate adds its weight and a skipped or repeated number
+    costs a penalty. In a cable whose paragraphs carry markings like (C), unmarked numbers are
+    most likely sub-items, so they weigh little.
     """
     if not cands:
         return []
@@ -569,8 +640,8 @@ def _choose_numbering(cands: list[_Candidate]) -> list[_Candidate]:
     back: list[int] = []
     for i, c in enumerate(cands):
         score, prev = weights[i] - min(0.25 * (c.num - 1), 3.0), -1
-        for j in range(i):
-            penalty = _step_penalty(c.num - cands[j].num)
+        for j in range(max(0, i - _CHAIN_WINDOW), i):
+            penalty = _step_penalty(c.num - cands[j].num, c.after_redaction)
             if penalty is not None and best[j] + weights[i] - penalty > score:
                 score, prev = best[j] + weights[i] - penalty, j
         best.append(score)
@@ -581,53 +652,61 @@ def _choose_numbering(cands: list[_Candidate]) -> list[_Candidate]:
         chain.append(cands[end])
         end = back[end]
     chain.reverse()
-    if len(chain) == 1 and not (chain[0].num == 1 and (chain[0].marked or chain[0].layout > 0.6)):
-        return []
+    if len(chain) == 1 and not (chain[0].marked or chain[0].num <= 2 and chain[0].layout > 0.2):
+        return []  # a lone "1." is more likely a list item in an unnumbered cable
     return chain
 
 
-def _step_penalty(step: int) -> float | None:
+def _step_penalty(step: int, after_redaction: bool) -> float | None:
     """Cost of going from paragraph n to n + step; None where that cannot happen."""
     if step == 1:
         return 0.0
+    if step > 1 and after_redaction:  # the redaction took the paragraphs in between
+        return 0.3
     if step == 0:  # a number printed twice (06PHNOMPENH983 has two ¶11)
         return 1.5
-    if 2 <= step <= 4:  # the author skipped a number, or we missed one
-        return 0.6 * (step - 1)
+    if step >= 2:  # the author skipped numbers, or a paragraph was withheld
+        return min(0.6 * (step - 1), 2.0)
     return None
 
 
-def _numbered_paragraphs(cable_id: str, text: str, markers: list[_Candidate]) -> list[Paragraph]:
+# --------------------------------------------------------------------------------------------
+# Step 4: paragraphs, headings, signatures
+# --------------------------------------------------------------------------------------------
+
+
+def _numbered_paragraphs(
+    cable_id: str, text: str, markers: list[_Candidate], body_start: int
+) -> list[Paragraph]:
+    """Paragraphs between the chosen markers; text between the header and a first marker `¶2`
+    becomes an unprinted ¶1 (`numbered=False`)."""
     paragraphs: list[Paragraph] = []
+    heading = _trailing_heading(text[:body_start], in_header=True)[1]
+    if body_start < markers[0].start:
+        intro, next_heading = _trailing_heading(text[body_start: markers[0].start])
+        if len(_clean(intro)) >= MIN_BLOCK_CHARS:
+            paragraphs.append(Paragraph(cable_id, 1, _clean(intro), heading, numbered=False))
+            heading = next_heading
     seen: dict[int, int] = {}
-    heading = _trailing_heading(text[: markers[0].start], in_header=True)[1]
     for k, marker in enumerate(markers):
-        end = markers[k + 1].start if k + 1 < len(markers) else len(text)
-        raw = text[marker.text_start: end]
         if k + 1 < len(markers):
-            raw, next_heading = _trailing_heading(raw)
+            raw, next_heading = _trailing_heading(text[marker.text_start: markers[k + 1].start])
         else:
-            raw, next_heading = _strip_signature(raw), ""
+            raw, next_heading = _strip_signature(text[marker.text_start:]), ""
         occurrence = seen.get(marker.num, 0)
         seen[marker.num] = occurrence + 1
-        paragraphs.append(
-            Paragraph(cable_id, marker.num, _clean(raw), heading, numbered=True, occurrence=occurrence)
-        )
+        clean = _clean(f"{marker.marking} {raw}")
+        paragraphs.append(Paragraph(cable_id, marker.num, clean, heading, occurrence=occurrence))
         heading = next_heading
     return paragraphs
 
 
-# --------------------------------------------------------------------------------------------
-# Step 4: headings, signatures, text clean-up
-# --------------------------------------------------------------------------------------------
-
 _DASHES = re.compile(r"^[ \t]*-[- ]{2,}[ \t]*$")
 _UNDERLINE_AT_END = re.compile(r"(?:^|[ \t])(-{3,})[ \t-]*$")
 _OVERLINE = re.compile(r"(?:^|[ \t])-{3,}[ \t]+(?=[^-\s][^-]*$)")
-_HEADER_LINE = re.compile(
-    r"^\s*(?:SUBJ|TAGS|REF|E\.?\s?O\.?|Classified|CLASSIFIED|Derived|DECL|SIPDIS|SENSITIVE|"
-    r"NOFORN|UNCLAS|C O N|S E C|CONFIDENTIAL|SECRET|FM |TO |INFO |RUE|VZCZC|DE |ZN|\d)",
-    re.I,
+# Table rows, links and "End text"-like lines are not headings.
+_NOT_A_TITLE = re.compile(
+    r"\d[\d,.)]*\s+\S*\d|%|https?:|\.pdf|(?i:^(?:end|begin|text|septel|comment|note)\b)"
 )
 
 
@@ -635,22 +714,23 @@ def _trailing_heading(raw: str, in_header: bool = False) -> tuple[str, str]:
     """Split a heading off the end of a paragraph: it belongs to the paragraph that follows.
 
     Recognised: a line underlined (and maybe overlined) with dashes; the same re-flowed onto
-    the end of the previous line (`END SUMMARY. Verdict -------`, the dashes as long as the
-    heading); and a short title-like line standing alone.
+    the end of a line (`END SUMMARY. Verdict -------`, the dashes as long as the heading); and,
+    except in the header, a short title-like line standing alone after a blank line.
+
+    Returns:
+        (text without the heading, heading or "").
     """
     lines = raw.rstrip().split("\n")
-    if not lines or not lines[-1].strip():
-        return raw, ""
-    if _DASHES.match(lines[-1]) and len(lines) >= 2:
+    if all(_DASHES.match(line) or not line.strip() for line in lines):
+        return "", ""
+    if _DASHES.match(lines[-1]):
         k = len(lines) - 2
-        while k >= 0 and not lines[k].strip():
+        while not lines[k].strip():
             k -= 1
-        if k < 0 or _DASHES.match(lines[k]):
-            return "\n".join(lines[:-1]), ""
         heading = lines[k].strip()
-        cut = k - 1 if k >= 1 and _DASHES.match(lines[k - 1]) else k
-        if in_header and _HEADER_LINE.match(heading):
+        if _DASHES.match(lines[k]) or in_header and _is_header_line(heading):
             return "\n".join(lines[: k + 1]), ""
+        cut = k - 1 if k >= 1 and _DASHES.match(lines[k - 1]) else k
         return "\n".join(lines[:cut]), heading
     inline = _inline_heading(lines)
     if inline:
@@ -682,49 +762,71 @@ def _inline_heading(lines: list[str]) -> tuple[str, str] | None:
 
 def _looks_like_title(lines: list[str]) -> bool:
     title = lines[-1].strip()
-    before = lines[-2].strip() if len(lines) >= 2 else ""
-    if before or len(lines) < 3 or not title or len(title) > 80 or len(title.split()) > 12:
+    if len(lines) < 3 or lines[-2].strip() or len(title) > 80 or len(title.split()) > 12:
         return False
-    if title.endswith((",", ";", ":")) or (title.endswith(".") and not title.endswith("...")):
+    if title.endswith((",", ";", ":", "?", "!", ")", '"')):
         return False
-    if title.endswith(("?", "!", ")", '"')) or title.startswith(("-", "(", "*", "¶", "•", "o ")):
+    if title.startswith(("-", "(", "*", "¶", "•", "o ")):
         return False
-    return bool(re.search(r"[A-Za-z]{3}", title)) and not re.match(
-        r"(?i)^(?:end|begin|text|septel|comment|note)\b", title
-    )
+    if title.endswith(".") and not title.endswith("..."):
+        return False
+    return bool(re.search(r"[A-Za-z]{3}", title)) and not _NOT_A_TITLE.search(title)
 
 
-_SIGNATURE = re.compile(r"^[A-Z][A-Za-z'.-]*(?: [A-Za-z][A-Za-z'.-]*){0,2}$")
-_TRAILER = re.compile(
-    r"^\s*(?:Visit .*|.*Classified Web ?[Ss]ite.*|https?://\S+|[\w ]*Blog at http\S*|</t[dr]>.*|"
-    r"\*{10,}.*|=+.*|\"|\.\.\.)\s*$"
+def _is_header_line(line: str) -> bool:
+    return bool(_HEADER_ANCHOR.match(line) or _ROUTING_LINE.match(line) or line[:1].isdigit())
+
+
+_SITE_PILCROW = re.compile(r"(?m)^([ \t]*)¶")
+_FOOTER = re.compile(
+    r"(?:\*[\s*]*)?(?:Please )?[Vv]isit\b[^\n]{0,80}?Classified [Ww]eb ?[Ss]ite.*", re.S
 )
+_TRAILER = re.compile(
+    r"^\s*(?:https?://\S+.*|.*Partnership Blog at.*|.*North American\s*|</t[dr]>.*|\*{10,}.*|=+.*|"
+    r"\"|\.\.\.)\s*$"
+)
+_SIGNATURE = re.compile(
+    r"^(?:(?:van|de|von|del|da|la) )?[A-Z][A-Za-z'.-]*(?: [A-Za-z][A-Za-z'.-]*){0,2}$"
+)
+# A re-flowed last line keeps the signature on it: "... End comment. TUTTLE".
+_INLINE_SIGNATURE = re.compile(r"(?<=[.!?\"')\]])[ \t]+(?:(?:van|de|von) )?[A-Z][A-Za-z'-]+[ \t]*$")
 
 
 def _strip_signature(raw: str) -> str:
     """Drop the signature (`RODLEY`) and web-site footers after the last paragraph's text."""
-    lines = raw.rstrip().split("\n")
-    while len(lines) > 1 and (not lines[-1].strip() or _TRAILER.match(lines[-1])):
-        lines.pop()
-    if len(lines) > 1:
+    lines = _FOOTER.sub("", raw).rstrip().split("\n")
+    signed = False
+    while len(lines) > 1:
         last = lines[-1].strip()
-        prev = next((line.strip() for line in reversed(lines[:-1]) if line.strip()), "")
-        if (
-            _SIGNATURE.match(last)
-            and len(last) <= 30
-            and not last.endswith(".")
-            and (prev.endswith((".", "!", "?", ":", '"', ")", "-")) or not prev)
-        ):
+        if not last or _TRAILER.match(last):
             lines.pop()
+        elif not signed and _is_signature(last, lines[:-1]):
+            lines.pop()
+            signed = True
+        else:
+            break
+    if not signed:
+        lines[-1] = _INLINE_SIGNATURE.sub("", lines[-1])
     return "\n".join(lines)
 
 
+def _is_signature(last: str, before: list[str]) -> bool:
+    prev = next((line.strip() for line in reversed(before) if line.strip()), "")
+    return bool(
+        _SIGNATURE.match(last)
+        and len(last) <= 30
+        and not last.endswith(".")
+        and (not prev or prev.endswith((".", "!", "?", ":", '"', ")", "-")))
+    )
+
+
 def _clean(raw: str) -> str:
-    return " ".join(raw.replace("¶", "").split())
+    """Text on one line, without the pilcrows the WikiLeaks site put at line starts (`¶B.`)."""
+    return " ".join(_SITE_PILCROW.sub("", raw).split())
 
 
 # --------------------------------------------------------------------------------------------
-# Cables without printed numbers
+# Cables that print no paragraph numbers
 # --------------------------------------------------------------------------------------------
 
 _HEADER_ANCHOR = re.compile(
@@ -733,97 +835,84 @@ _HEADER_ANCHOR = re.compile(
     r"SENSITIVE\b|UNCLAS\b|U N C L A S|C O N F I D E N T I A L|S E C R E T|CONFIDENTIAL\b|SECRET\b|"
     r"FOR OFFICIAL USE ONLY|DECL:|C O R R E C T E D|(?:Class|Date|Key|Tags):)"
 )
-_CONTINUED_ANCHOR = re.compile(r"^[ \t]*(?:SUBJ|REF|Classified|CLASSIFIED|Derived)", re.I)
+_CONTINUED_FIELD = re.compile(r"^[ \t]*(?:SUBJ|REF|TAGS|Classified|CLASSIFIED|Derived)", re.I)
+_REF_ITEM = re.compile(r"^[ \t]*¶?\(?[A-Ha-h][.)][ \t]")
+_ADDRESSEE = re.compile(r"^[ \t]*[A-Z0-9/(][A-Z0-9 ,.:;/&()'+-]{0,100}$")
+# A marking, or the end of "Classified By: ... 1.4 (b) and (d).", where a re-flowed body starts.
 _BODY_AFTER_HEADER = re.compile(
-    rf"(?:(?<=\s)|^){_MARKING}\s|(?<=\(d\)\.)\s+(?=[A-Z])|(?<=\(D\)\.)\s+(?=[A-Z])"
+    rf"(?<!1\.\d )(?<!1\.\d)(?<!, ){_MARKING}(?![ \t]*(?:,|and\b|AND\b))\s+(?=[A-Z])"
+    r"|(?<=\([dD]\)\.)\s+(?=[A-Z])"
 )
 
 
 def _header_end(text: str) -> int:
-    """Offset where the body starts in a cable without paragraph numbers: after the last header
-    field (SUBJECT, REF, Classified By, ...) of the first lines, and its wrapped continuation."""
-    lines = text.split("\n")
-    offsets, pos = [], 0
-    for line in lines:
-        offsets.append(pos)
-        pos += len(line) + 1
-    last, limit = -1, min(len(lines), 120)
-    for i in range(limit):
-        if _HEADER_ANCHOR.match(lines[i]) or _ROUTING_LINE.match(lines[i]):
-            last = i
-    if last < 0:
-        return 0
-    end = last + 1
-    if _CONTINUED_ANCHOR.match(lines[last]):
-        while end < len(lines) and lines[end].strip() and not _HEADER_ANCHOR.match(lines[end]):
-            end += 1
-    # Re-flowed cables may run the body on from the header line: "REF: STATE 123 (SBU) Text".
-    tail_start = offsets[last]
-    tail = text[tail_start: offsets[end - 1] + len(lines[end - 1])]
-    m = _BODY_AFTER_HEADER.search(tail, 8)
-    if m:
-        return tail_start + m.start()
-    return min(offsets[end] if end < len(lines) else len(text), len(text))
+    """Offset where the body starts in a cable without paragraph numbers.
+
+    The header is read line by line: routing lines, the classification line, captions and
+    addressees, then E.O., TAGS, SUBJECT, REF and Classified By with their wrapped lines. Once
+    one of those fields has been seen, the first line that is none of these starts the body.
+    """
+    pos = end = last_start = 0
+    field, seen_field, blank_before = "", False, True
+    for line in text.split("\n"):
+        start, pos = pos, pos + len(line) + 1
+        if not line.strip():
+            blank_before = True
+            continue
+        if _HEADER_ANCHOR.match(line):
+            continued = _CONTINUED_FIELD.match(line)
+            field = continued.group(0).strip().upper()[:3] if continued else ""
+            seen_field = seen_field or bool(field)
+        elif field and not blank_before or field == "REF" and _REF_ITEM.match(line):
+            pass  # a wrapped header field, or the next item of a REF list
+        elif seen_field or not (_ROUTING_LINE.match(line) or _ADDRESSEE.match(line)):
+            break
+        end, last_start, blank_before = min(pos, len(text)), start, False
+    # Re-flowed cables may run the body on from the last header line: "REF: STATE 123 (SBU) X".
+    m = _BODY_AFTER_HEADER.search(text, last_start + 8)
+    return m.start() if m and m.start() < end else end
 
 
 def _unnumbered_paragraphs(cable_id: str, body: str, header: str) -> list[Paragraph]:
-    blocks: list[list[str]] = [[]]
-    for line in body.split("\n"):
-        if not line.strip():
-            if blocks[-1]:
-                blocks.append([])
-            continue
-        blocks[-1].append(line)
-        if len(line) > 100:  # a re-flowed line is a whole paragraph
-            blocks.append([])
-    raw_blocks = ["\n".join(b) for b in blocks if b]
-    if raw_blocks:
-        raw_blocks[-1] = _strip_signature(raw_blocks[-1])
-    texts, headings = [], []
+    """Blocks of a cable that prints no paragraph numbers, numbered 1..n.
+
+    Blocks are separated by blank lines (a re-flowed line is a block of its own); blocks of at
+    most MIN_BLOCK_CHARS are folded into the next one, and an underlined heading goes to the
+    block it introduces.
+    """
     heading = _trailing_heading(header, in_header=True)[1]
+    blocks: list[tuple[str, str]] = []
     pending = ""
-    for raw in raw_blocks:
-        raw, next_heading = _split_dashed_heading(raw)
-        if next_heading is None:
-            continue
-        text = _clean(raw)
-        if text and (len(pending) + len(text) > MIN_BLOCK_CHARS or pending):
-            texts.append(f"{pending} {text}".strip())
-            headings.append(heading)
-            heading, pending = "", ""
-        elif text:
-            pending = f"{pending} {text}".strip()
-        if next_heading:
-            if pending and texts:
-                texts[-1] += " " + pending
-                pending = ""
-            heading = next_heading
-    if pending:
-        if texts:
-            texts[-1] += " " + pending
+    for raw in _blocks(body):
+        raw, next_heading = _trailing_heading(raw)
+        text = f"{pending} {_clean(raw)}".strip()
+        pending = ""
+        if len(text) > MIN_BLOCK_CHARS or (text and next_heading):
+            blocks.append((heading, text))
+            heading = ""
         else:
-            texts.append(pending)
-            headings.append(heading)
+            pending = text
+        heading = next_heading or heading
+    if pending and blocks:
+        blocks[-1] = (blocks[-1][0], f"{blocks[-1][1]} {pending}")
+    elif pending:
+        blocks.append((heading, pending))
     return [
-        Paragraph(cable_id, n, t, h, numbered=False)
-        for n, (t, h) in enumerate(zip(texts, headings), start=1)
+        Paragraph(cable_id, n, text, heading, numbered=False)
+        for n, (heading, text) in enumerate(blocks, start=1)
     ]
 
 
-def _split_dashed_heading(raw: str) -> tuple[str, str | None]:
-    """For a block of an unnumbered cable: (text, heading for the next block).
-
-    Returns heading None when the block is only a dash line (the underline of a heading that
-    was already taken).
-    """
-    if _DASHES.match(raw.strip()) or not raw.strip("- \n"):
-        return "", None
-    lines = raw.split("\n")
-    if len(lines) >= 2 and _DASHES.match(lines[-1]):
-        k = len(lines) - 2
-        cut = k - 1 if k >= 1 and _DASHES.match(lines[k - 1]) else k
-        return "\n".join(lines[:cut]), lines[k].strip()
-    return _inline_heading(lines) or (raw, "")
+def _blocks(body: str) -> Iterator[str]:
+    block: list[str] = []
+    for line in body.split("\n"):
+        if line.strip():
+            block.append(line)
+        if block and (not line.strip() or len(line) > 100):  # a re-flowed line is a paragraph
+            yield "\n".join(block)
+            block = []
+    if block:
+        yield "\n".join(block)
 
 
 # --------------------------------------------------------------------------------------------
@@ -835,6 +924,10 @@ _ROUTING_LINE = re.compile(
     r"ACTION |id: |date: |refid: |origin: |classification: |destination: |header:|"
     r"(?:Class|Date|Key|Tags):\s|This record is a partial extract|\d+$|\d{6}Z |\d{4}-\d\d-\d\d)"
 )
+_CLASSIFICATION_LINE = re.compile(
+    r"(?m)^[ \t]*(?:UNCLAS|U N C L A S|C O N F I D E N T I A L|S E C R E T|CONFIDENTIAL|SECRET|"
+    r"LIMITED OFFICIAL USE)\b"
+)
 _GLUED_CLASSIFICATION = re.compile(
     r"(IMMEDIATE|PRIORITY|ROUTINE|WASHDC|COLLECTIVE)(UNCLAS|C O N F|S E C R|CONFIDENTIAL|SECRET)"
 )
@@ -842,32 +935,47 @@ _FIELD_STOP = (
     r"(?=\s+(?:REF(?:S|TEL)?\s*:|Classified [Bb]y|CLASSIFIED BY|E\.O\.|TAGS\s*:|SUBJECT\s*:|"
     rf"\d{{1,2}}\.\s?{_MARKING}|{_MARKING})|$)"
 )
+_REF_ID = re.compile(
+    r"(?:(?<=[\s.,;:)(])|^)(?:(?P<year>\d{2}|\d{4})\s+)?"
+    r"(?P<post>(?:[A-Z][A-Z'-]*|State|Secstate|SecState)(?:\s+[A-Z][A-Z'-]*){0,4})"
+    r"\s+0*(?P<num>\d{1,7})\b"
+)
+_REF_NOISE = {"A", "B", "C", "D", "E", "F", "G", "H", "AND", "REF", "REFS", "REFTEL", "REFTELS",
+              "SEE", "ALSO", "NOTAL", "PREVIOUS", "EMAIL", "E-MAIL", "TEL", "CABLE", "PARA", "NO"}
 
 
 def _header_text(header: str) -> str:
-    """The header material kept as context: routing lines dropped, blank lines collapsed."""
+    """The header material kept as context: from the classification line on (the routing block
+    before it goes), without routing lines, blank lines and pilcrows."""
     header = _GLUED_CLASSIFICATION.sub(r"\1\n\2", header)
-    lines = [line.strip() for line in header.split("\n")]
-    kept = [line for line in lines if line and not _ROUTING_LINE.match(line)]
-    return "\n".join(kept).replace("¶", "")
+    start = _CLASSIFICATION_LINE.search(header)
+    lines = [line.strip() for line in header[start.start() if start else 0:].split("\n")]
+    return "\n".join(
+        _SITE_PILCROW.sub("", line) for line in lines if line and not _ROUTING_LINE.match(line)
+    )
 
 
 def _field(header: str, name: str) -> str:
-    """The text of a header field such as SUBJECT, with its wrapped continuation lines."""
-    m = re.search(rf"(?m)^[ \t]*{name}[ \t]*:?[ \t]*(.*)$", header)
+    """The text of a header field such as SUBJECT with its wrapped lines (for REF, also further
+    items after a blank line); in re-flowed text the field may start mid-line."""
+    m = re.search(rf"(?m)^[ \t]*{name}\b[ \t]*:?[ \t]*(.*)$|(?<=\s){name}[ \t]*:[ \t]*(.*)$",
+                  header)
     if not m:
         return ""
-    parts = [m.group(1)]
+    parts = [m.group(1) or m.group(2) or ""]
+    blank = False
     for line in header[m.end():].split("\n")[1:]:
-        if not line.strip() or _HEADER_ANCHOR.match(line) or _LINE_CANDIDATE.match(line):
+        if not line.strip():
+            blank = True
+        elif _HEADER_ANCHOR.match(line) or _LINE_CANDIDATE.match(line):
             break
-        parts.append(line)
-    value = " ".join(" ".join(parts).split())
+        elif blank and not (name.startswith("REF") and _REF_ITEM.match(line)):
+            break
+        else:
+            parts.append(line)
+            blank = False
+    value = _clean("\n".join(parts))
     return re.match(rf"(.*?){_FIELD_STOP}", value).group(1).strip()
-
-
-def _subject(header: str) -> str:
-    return _field(header, r"SUBJ(?:ECT)?").replace("¶", "")
 
 
 def _tags(header: str) -> list[str]:
@@ -876,29 +984,20 @@ def _tags(header: str) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-_REF_STOP = {"AND", "REF", "REFS", "REFTEL", "REFTELS", "NOTAL", "PREVIOUS", "ALSO", "SEE",
-             "PARA", "PARAS", "TO", "IN", "OF", "FROM", "TEL", "NO", "THE", "EMAIL", "E-MAIL"}
-
-
 def _refs(header: str, year: str) -> list[str]:
-    """Referenced cable ids: `A. 08 PHNOM PENH 123` -> `08PHNOMPENH123`; no year: the cable's."""
-    value = _field(header, r"REF(?:S|TEL|TELS|ERENCES?)?").replace("¶", "")
+    """Referenced cable ids: `A. 08 PHNOM PENH 123` gives `08PHNOMPENH123`; without a year the
+    cable's own year is used; `PORT AU PRINCE 1543 AND 1497` gives two ids."""
+    value = _field(header, r"REF(?:S|TEL|TELS|ERENCES?)?")
     refs: list[str] = []
-    tokens = re.findall(r"[A-Za-z][A-Za-z'-]*\.?|\d+|[^\sA-Za-z\d]", value)
-    for i, token in enumerate(tokens):
-        if not token.isdigit() or len(token) > 7:
+    post = ""
+    for m in _REF_ID.finditer(value):
+        words = m.group("post").upper().split()
+        while words and words[0] in _REF_NOISE:
+            words.pop(0)
+        if words:
+            post = "STATE" if words == ["SECSTATE"] else "".join(words)
+        elif not m.group("post").upper().endswith("AND"):
             continue
-        words, k = [], i - 1
-        while k >= 0 and re.fullmatch(r"[A-Z][A-Z'-]+|State|Secstate", tokens[k]):
-            if tokens[k].upper() in _REF_STOP and (words or k == i - 1):
-                if tokens[k].upper() != "THE" or not words:
-                    break
-            words.insert(0, tokens[k].upper())
-            k -= 1
-        post = "".join(words)
-        if len(post) < 3 or len(words) > 4:
-            continue
-        ref_year = tokens[k] if k >= 0 and re.fullmatch(r"\d{2}|\d{4}", tokens[k]) else year
-        post = "STATE" if post == "SECSTATE" else post
-        refs.append(f"{ref_year[-2:]}{post}{int(token)}")
+        if len(post) >= 3:
+            refs.append(f"{(m.group('year') or year)[-2:]}{post}{int(m.group('num'))}")
     return list(dict.fromkeys(refs))
