@@ -8,6 +8,7 @@ retrieved paragraphs and return text whose claims carry `[CABLEID ¶N]` tags, wh
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from itertools import groupby
 from importlib import util as importlib_util
@@ -20,10 +21,13 @@ from rag.cite import REFUSAL
 from rag.embed import Encoder
 from rag.errors import RagError
 from rag.settings import Settings, get_settings
-from rag.text import content_words, names, numbers, split_sentences, strip_markings
+from rag.text import content_words, is_injection, numbers, split_sentences, strip_markings, without_injections
 from rag.types import Hit
 
 BACKENDS = ("extractive", "openai", "llamacpp")
+_NUMERIC_QUESTION = re.compile(r"\bhow (?:many|much|large|big|long|far|old)\b|\bwhat (?:percent|share|number|amount)\b", re.I)
+# "Who was X, and who was Y?" / "What did A say and what did B say?": a question in parts.
+_MULTI_PART = re.compile(r",? and (?:who|what|how|where|when|which|why|did|was|were)\b", re.I)
 
 SYSTEM_PROMPT = f"""You answer questions about US diplomatic cables using ONLY the numbered paragraphs given.
 Rules:
@@ -38,7 +42,7 @@ def format_context(hits: list[Hit]) -> str:
     for hit in hits:
         meta = hit.metadata
         context = f"{meta.get('subject', '')} ({meta.get('origin', '')}, {meta.get('date', '')})"
-        text = hit.text.replace("</paragraph>", "")
+        text = without_injections(hit.text).replace("</paragraph>", "")
         blocks.append(f'<paragraph tag="{hit.citation.tag}" cable="{context}">\n{text}\n</paragraph>')
     return "\n".join(blocks)
 
@@ -69,17 +73,22 @@ class ExtractiveAnswerer:
     """Answers with the retrieved sentences that best answer the question, each with its tag.
 
     A sentence scores by embedding similarity to the question, overlap of the question's
-    content words, and the rank of its paragraph; sentences are picked greedily, each adding
-    question words the answer does not cover yet. Refuses when the best evidence is weak.
+    content words, the rank of its paragraph, and — for how-many questions — holding a number.
+    The best sentence is kept with the next-best of its own paragraph (an answer often spans
+    two sentences of one paragraph); a question in several parts also gets the best sentence
+    of another paragraph that covers question words the answer lacks. Refuses when the best
+    evidence is weak.
     """
 
     name = "extractive"
     can_stream = False
     # Paragraphs whose sentences are candidates: beyond the top few, precision falls fast.
     PARAGRAPHS = 4
-    MAX_SENTENCES = 2
-    # Calibrated on the dev set (evals/RESULTS.md): below it the best sentence rarely answers.
-    REFUSE_BELOW = 0.40
+    # How far below the best a sentence may score and still join the answer.
+    MARGIN = 0.12
+    # Calibrated on the dev set (evals/calibrate_refusal.py; evals/RESULTS.md): below it the best
+    # sentence rarely answers the question.
+    REFUSE_BELOW = 0.48
 
     def __init__(self, encoder: Encoder, refuse_below: float | None = None):
         self.encoder = encoder
@@ -91,6 +100,7 @@ class ExtractiveAnswerer:
             Sentence(rank, pos, s)
             for rank, hit in enumerate(hits[: self.PARAGRAPHS])
             for pos, s in enumerate(split_sentences(hit.text))
+            if not is_injection(s)
         ]
 
     def score(self, question: str, sentences: list[Sentence]) -> np.ndarray:
@@ -99,27 +109,29 @@ class ExtractiveAnswerer:
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])
         prior = np.array([1.0 / (1 + 0.5 * s.hit_rank) for s in sentences])
-        return 0.55 * sims + 0.25 * lex + 0.20 * prior
+        wants_number = bool(_NUMERIC_QUESTION.search(question))
+        has_number = np.array([wants_number and bool(numbers(strip_markings(s.text))) for s in sentences])
+        return 0.55 * sims + 0.25 * lex + 0.20 * prior + 0.08 * has_number
 
     def pick(self, question: str, hits: list[Hit]) -> tuple[list[tuple[Sentence, float]], float]:
         sentences = self.candidates(hits)
         if not sentences:
             return [], 0.0
         scores = self.score(question, sentences)
-        order = list(np.argsort(-scores))
+        order = [int(i) for i in np.argsort(-scores)]
         best = float(scores[order[0]])
+        top = sentences[order[0]]
         chosen = [order[0]]
-        wants_number = any(w in question.lower() for w in ("how many", "how much", "what percent", "when", "what year"))
-        covered = content_words(sentences[order[0]].text)
-        for i in order[1:]:
-            if len(chosen) >= self.MAX_SENTENCES:
-                break
-            s = sentences[i]
-            adds = (content_words(question) & content_words(s.text)) - covered
-            has_needed_number = wants_number and numbers(s.text) and not numbers(sentences[chosen[0]].text)
-            if scores[i] >= best - 0.08 and (adds or has_needed_number or names(s.text) - covered):
-                chosen.append(i)
-                covered |= content_words(s.text)
+        if len(order) > 1 and scores[order[1]] >= best - self.MARGIN:
+            chosen.append(order[1])
+        if _MULTI_PART.search(question):
+            covered = set().union(*(content_words(sentences[i].text) for i in chosen))
+            wanted = content_words(question) - covered
+            for i in order[1:]:
+                s = sentences[i]
+                if s.hit_rank != top.hit_rank and scores[i] >= best - self.MARGIN and wanted & content_words(s.text):
+                    chosen.append(i)
+                    break
         chosen.sort(key=lambda i: (sentences[i].hit_rank, sentences[i].position))
         return [(sentences[i], float(scores[i])) for i in chosen], best
 

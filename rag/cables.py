@@ -28,7 +28,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from rag.types import Cable, Paragraph
+from rag.types import Cable, Paragraph, is_cable_id
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 CSV_COLUMNS = ("id", "date", "refid", "origin", "classification", "references", "header", "content")
@@ -80,7 +80,7 @@ def parse_cable(text: str) -> Cable:
     if len(lines) < 6 or not lines[5].strip():
         raise CableError("truncated: no body after the header")
     cable_id, subject, date_line, classification, origin = (line.strip() for line in lines[:5])
-    if not _CABLE_ID.match(cable_id):
+    if not is_cable_id(cable_id):
         raise CableError(f"line 1 is not a cable id: {cable_id[:40]!r}")
     try:
         cable_date = datetime.strptime(date_line, "%a %b %d %H:%M:%S %z %Y").date()
@@ -199,7 +199,6 @@ def parse_body(cable_id: str, text: str, origin: str = "", classification: str =
 # Building the Cable; CSV rows
 # --------------------------------------------------------------------------------------------
 
-_CABLE_ID = re.compile(r"^\d{2}[A-Z][A-Z0-9-]*\d$")
 
 
 def _make_cable(
@@ -232,12 +231,12 @@ def _cable_from_row(row: dict[str, str]) -> Cable:
     if absent or empty:
         raise CableError(f"missing field {(absent + empty)[0]!r}")
     cable_id = row["refid"].strip()
-    if not _CABLE_ID.match(cable_id):
+    if not is_cable_id(cable_id):
         raise CableError(f"refid is not a cable id: {cable_id[:40]!r}")
     text = row["header"].rstrip("\n") + "\n" + row["content"]
     origin, classification = row["origin"].strip(), row["classification"].strip()
     body = parse_body(cable_id, text, origin=origin, classification=classification)
-    listed = [ref for ref in re.split(r"[,|\s]+", row["references"]) if _CABLE_ID.match(ref)]
+    listed = [ref for ref in re.split(r"[,|\s]+", row["references"]) if is_cable_id(ref)]
     return _make_cable(cable_id, "", _csv_date(row["date"]), classification, origin, body, listed)
 
 

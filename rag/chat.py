@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from rag.retrieve import CABLE_ID
+from rag.types import CABLE_ID
 from rag.text import names
 
 # Words that point back at an earlier turn; a question without them, and long enough to

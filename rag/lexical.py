@@ -6,8 +6,10 @@ scores instead of filtering a top-k after the fact.
 
 Built to hold the full release (~3 million chunks) on a laptop:
 - the build streams: each page of the store is tokenized to integer ids against one growing
-  vocabulary and reduced to (row, token, tf) arrays at once, so no list of Python strings per
-  token is ever held for the whole corpus (bm25s.index on lists of strings needs ~10 GB at 3M);
+  vocabulary and reduced to (row, token, tf) arrays spilled to disk, so no list of Python
+  strings per token is ever held for the whole corpus (bm25s.index on lists of strings needs
+  ~5 KB per chunk, ~14 GB at 3M); a second pass scores them into memory-mapped arrays (peak
+  ~0.9 KB per chunk, most of it file pages the kernel can drop);
 - the score matrix is written in bm25s's on-disk format (bm25s.BM25.load reads it) and opened
   memory-mapped; the chunk ids are a memory-mapped .npy too, so a query touches only the pages
   of the postings and rows it needs;
@@ -105,15 +107,43 @@ class _Columns(Mapping):
         return len(self._keys())
 
 
-def _save_scores(tmp: Path, data, indices, indptr, vocab: dict[str, int], num_docs: int) -> None:
-    """Write the score matrix in bm25s's format (bm25s.BM25.load reads it)."""
+def _write_scores(tmp: Path, pieces: list[Path], vocab: dict[str, int], df: np.ndarray, lengths: np.ndarray,
+                  n: int) -> None:
+    """Pass 2 of the build: the BM25 score matrix in bm25s's on-disk format (CSC, one column per
+    token, rows ascending), written through memory maps; bm25s.BM25.load(mmap=True) reads it."""
     import bm25s
 
-    retriever = bm25s.BM25(k1=K1, b=B)
-    retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": num_docs}
-    retriever.vocab_dict = vocab
-    retriever.nonoccurrence_array = None
-    retriever.save(str(tmp), show_progress=False)
+    vocab[""] = len(vocab)  # bm25s's empty token: an empty column
+    df = np.concatenate([df, [0]])
+    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
+    norm = (K1 * ((1 - B) + B * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
+    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    nnz = int(indptr[-1])
+    data = np.lib.format.open_memmap(tmp / "data.csc.index.npy", mode="w+", dtype=np.float32, shape=(nnz,))
+    indices = np.lib.format.open_memmap(tmp / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
+    cursor = indptr[:-1].copy()
+    for piece in pieces:
+        with np.load(piece) as z:
+            rows, toks, tf = z["rows"], z["toks"], z["tf"].astype(np.float32)
+        score = idf[toks] * tf / (norm[rows] + tf)
+        order = np.argsort(toks, kind="stable")  # rows stay ascending within a token
+        toks, rows, score = toks[order], rows[order], score[order]
+        starts = np.flatnonzero(np.r_[True, toks[1:] != toks[:-1]])
+        runs = np.diff(np.r_[starts, len(toks)])
+        pos = cursor[toks] + (np.arange(len(toks)) - np.repeat(starts, runs))
+        indices[pos] = rows
+        data[pos] = score
+        cursor[toks[starts]] += runs
+    data.flush()
+    indices.flush()
+    del data, indices
+    np.save(tmp / "indptr.csc.index.npy", indptr)
+    (tmp / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    ref = bm25s.BM25(k1=K1, b=B)
+    params = dict(k1=ref.k1, b=ref.b, delta=ref.delta, method=ref.method, idf_method=ref.idf_method,
+                  dtype=ref.dtype, int_dtype=ref.int_dtype, num_docs=n, version=bm25s.__version__, backend=ref.backend)
+    (tmp / "params.index.json").write_text(json.dumps(params, indent=4))
 
 
 class LexicalIndex:
@@ -135,12 +165,21 @@ class LexicalIndex:
         into place), so an interrupted build never leaves a half-written index.
 
         Scores equal bm25s's (BM25 Lucene variant, k1=1.5, b=0.75, English stop words, Snowball
-        stemmer); memory is about 12 bytes per distinct (chunk, token) pair plus the ids."""
+        stemmer). Two passes, so memory stays about one page plus ~110 bytes per chunk (ids,
+        lengths, filter columns) and the vocabulary: pass 1 tokenizes each page to integer ids
+        against one growing vocabulary and spills its (row, token, tf) triples to disk; pass 2,
+        once document frequencies and the mean length are known, scores each page's triples and
+        scatters them into the memory-mapped CSC arrays."""
         import bm25s
 
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        spill = tmp / "spill"
+        spill.mkdir(parents=True)
         stemmer = _stemmer()
         vocab: dict[str, int] = {}
-        rows_parts, toks_parts, tfs_parts, len_parts, id_parts = [], [], [], [], []
+        df = np.zeros(0, dtype=np.int64)
+        len_parts, id_parts, pieces = [], [], []
         origins, classes, tags = _Codes(), _Codes(), _Codes()
         origin_parts, class_parts, date_parts, tag_row_parts, tag_code_parts = [], [], [], [], []
         n = 0
@@ -158,12 +197,18 @@ class LexicalIndex:
                 local[lid] = gid
             lens = np.fromiter((len(d) for d in tok.ids), dtype=np.int64, count=len(texts))
             flat = np.fromiter(itertools.chain.from_iterable(tok.ids), dtype=np.int64, count=int(lens.sum()))
+            del tok
             width = max(len(vocab), 1)
             keys = np.repeat(np.arange(len(texts), dtype=np.int64), lens) * width + local[flat]
-            pairs, counts = np.unique(keys, return_counts=True)
-            rows_parts.append((pairs // width + n).astype(np.int32))
-            toks_parts.append((pairs % width).astype(np.int32))
-            tfs_parts.append(np.minimum(counts, 65535).astype(np.uint16))
+            pairs, counts = np.unique(keys, return_counts=True)  # sorted by (row, token)
+            toks = (pairs % width).astype(np.int32)
+            piece = spill / f"{len(pieces):06d}.npz"
+            np.savez(piece, rows=(pairs // width + n).astype(np.int32), toks=toks,
+                     tf=np.minimum(counts, 65535).astype(np.uint16))
+            pieces.append(piece)
+            grown = np.zeros(len(vocab), dtype=np.int64)
+            grown[: len(df)] = df
+            df = grown + np.bincount(toks, minlength=len(vocab))
             len_parts.append(lens.astype(np.int32))
             id_parts.append(np.array(page_ids, dtype=str))
             origin_parts.append(np.fromiter((origins(m.get("origin", "") or "") for m in metas), np.int32, len(metas)))
@@ -177,36 +222,9 @@ class LexicalIndex:
             if progress:
                 progress(len(page_ids))
 
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         if n:
-            vocab[""] = len(vocab)  # bm25s's empty token: an empty column
-            n_vocab = len(vocab)
-            rows = np.concatenate(rows_parts)
-            del rows_parts
-            toks = np.concatenate(toks_parts)
-            del toks_parts
-            tf = np.concatenate(tfs_parts).astype(np.float32)
-            del tfs_parts
-            lengths = np.concatenate(len_parts).astype(np.float32)
-            df = np.bincount(toks, minlength=n_vocab)
-            idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-            norm = (K1 * ((1 - B) + B * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
-            tf /= norm[rows] + tf
-            tf *= idf[toks]
-            # CSC: one column per token, its rows ascending (rows are ascending within each token
-            # already, so a stable sort by token gives the column order).
-            order = np.argsort(toks, kind="stable")
-            del toks
-            indices = rows[order]
-            del rows
-            data = tf[order]
-            del tf, order
-            indptr = np.zeros(n_vocab + 1, dtype=np.int64)
-            np.cumsum(df, out=indptr[1:])
-            _save_scores(tmp, data, indices, indptr, vocab, n)
-            del data, indices
+            _write_scores(tmp, pieces, vocab, df, np.concatenate(len_parts), n)
+        shutil.rmtree(spill, ignore_errors=True)
         ids = np.concatenate(id_parts) if id_parts else np.array([], dtype=str)
         np.save(tmp / "ids.npy", ids)
         tag_rows = np.array(tag_row_parts, dtype=np.int32)

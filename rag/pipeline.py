@@ -12,7 +12,7 @@ from typing import Iterator
 
 from rag.answer import get_answerer
 from rag.chat import condense
-from rag.cite import CheckedCitation, Verifier
+from rag.cite import REFUSAL, CheckedCitation, Verifier, missing_names
 from rag.retrieve import Retriever, open_retriever
 from rag.settings import Settings, get_settings
 from rag.types import Hit
@@ -29,6 +29,7 @@ class Answer:
     hits: list[Hit] = field(default_factory=list)
     paragraphs: list[Hit] = field(default_factory=list)
     unsupported: list[str] = field(default_factory=list)
+    refusal_reason: str = ""
     raw: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -47,6 +48,7 @@ class Answer:
             "paragraphs": [paragraph_json(h) for h in self.paragraphs],
             "retrieved": [{**paragraph_json(h), "score": round(h.score, 5), "source": h.source} for h in self.hits],
             "unsupported": self.unsupported,
+            "refusal_reason": self.refusal_reason,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
 
@@ -93,10 +95,15 @@ class Pipeline:
         hits = self.retriever.search(standalone, self.settings.top_k, filters)
         t2 = time.perf_counter()
         timings["retrieve"] = (t2 - t1) * 1000
-        pieces = []
-        for piece in self.answerer.stream(question if not history else standalone, hits):
-            pieces.append(piece)
-            yield piece
+        # The evidence gate, before any backend runs: every name the question asks about must
+        # appear in the top paragraphs, or the cables at hand are about something else.
+        missing = missing_names(standalone, hits)
+        reason = f"no retrieved paragraph mentions {', '.join(missing)}" if missing else ""
+        pieces = [REFUSAL] if missing else []
+        if not missing:
+            for piece in self.answerer.stream(question if not history else standalone, hits):
+                pieces.append(piece)
+                yield piece
         raw = "".join(pieces)
         t3 = time.perf_counter()
         timings["answer"] = (t3 - t2) * 1000
@@ -113,7 +120,8 @@ class Pipeline:
         yield Answer(
             question=question, standalone=standalone, text=verified.text, refused=verified.refused,
             backend=self.answerer.name, citations=verified.citations, hits=hits,
-            paragraphs=self.whole_paragraphs(paragraphs), unsupported=verified.unsupported, raw=raw,
+            paragraphs=self.whole_paragraphs(paragraphs), unsupported=verified.unsupported,
+            refusal_reason=reason if verified.refused else "", raw=raw,
             timings_ms=timings,
         )
 

@@ -6,7 +6,6 @@ given as a local model path, reranks the fused list.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -18,10 +17,9 @@ from rag.errors import RagError
 from rag.lexical import LexicalIndex
 from rag.settings import Settings, get_settings
 from rag.store import Store
-from rag.types import Hit
+from rag.types import CABLE_ID, Hit
 
 MODES = ("dense", "bm25", "hybrid")
-CABLE_ID = re.compile(r"\b(\d{2}[A-Z][A-Z-]{1,24}\d{1,6})\b")
 # RRF constant from Cormack et al. (2009); 60 is the value they found robust.
 RRF_K = 60
 # Each side contributes this many candidates to the fusion, so a paragraph ranked low by one
@@ -64,8 +62,9 @@ class Retriever:
 
         return CrossEncoder(self.reranker_path, device="cpu")
 
-    def dense(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
-        return self.store.query(self.encoder.encode_query(question), k, filters)
+    def dense(self, question: str, k: int, filters: dict | None = None, vector=None) -> list[Hit]:
+        vector = self.encoder.encode_query(question) if vector is None else vector
+        return self.store.query(vector, k, filters)
 
     def bm25(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
         if not self.lexical.exists():
@@ -77,11 +76,11 @@ class Retriever:
             hit.score, hit.source = score[hit.chunk_id], "bm25"
         return hits
 
-    def named_cables(self, question: str, k: int) -> list[Hit]:
-        """Paragraphs of cables the question names by id, best match to the question first."""
+    def named_cables(self, cable_ids: list[str], k: int, vector) -> list[Hit]:
+        """Paragraphs of the cables a question names by id, best match to the question first."""
         hits: list[Hit] = []
-        for cable_id in dict.fromkeys(CABLE_ID.findall(question.upper())):
-            hits.extend(self.store.query(self.encoder.encode_query(question), k, {"cable_id": cable_id}))
+        for cable_id in dict.fromkeys(cable_ids):
+            hits.extend(self.store.query(vector, k, {"cable_id": cable_id}))
         for hit in hits:
             hit.source = "id"
         return sorted(hits, key=lambda h: -h.score)
@@ -89,13 +88,15 @@ class Retriever:
     def search(self, question: str, k: int = 10, filters: dict | None = None) -> list[Hit]:
         filters = {key: value for key, value in (filters or {}).items() if value}
         depth = max(k, FUSION_DEPTH) if (self.mode == "hybrid" or self.reranker) else k
+        named_ids = CABLE_ID.findall(question.upper())
+        vector = self.encoder.encode_query(question) if self.mode != "bm25" or named_ids else None
         if self.mode == "dense":
-            hits = self.dense(question, depth, filters)
+            hits = self.dense(question, depth, filters, vector)
         elif self.mode == "bm25":
             hits = self.bm25(question, depth, filters)
         else:
-            hits = rrf([self.dense(question, depth, filters), self.bm25(question, depth, filters)])
-        named = self.named_cables(question, k)
+            hits = rrf([self.dense(question, depth, filters, vector), self.bm25(question, depth, filters)])
+        named = self.named_cables(named_ids, k, vector) if named_ids else []
         if named:
             hits = rrf([named, hits], weights=[2.0, 1.0])
         if self.reranker is not None and hits:

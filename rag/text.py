@@ -75,11 +75,62 @@ def names(text: str) -> set[str]:
 
 
 _MARKINGS = re.compile(
-    r"\((?:U|C|S|SBU|TS|S/NF|C/NF|S//NF|C//NF|S/REL[^)]*|FOUO|U//FOUO|NOFORN)\)\s*"
-    r"|\b(?:BEGIN |END )?SUMMARY(?: AND COMMENT)?\s*[:.]\s*|\bEND (?:NOTE|COMMENT)\s*\.\s*"
+    r"\(\s*(?:U|C|S|SBU|TS|S/NF|C/NF|S//NF|C//NF|SBU/NF|S/REL[^)]*|FOUO|U//FOUO|NOFORN)\s*\)\s*"
+    r"|\b(?i:(?:begin |end )?summary(?: and comment)?)\s*[:.]\s*|\b(?i:end (?:note|comment))\s*\.\)?\s*"
 )
 
 
 def strip_markings(text: str) -> str:
     """The sentence without classification markings ("(SBU)") and telegram framing ("END SUMMARY.")."""
     return " ".join(_MARKINGS.sub(" ", text).split())
+
+
+# Capitalised words that name no particular thing: months, regions, demonyms of regions,
+# offices. A question's other capitalised words name what the evidence must mention.
+GENERIC_NAMES = frozenset(
+    """january february march april may june july august september october november december
+    monday tuesday wednesday thursday friday saturday sunday africa african asia asian europe european
+    america americas american latin middle east eastern west western north northern south southern
+    southeast central arab nordic english islamic embassy consulate ambassador minister ministry
+    president government secretary general department state national party council court fouo sbu
+    unclassified secret confidential noforn washington usg""".split()
+)
+_CAPITALISED = re.compile(r"(?<![\w'])[A-Z][A-Za-z-]+")
+
+
+def key_names(question: str) -> set[str]:
+    """Lower-cased proper names of a question (not its first word, not generic words)."""
+    found = set()
+    for m in _CAPITALISED.finditer(question):
+        word = m.group(0).lower()
+        if m.start() == 0 or word in STOPWORDS or word in GENERIC_NAMES or len(word) < 3:
+            continue
+        found.add(word)
+    return found
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether lower-cased `text` mentions `name`, allowing inflection: "Chinese" ~ "China"."""
+    return (name[:4] if len(name) >= 5 else name) in text
+
+
+# Text that addresses a language model rather than a reader. Cables are data: such a sentence
+# is never quoted as an answer nor passed to an LLM.
+_INJECTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}\b(?:instructions?|prompts?|rules|directions)\b"
+    r"|\bsystem prompt\b|\byou are (?:an?|the) (?:ai|assistant|language model|chatbot)\b"
+    r"|\b(?:assistant|ai|model|llm)\s*[:,]\s*(?:cite|answer|respond|say)\b",
+    re.IGNORECASE,
+)
+
+
+def is_injection(sentence: str) -> bool:
+    return bool(_INJECTION.search(sentence))
+
+
+def without_injections(text: str) -> str:
+    """The text with sentences that address an AI model replaced by a marker."""
+    sentences = split_sentences(text, min_chars=0)
+    if not any(is_injection(s) for s in sentences):
+        return text
+    return " ".join("[instruction-like text removed]" if is_injection(s) else s for s in sentences)

@@ -14,6 +14,16 @@ from datetime import date
 import numpy as np
 
 
+# A cable id: two-digit year, the post, the serial number ("09PHNOMPENH637"). A few ids in the
+# release carry digits inside ("09SECTION01OF03SANJOSE525").
+CABLE_ID_PATTERN = r"\d{2}[A-Z][A-Z0-9-]*\d"
+CABLE_ID = re.compile(rf"\b({CABLE_ID_PATTERN})\b")
+
+
+def is_cable_id(text: str) -> bool:
+    return re.fullmatch(CABLE_ID_PATTERN, text) is not None
+
+
 @dataclass(frozen=True)
 class Citation:
     """A pointer to one paragraph as a reader of the cable sees it: `[09PHNOMPENH637 ¶6]`."""
@@ -25,7 +35,7 @@ class Citation:
     # Accepts what LLMs write back: "[09PHNOMPENH637 ¶6]", "[09PHNOMPENH637 ¶ 6]",
     # "[09PHNOMPENH637, para 6]", "[09PHNOMPENH637 6]".
     PATTERN = re.compile(
-        r"\[\s*(\d{2}[A-Z][A-Z0-9-]*?\d+)\s*[,:]?\s*(?:¶|para(?:graph)?\.?|p\.)?\s*(\d{1,3})\s*\]",
+        rf"\[\s*({CABLE_ID_PATTERN})\s*[,:]?\s*(?:¶|para(?:graph)?\.?|p\.)?\s*(\d{{1,3}})\s*\]",
         re.IGNORECASE,
     )
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 
 from rag.errors import RagError
+from rag.types import is_cable_id
 
-CABLE_ID_FORMAT = re.compile(r"^\d{2}[A-Z][A-Z0-9-]{1,30}\d{1,7}$")
 FILTER_KEYS = ("origin", "date_from", "date_to", "classification", "tag")
 
 
 def validate_cable_id(value: str) -> str:
     cable_id = (value or "").strip().upper()
-    if not CABLE_ID_FORMAT.match(cable_id):
+    if len(cable_id) > 40 or not is_cable_id(cable_id):
         raise RagError(f"not a cable id: {value!r} (expected e.g. 09PHNOMPENH637)")
     return cable_id
 

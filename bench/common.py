@@ -1,0 +1,234 @@
+"""Helpers shared by the benchmarks: machine facts, memory, percentiles, tables, result files.
+
+Benchmarks are scripts that print tables (not timed tests). Each one also appends its table,
+with the date, `nproc` and the load average, to bench/results/<name>.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SHARED = ROOT.parent / "shared"
+DEV = ROOT / "evals" / "dev.jsonl"
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def machine() -> str:
+    mem = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu_model()}, {mem:.0f} GiB RAM, no GPU"
+
+
+def header() -> str:
+    return f"{datetime.now():%Y-%m-%d %H:%M} · {machine()} · load average at start {load()}"
+
+
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident set size now."""
+    return _status_kib("VmRSS", pid) / 1024
+
+
+def peak_rss_mib(pid: int | str = "self") -> float:
+    """High-water mark of the resident set size."""
+    return _status_kib("VmHWM", pid) / 1024
+
+
+def tree_rss_mib(pid: int) -> float:
+    """RSS of a process and its children (a server that forks)."""
+    total = rss_mib(pid)
+    try:
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            total += tree_rss_mib(int(child))
+    except OSError:
+        pass
+    return total
+
+
+def dir_mib(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except OSError:
+                pass
+    return total / 2**20
+
+
+def pct(values, q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if 0 < q < 100 else values[-1]
+
+
+def fmt(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value != value:
+            return "–"
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def table(header_row: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in header_row]] + [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(cells[0]) + " |", "| " + " | ".join("---" for _ in cells[0]) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def record(name: str, title: str, body: str) -> Path:
+    """Print `body` and append it, dated, to bench/results/<name>.md."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    text = f"\n## {title}\n\n{body.rstrip()}\n"
+    print(text)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text)
+    print(f"(appended to {path.relative_to(ROOT)})")
+    return path
+
+
+def disk_free_gib(path: Path) -> float:
+    path.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(path).free / 2**30
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+        return False
+
+
+def dev_questions(path: Path = DEV) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Query latency, shared by query_bench, server_bench and scale_bench
+
+
+def condensed(case: dict) -> str:
+    from rag.chat import condense
+
+    return condense(case["question"], case.get("history") or None, None)
+
+
+def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"), answer: bool = True,
+                 warmup: int = 10, stages: bool = True) -> tuple[list[list], dict]:
+    """Median and p95 (ms) of retrieval per mode, of the extractive answer (hybrid), and of the
+    hybrid retrieval's stages, over `cases` after `warmup` untimed questions per mode."""
+    from dataclasses import replace
+
+    from rag.pipeline import Pipeline
+    from rag.retrieve import FUSION_DEPTH, open_retriever
+
+    base = open_retriever(settings, "hybrid")
+    k = settings.top_k
+    rows, raw = [], {}
+    questions = [(condensed(c), {kk: v for kk, v in (c.get("filters") or {}).items() if v}) for c in cases]
+    for mode in modes:
+        retriever = replace(base, mode=mode)
+        for q, f in questions[:warmup]:
+            retriever.search(q, k, f)
+        times = []
+        for q, f in questions:
+            t = time.perf_counter()
+            retriever.search(q, k, f)
+            times.append((time.perf_counter() - t) * 1000)
+        raw[mode] = times
+        rows.append([f"{mode} retrieval (top {k})", pct(times, 50), pct(times, 95), max(times)])
+    if answer:
+        pipeline = Pipeline(settings.with_(retrieval="hybrid", llm="extractive"), retriever=replace(base, mode="hybrid"))
+        for c in cases[:warmup]:
+            pipeline.ask(c["question"], history=c.get("history") or None, filters=c.get("filters") or None)
+        times = []
+        for c in cases:
+            t = time.perf_counter()
+            pipeline.ask(c["question"], history=c.get("history") or None, filters=c.get("filters") or None)
+            times.append((time.perf_counter() - t) * 1000)
+        raw["answer"] = times
+        rows.append(["hybrid + extractive answer + verification (Pipeline.ask)", pct(times, 50), pct(times, 95), max(times)])
+    if stages:
+        store, lexical, encoder = base.store, base.lexical, base.encoder
+        parts: dict[str, list[float]] = {"encode query": [], "Chroma query (50, with docs+vectors)": [],
+                                         "BM25 search (50)": [], "Chroma get (50 BM25 ids)": [],
+                                         "collection.count()": []}
+        for q, f in questions:
+            t0 = time.perf_counter()
+            vec = encoder.encode_query(q)
+            t1 = time.perf_counter()
+            store.query(vec, FUSION_DEPTH, f)
+            t2 = time.perf_counter()
+            ranked = lexical.search(q, FUSION_DEPTH, f)
+            t3 = time.perf_counter()
+            store.get([cid for cid, _ in ranked])
+            t4 = time.perf_counter()
+            store.count()
+            t5 = time.perf_counter()
+            for name, a, b in zip(parts, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+                parts[name].append((b - a) * 1000)
+        for name, times in parts.items():
+            rows.append([f"  stage: {name}", pct(times, 50), pct(times, 95), max(times)])
+    return rows, raw
+
+
+LATENCY_HEAD = ["what", "p50 ms", "p95 ms", "max ms"]

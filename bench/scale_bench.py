@@ -1,0 +1,221 @@
+"""Scale: a synthetic corpus of real paragraphs at 250k, 1M and 3M chunks.
+
+The paragraphs (and their vectors) come from a built index of real cables (default: all of
+../shared/cables at ~/.cache/cablerag/shared), read through the Chroma collection with
+include=["embeddings"]. They are re-combined into new cables with new ids (`09SYNTH123`):
+each new cable takes the header (subject, origin, date, classification, tags) of a random real
+cable and a random set of real paragraphs, as many as a real cable has, so text statistics
+(BM25's vocabulary, lengths, filters) stay real. A paragraph's vector is the real embedding of
+the paragraph it was built from, plus a small random perturbation (cosine ≈ 0.99 to it) so that
+the ~30 copies of a paragraph at 3M are not exact duplicates in the HNSW graph (they would not
+be in reality either: the context line embedded with a paragraph names its new cable).
+
+Nothing is encoded: the store side of `rag ingest` is measured (rag.ingest.Ingester with a
+stub encoder that returns those vectors and no-op token counts: hash lookup, Chroma upsert)
+and then the BM25 rebuild as `rag ingest` runs it (LexicalIndex.build over store.iter_all()).
+The corpus grows in place from one size to the next. At each size, a fresh process opens the
+index and times the 80 dev questions (dense, BM25, hybrid, stages) and reports its memory.
+
+    python bench/scale_bench.py [--sizes 250000,1000000] [--source DIR] [--work DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (dev_questions, dir_mib, disk_free_gib, fmt, header, latency_rows, load,  # noqa: E402
+                    peak_rss_mib, record, rss_mib, table)
+
+
+def read_pool(source: Path, page: int = 5000) -> dict:
+    """Every chunk of the source index: text, metadata, vector."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=str(source / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
+    col = client.get_collection("cables", embedding_function=None)
+    n = col.count()
+    vectors = np.empty((n, int(col.metadata["embed_dim"])), dtype=np.float32)
+    texts, metas = [], []
+    offset = 0
+    while offset < n:
+        got = col.get(limit=page, offset=offset, include=["documents", "metadatas", "embeddings"])
+        if not got["ids"]:
+            break
+        m = len(got["ids"])
+        vectors[offset : offset + m] = np.asarray(got["embeddings"], dtype=np.float32)
+        texts += got["documents"]
+        metas += got["metadatas"]
+        offset += m
+    return {"model_id": col.metadata["embed_model"], "dim": vectors.shape[1], "texts": texts,
+            "metas": metas, "vectors": vectors[:offset]}
+
+
+class PoolEncoder:
+    """Stands in for the encoder: the vector of the real paragraph a chunk was built from."""
+
+    max_tokens = 254
+
+    def __init__(self, pool: dict, noise: float, seed: int = 0):
+        self.model_id, self.dimension = pool["model_id"], pool["dim"]
+        self.vectors = pool["vectors"]
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.by_text = {t: i for i, t in enumerate(pool["texts"])}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [1] * len(texts)  # pool chunks already fit the window: never split
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        rows = [self.by_text[t.split("\n", 1)[1]] for t in texts]
+        v = self.vectors[rows]
+        if self.noise:
+            g = self.rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[1])
+            v = v + self.noise * g
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+        return v.astype(np.float32)
+
+
+def synthetic_cables(pool: dict, seed: int = 0):
+    """Endless new cables: a real header, a real number of real paragraphs, a new id."""
+    from rag.types import Cable, Paragraph
+
+    rng = random.Random(seed)
+    by_cable: dict[str, list[int]] = {}
+    for i, m in enumerate(pool["metas"]):
+        by_cable.setdefault(m["cable_id"], []).append(i)
+    heads = [pool["metas"][rows[0]] for rows in by_cable.values()]
+    sizes = [len(rows) for rows in by_cable.values()]
+    n_pool = len(pool["texts"])
+    j = 0
+    while True:
+        head = rng.choice(heads)
+        d = date.fromisoformat(head["date"]) if head.get("date") else None
+        cid = f"{(d.year % 100) if d else 0:02d}SYNTH{j}"
+        cable = Cable(cid, head.get("subject", ""), d, head.get("classification", ""), head.get("origin", ""),
+                      tags=list(head.get("tags") or []))
+        for number, row in enumerate(rng.sample(range(n_pool), min(rng.choice(sizes), n_pool)), start=1):
+            meta = pool["metas"][row]
+            cable.paragraphs.append(Paragraph(cid, number, pool["texts"][row], heading=meta.get("heading", "")))
+        j += 1
+        yield cable
+
+
+def query_child(index: Path) -> int:
+    from rag.settings import Settings
+
+    rss0 = rss_mib()
+    rows, _ = latency_rows(Settings(index_dir=index), dev_questions(), answer=False)
+    print("RESULT " + json.dumps({"rows": rows, "rss": rss_mib(), "peak": peak_rss_mib(), "rss0": rss0}))
+    return 0
+
+
+def measure_queries(index: Path) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--query-child", str(index)], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"query child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="250000,1000000", help="chunk counts, ascending (e.g. 250000,1000000,3000000)")
+    ap.add_argument("--source", default=str(Path.home() / ".cache" / "cablerag" / "shared"))
+    ap.add_argument("--work", default=str(Path.home() / ".cache" / "cablerag" / "scale-bench"))
+    ap.add_argument("--noise", type=float, default=0.15)
+    ap.add_argument("--keep", action="store_true", help="keep the synthetic index")
+    ap.add_argument("--query-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.query_child:
+        return query_child(Path(args.query_child))
+
+    from tqdm import tqdm
+
+    from rag.ingest import Ingester, IngestReport
+    from rag.settings import Settings
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(args.work).expanduser()
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"disk free at {work}: {disk_free_gib(work):.0f} GiB", flush=True)
+    start_load = load()
+    t = time.perf_counter()
+    pool = read_pool(Path(args.source).expanduser())
+    pool_s = time.perf_counter() - t
+    print(f"pool: {len(pool['texts']):,} real chunks with vectors from {args.source} ({pool_s:.0f} s)", flush=True)
+    settings = Settings(index_dir=work / "index")
+    encoder = PoolEncoder(pool, args.noise)
+    ingester = Ingester(settings, encoder=encoder)
+    cables = synthetic_cables(pool)
+    rows, notes = [], []
+    total, store_s, cable_count = 0, 0.0, 0
+    batch_cables = settings.ingest_batch
+    for size in sizes:
+        report = IngestReport()
+        t0 = time.perf_counter()
+        with tqdm(total=size - total, unit="chunk", desc=f"store → {size:,}", file=sys.stderr) as bar:
+            while total < size:
+                batch = [next(cables) for _ in range(batch_cables)]
+                before = report.chunks
+                ingester._write_batch(batch, report)
+                total += report.chunks - before
+                cable_count += len(batch)
+                bar.update(report.chunks - before)
+        step_s = time.perf_counter() - t0 - report.embed_seconds  # the stub's vector lookup is not store time
+        store_s += step_s
+        t1 = time.perf_counter()
+        ingester.refresh_lexical(progress=True)
+        bm25_s = time.perf_counter() - t1
+        ingest_peak = peak_rss_mib()
+        chroma_mib, bm25_mib = dir_mib(settings.index_dir / "chroma"), dir_mib(settings.index_dir / "bm25")
+        print(f"{total:,} chunks: store {report.chunks / step_s:,.0f} chunks/s, BM25 rebuild {bm25_s:.0f} s; "
+              f"querying …", flush=True)
+        q = measure_queries(settings.index_dir)
+        lat = {r[0]: r for r in q["rows"]}
+        rows.append([
+            f"{total:,}", f"{cable_count:,}", report.chunks / step_s, bm25_s, (chroma_mib + bm25_mib) / 1024,
+            f"{chroma_mib / 1024:.1f} + {bm25_mib / 1024:.2f}", q["rss"] / 1024, ingest_peak / 1024,
+            *[f"{fmt(lat[f'{m} retrieval (top 10)'][1])} / {fmt(lat[f'{m} retrieval (top 10)'][2])}"
+              for m in ("dense", "bm25", "hybrid")],
+        ])
+        notes.append(f"Stages at {total:,} chunks (p50 / p95 ms): " + "; ".join(
+            f"{r[0].replace('  stage: ', '')} {fmt(r[1])} / {fmt(r[2])}" for r in q["rows"] if "stage" in r[0]))
+        print(table(HEAD, rows[-1:]), flush=True)
+        print(notes[-1], flush=True)
+        if disk_free_gib(work) < 20:
+            notes.append(f"stopped after {total:,}: under 20 GiB of disk left")
+            break
+    body = [
+        f"Synthetic corpus from {len(pool['texts']):,} real chunks of {args.source} and their real embeddings "
+        f"(read from the Chroma collection with include=['embeddings']; perturbed by noise {args.noise}, "
+        f"cosine ≈ 0.99 to the original), re-combined into new cables with new ids. Store side only (no "
+        f"encoding): Ingester._write_batch with a stub encoder, {batch_cables} cables per batch, then the BM25 "
+        f"rebuild as `rag ingest` runs it. Query memory = RSS of a fresh process after opening the index and "
+        f"running the 80 dev questions in 3 modes. Load average at start {start_load}, at end {load()}.", "",
+        table(HEAD, rows), "", *[f"- {n}" for n in notes],
+    ]
+    record("scale", header(), "\n".join(body))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+HEAD = ["chunks", "cables", "store ingest chunks/s", "BM25 rebuild s", "disk GiB", "chroma + bm25 GiB",
+        "query RSS GiB", "ingest peak RSS GiB", "dense p50/p95 ms", "BM25 p50/p95 ms", "hybrid p50/p95 ms"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
