@@ -95,14 +95,6 @@ class _Columns(Mapping):
     def __iter__(self):
         return iter(self._keys())
 
-    def vocabulary(self) -> dict[str, list[str]]:
-        """Every origin, classification and tag the index holds: the values filters can take."""
-        if not self.exists():
-            return {"origins": [], "classifications": [], "tags": []}
-        vocab = self._vocab
-        return {key: sorted(v for v in vocab[name] if v)
-                for key, name in (("origins", "origins"), ("classifications", "classes"), ("tags", "tags"))}
-
     def __len__(self) -> int:
         return len(self._keys())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 # Nothing may be fetched from a model hub at run time: the models ship inside PyPI packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,61 +18,32 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+def _env(names: str, default: str) -> str:
+    """The first of the `|`-separated variables that is set, else `default`."""
+    return next((os.environ[n] for n in names.split("|") if n in os.environ), default)
+
+
+def setting(env: str, default: str, description: str, cast: Callable = str):
+    """A field read from the environment when Settings() is made (not at import), so tests can
+    point everything at a temporary directory with monkeypatch.setenv."""
+    return field(default_factory=lambda: cast(_env(env, default)), metadata={"description": description})
 
 
 @dataclass(frozen=True)
 class Settings:
-    index_dir: Path = field(
-        default_factory=lambda: Path(_env("RAG_INDEX_DIR", "index")),
-        metadata={"description": "Directory of the Chroma index and the BM25 index beside it."},
-    )
-    chroma_url: str = field(
-        default_factory=lambda: _env("RAG_CHROMA_URL"),
-        metadata={"description": "http://host:port of a Chroma server; empty = embedded store."},
-    )
-    collection: str = field(
-        default_factory=lambda: _env("RAG_COLLECTION", "cables"),
-        metadata={"description": "Chroma collection name."},
-    )
-    encoder: str = field(
-        default_factory=lambda: _env("RAG_ENCODER", "minilm"),
-        metadata={"description": "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path."},
-    )
-    embed_batch_size: int = field(
-        default_factory=lambda: int(_env("RAG_EMBED_BATCH", "64")),
-        metadata={"description": "Texts per forward pass of the encoder."},
-    )
-    ingest_batch: int = field(
-        default_factory=lambda: int(_env("RAG_INGEST_BATCH", "200")),
-        metadata={"description": "Cables per store round-trip during ingest: large enough that "
-                  "length-sorted encoding removes most padding, small enough that a kill loses little."},
-    )
-    retrieval: str = field(
-        default_factory=lambda: _env("RAG_RETRIEVAL", "hybrid"),
-        metadata={"description": "dense | bm25 | hybrid."},
-    )
-    top_k: int = field(
-        default_factory=lambda: int(_env("RAG_TOP_K", "10")),
-        metadata={"description": "Paragraphs retrieved per question."},
-    )
-    reranker: str = field(
-        default_factory=lambda: _env("RAG_RERANKER"),
-        metadata={"description": "Local path of a cross-encoder model; empty = no reranking."},
-    )
-    llm: str = field(
-        default_factory=lambda: _env("RAG_LLM", "extractive"),
-        metadata={"description": "extractive | openai | llamacpp."},
-    )
-    llm_base_url: str = field(
-        default_factory=lambda: _env("RAG_LLM_BASE_URL", _env("OPENAI_BASE_URL")),
-        metadata={"description": "Base URL of an OpenAI-compatible server (…/v1)."},
-    )
-    llm_model: str = field(
-        default_factory=lambda: _env("RAG_LLM_MODEL"),
-        metadata={"description": "Model name for the openai backend, GGUF path for llamacpp."},
-    )
+    index_dir: Path = setting("RAG_INDEX_DIR", "index", "Directory of the Chroma index and the BM25 index beside it.", Path)
+    chroma_url: str = setting("RAG_CHROMA_URL", "", "http://host:port of a Chroma server; empty = embedded store.")
+    collection: str = setting("RAG_COLLECTION", "cables", "Chroma collection name.")
+    encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
+    embed_batch_size: int = setting("RAG_EMBED_BATCH", "64", "Texts per forward pass of the encoder.", int)
+    ingest_batch: int = setting("RAG_INGEST_BATCH", "200", "Cables per store round-trip during ingest: large enough that "
+                  "length-sorted encoding removes most padding, small enough that a kill loses little.", int)
+    retrieval: str = setting("RAG_RETRIEVAL", "hybrid", "dense | bm25 | hybrid.")
+    top_k: int = setting("RAG_TOP_K", "10", "Paragraphs retrieved per question.", int)
+    reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
+    llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
+    llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
+    llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -148,3 +148,39 @@ def test_stats_without_an_index_is_one_line(tmp_path, capsys):
     assert main(["stats", "--index", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("rag: error: no index at") and "\n" not in err
+
+
+def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path):
+    """The path for users who outgrow one process: `chroma run` on loopback, --chroma-url."""
+    import socket
+
+    import httpx
+
+    from rag.pipeline import Pipeline
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chroma = shutil.which("chroma") or pytest.skip("the chroma CLI is not on PATH")
+    log = (tmp_path / "chroma.log").open("wb")
+    server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
+                               "--port", str(port)], stdout=log, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                httpx.get(f"{url}/api/v2/heartbeat", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        settings = Settings(index_dir=tmp_path / "local-side", chroma_url=url)
+        report = ingest([corpus], settings, progress=False)
+        assert report.ok and report.embedded == report.chunks > 0
+        assert not (tmp_path / "local-side" / "chroma").exists()
+        assert ingest([corpus], settings, progress=False).embedded == 0
+        answer = Pipeline(settings).ask("Who leads Cambodia's police TIP response?")
+        assert "Kang Sokhorn" in answer.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
