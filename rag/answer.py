@@ -88,7 +88,7 @@ class ExtractiveAnswerer:
     MARGIN = 0.12
     # Calibrated on the dev set (evals/calibrate_refusal.py; evals/RESULTS.md): below it the best
     # sentence rarely answers the question.
-    REFUSE_BELOW = 0.48
+    REFUSE_BELOW = 0.54
 
     def __init__(self, encoder: Encoder, refuse_below: float | None = None):
         self.encoder = encoder

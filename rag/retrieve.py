@@ -49,6 +49,7 @@ class Retriever:
     encoder: Encoder
     mode: str = "hybrid"
     reranker_path: str = ""
+    dense_weight: float = 1.0
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -95,7 +96,8 @@ class Retriever:
         elif self.mode == "bm25":
             hits = self.bm25(question, depth, filters)
         else:
-            hits = rrf([self.dense(question, depth, filters, vector), self.bm25(question, depth, filters)])
+            hits = rrf([self.dense(question, depth, filters, vector), self.bm25(question, depth, filters)],
+                       weights=[self.dense_weight, 1.0])
         named = self.named_cables(named_ids, k, vector) if named_ids else []
         if named:
             hits = rrf([named, hits], weights=[2.0, 1.0])
@@ -127,4 +129,5 @@ def open_retriever(settings: Settings | None = None, mode: str | None = None) ->
     settings = get_settings(settings)
     encoder = get_encoder(settings.encoder, settings.embed_batch_size)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
-    return Retriever(store, LexicalIndex.at(settings), encoder, mode or settings.retrieval, settings.reranker)
+    return Retriever(store, LexicalIndex.at(settings), encoder, mode or settings.retrieval, settings.reranker,
+                     settings.dense_weight)

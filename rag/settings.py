@@ -39,6 +39,9 @@ class Settings:
     ingest_batch: int = setting("RAG_INGEST_BATCH", "200", "Cables per store round-trip during ingest: large enough that "
                   "length-sorted encoding removes most padding, small enough that a kill loses little.", int)
     retrieval: str = setting("RAG_RETRIEVAL", "hybrid", "dense | bm25 | hybrid.")
+    dense_weight: float = setting(
+        "RAG_DENSE_WEIGHT", "0.2", "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
+        "on the dev set over the full shared corpus (evals/RESULTS.md).", float)
     top_k: int = setting("RAG_TOP_K", "10", "Paragraphs retrieved per question.", int)
     reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
     llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
