@@ -134,7 +134,8 @@ class Store:
             self.collection.delete(ids=ids[i : i + self.max_batch])
 
     def query(self, embedding: np.ndarray, k: int, filters: dict | None = None) -> list[Hit]:
-        k = min(k, self.count())
+        # No count() first: it costs ~5 ms a query on 73k chunks, and Chroma already returns
+        # fewer than k results when fewer match.
         if k <= 0:
             return []
         got = self.collection.query(
