@@ -209,22 +209,19 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
         rows.append(["hybrid + extractive answer + verification (Pipeline.ask)", pct(times, 50), pct(times, 95), max(times)])
     if stages:
         store, lexical, encoder = base.store, base.lexical, base.encoder
-        parts: dict[str, list[float]] = {"encode query": [], "Chroma query (50, with docs+vectors)": [],
-                                         "BM25 search (50)": [], "Chroma get (50 BM25 ids)": [],
-                                         "collection.count()": []}
+        parts: dict[str, list[float]] = {"encode query": [], "dense search (50, with docs+vectors)": [],
+                                         "BM25 search (50)": [], "Chroma get (50 BM25 ids)": []}
         for q, f in questions:
             t0 = time.perf_counter()
             vec = encoder.encode_query(q)
             t1 = time.perf_counter()
-            store.query(vec, FUSION_DEPTH, f)
+            base.dense(q, FUSION_DEPTH, f, vec)
             t2 = time.perf_counter()
             ranked = lexical.search(q, FUSION_DEPTH, f)
             t3 = time.perf_counter()
             store.get([cid for cid, _ in ranked])
             t4 = time.perf_counter()
-            store.count()
-            t5 = time.perf_counter()
-            for name, a, b in zip(parts, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
+            for name, a, b in zip(parts, (t0, t1, t2, t3), (t1, t2, t3, t4)):
                 parts[name].append((b - a) * 1000)
         for name, times in parts.items():
             rows.append([f"  stage: {name}", pct(times, 50), pct(times, 95), max(times)])
@@ -232,3 +229,45 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
 
 
 LATENCY_HEAD = ["what", "p50 ms", "p95 ms", "max ms"]
+
+# From one small embassy to a broad date range: how a filter's share of the corpus moves the cost.
+FILTER_CASES = (
+    {"origin": "Embassy Djibouti"},
+    {"origin": "Embassy Phnom Penh"},
+    {"origin": "Embassy Mexico", "classification": "SECRET"},
+    {"tag": "KTIP"},
+    {"classification": "SECRET"},
+    {"date_from": "2009-01-01", "date_to": "2009-12-31"},
+)
+FILTERED_HEAD = ["filter", "chunks passing", "Chroma where p50 / max ms", "rows path p50 / max ms",
+                 "top-10 agreement"]
+
+
+def filtered_dense_rows(settings, cases: list[dict], per_filter: int = 5) -> list[list]:
+    """Dense top 50 under each of FILTER_CASES for `per_filter` dev questions: Chroma's `where`
+    (Store.query) against the row path Retriever.dense takes when the index holds its vectors,
+    and how many of the top 10 the two share (the row path is exact; HNSW under a filter is not)."""
+    from rag.retrieve import FUSION_DEPTH, open_retriever
+
+    retriever = open_retriever(settings, "dense")
+    vectors = [retriever.encoder.encode_query(condensed(c)) for c in cases[:per_filter]]
+    rows = []
+    for filters in FILTER_CASES:
+        passing = retriever.lexical.filter_rows(filters)
+        where_ms, rows_ms, agree = [], [], []
+        for vec in vectors:
+            t = time.perf_counter()
+            chroma = retriever.store.query(vec, FUSION_DEPTH, filters)
+            where_ms.append((time.perf_counter() - t) * 1000)
+            if retriever.lexical.has_vectors():
+                t = time.perf_counter()
+                ours = retriever.dense("", FUSION_DEPTH, filters, vec)
+                rows_ms.append((time.perf_counter() - t) * 1000)
+                top = {h.chunk_id for h in chroma[:10]}
+                if top:
+                    agree.append(len(top & {h.chunk_id for h in ours[:10]}) / len(top))
+        label = ", ".join(f"{k}={v}" for k, v in filters.items())
+        rows.append([label, f"{len(passing):,}", f"{fmt(pct(where_ms, 50))} / {fmt(max(where_ms))}",
+                     f"{fmt(pct(rows_ms, 50))} / {fmt(max(rows_ms))}" if rows_ms else "– (no vectors in the index)",
+                     f"{statistics.mean(agree):.2f}" if agree else "–"])
+    return rows

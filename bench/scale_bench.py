@@ -25,6 +25,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -35,23 +36,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (dev_questions, dir_mib, disk_free_gib, fmt, header, latency_rows, load,  # noqa: E402
-                    peak_rss_mib, record, rss_mib, table)
+from common import (FILTERED_HEAD, dev_questions, dir_mib, disk_free_gib, filtered_dense_rows, fmt, header,  # noqa: E402
+                    latency_rows, load, peak_rss_mib, record, rss_mib, table)
 
 
-def read_pool(source: Path, page: int = 5000) -> dict:
-    """Every chunk of the source index: text, metadata, vector."""
+def read_pool(source: Path, page: int = 5000, limit: int = 0) -> dict:
+    """Every chunk (or the first `limit`) of the source index: text, metadata, vector."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     client = chromadb.PersistentClient(path=str(source / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
     col = client.get_collection("cables", embedding_function=None)
-    n = col.count()
+    n = min(col.count(), limit or col.count())
     vectors = np.empty((n, int(col.metadata["embed_dim"])), dtype=np.float32)
     texts, metas = [], []
     offset = 0
     while offset < n:
-        got = col.get(limit=page, offset=offset, include=["documents", "metadatas", "embeddings"])
+        got = col.get(limit=min(page, n - offset), offset=offset, include=["documents", "metadatas", "embeddings"])
         if not got["ids"]:
             break
         m = len(got["ids"])
@@ -117,8 +118,11 @@ def query_child(index: Path) -> int:
     from rag.settings import Settings
 
     rss0 = rss_mib()
-    rows, _ = latency_rows(Settings(index_dir=index), dev_questions(), answer=False)
-    print("RESULT " + json.dumps({"rows": rows, "rss": rss_mib(), "peak": peak_rss_mib(), "rss0": rss0}))
+    settings = Settings(index_dir=index)
+    rows, _ = latency_rows(settings, dev_questions(), answer=False)
+    filtered = filtered_dense_rows(settings, dev_questions())
+    print("RESULT " + json.dumps({"rows": rows, "filtered": filtered, "rss": rss_mib(), "peak": peak_rss_mib(),
+                                  "rss0": rss0}))
     return 0
 
 
@@ -130,6 +134,33 @@ def measure_queries(index: Path) -> dict:
     raise RuntimeError(f"query child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
 
 
+def measure(settings, total: int, cables: str, store_rate, rebuild_s: float, ingest_peak: float,
+            rows: list, notes: list) -> None:
+    """Disk and a fresh process's query latency and memory at this size: one row of HEAD, and the
+    notes (stages, filtered search)."""
+    chroma_mib, bm25_mib = dir_mib(settings.index_dir / "chroma"), dir_mib(settings.index_dir / "bm25")
+    print(f"{total:,} chunks: store {fmt(store_rate, 0)} chunks/s, BM25 rebuild {rebuild_s:.0f} s; querying …",
+          flush=True)
+    q = measure_queries(settings.index_dir)
+    lat = {r[0]: r for r in q["rows"]}
+    rows.append([
+        f"{total:,}", cables, store_rate, rebuild_s, (chroma_mib + bm25_mib) / 1024,
+        f"{chroma_mib / 1024:.1f} + {bm25_mib / 1024:.2f}", q["rss"] / 1024, ingest_peak / 1024,
+        *[f"{fmt(lat[f'{m} retrieval (top 10)'][1])} / {fmt(lat[f'{m} retrieval (top 10)'][2])}"
+          for m in ("dense", "bm25", "hybrid")],
+    ])
+    notes.append(f"Stages at {total:,} chunks (p50 / p95 ms): " + "; ".join(
+        f"{r[0].replace('  stage: ', '')} {fmt(r[1])} / {fmt(r[2])}" for r in q["rows"] if "stage" in r[0]))
+    notes.append(f"Filtered dense search at {total:,} chunks, top 50, 5 dev questions per filter:\n\n"
+                 + table(FILTERED_HEAD, q["filtered"]) + "\n")
+    print(table(HEAD, rows[-1:]), flush=True)
+    print(notes[-2], notes[-1], sep="\n", flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="250000,1000000", help="chunk counts, ascending (e.g. 250000,1000000,3000000)")
@@ -137,6 +168,9 @@ def main() -> int:
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "cablerag" / "scale-bench"))
     ap.add_argument("--noise", type=float, default=0.15)
     ap.add_argument("--keep", action="store_true", help="keep the synthetic index")
+    ap.add_argument("--requery", action="store_true",
+                    help="measure a kept synthetic index again (after `rag ingest` would refresh its BM25 "
+                         "and vectors) instead of building one")
     ap.add_argument("--query-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.query_child:
@@ -147,57 +181,61 @@ def main() -> int:
     from rag.ingest import Ingester, IngestReport
     from rag.settings import Settings
 
-    sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.work).expanduser()
+    settings = Settings(index_dir=work / "index")
+    start_load = load()
+    rows, notes = [], []
+    if args.requery:
+        if not (settings.index_dir / "chroma").exists():
+            print(f"scale_bench: no kept index at {settings.index_dir}: run with --keep first", file=sys.stderr)
+            return 2
+        ingester = Ingester(settings, encoder=PoolEncoder(read_pool(settings.index_dir, limit=1), 0.0))
+        t = time.perf_counter()
+        ingester.refresh_lexical(progress=True)
+        total = ingester.store.count()
+        measure(settings, total, "–", None, time.perf_counter() - t, peak_rss_mib(), rows, notes)
+        body = [f"A kept synthetic index ({work}) measured again; 'BM25 rebuild s' is the refresh `rag ingest` "
+                f"makes of an index whose BM25 lacks the vectors (0 when none is needed). Load average at start "
+                f"{start_load}, at end {load()}.", "", table(HEAD, rows), "", *[f"- {n}" for n in notes]]
+        record("scale", header(), "\n".join(body))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
     shutil.rmtree(work, ignore_errors=True)
     print(f"disk free at {work}: {disk_free_gib(work):.0f} GiB", flush=True)
-    start_load = load()
     t = time.perf_counter()
     pool = read_pool(Path(args.source).expanduser())
     pool_s = time.perf_counter() - t
     print(f"pool: {len(pool['texts']):,} real chunks with vectors from {args.source} ({pool_s:.0f} s)", flush=True)
-    settings = Settings(index_dir=work / "index")
-    encoder = PoolEncoder(pool, args.noise)
-    ingester = Ingester(settings, encoder=encoder)
+    ingester = Ingester(settings, encoder=PoolEncoder(pool, args.noise))
     cables = synthetic_cables(pool)
-    rows, notes = [], []
-    total, store_s, cable_count = 0, 0.0, 0
+    total, cable_count = 0, 0
     batch_cables = settings.ingest_batch
-    for size in sizes:
-        report = IngestReport()
-        t0 = time.perf_counter()
-        with tqdm(total=size - total, unit="chunk", desc=f"store → {size:,}", file=sys.stderr) as bar:
-            while total < size:
-                batch = [next(cables) for _ in range(batch_cables)]
-                before = report.chunks
-                ingester._write_batch(batch, report)
-                total += report.chunks - before
-                cable_count += len(batch)
-                bar.update(report.chunks - before)
-        step_s = time.perf_counter() - t0 - report.embed_seconds  # the stub's vector lookup is not store time
-        store_s += step_s
-        t1 = time.perf_counter()
-        ingester.refresh_lexical(progress=True)
-        bm25_s = time.perf_counter() - t1
-        ingest_peak = peak_rss_mib()
-        chroma_mib, bm25_mib = dir_mib(settings.index_dir / "chroma"), dir_mib(settings.index_dir / "bm25")
-        print(f"{total:,} chunks: store {report.chunks / step_s:,.0f} chunks/s, BM25 rebuild {bm25_s:.0f} s; "
-              f"querying …", flush=True)
-        q = measure_queries(settings.index_dir)
-        lat = {r[0]: r for r in q["rows"]}
-        rows.append([
-            f"{total:,}", f"{cable_count:,}", report.chunks / step_s, bm25_s, (chroma_mib + bm25_mib) / 1024,
-            f"{chroma_mib / 1024:.1f} + {bm25_mib / 1024:.2f}", q["rss"] / 1024, ingest_peak / 1024,
-            *[f"{fmt(lat[f'{m} retrieval (top 10)'][1])} / {fmt(lat[f'{m} retrieval (top 10)'][2])}"
-              for m in ("dense", "bm25", "hybrid")],
-        ])
-        notes.append(f"Stages at {total:,} chunks (p50 / p95 ms): " + "; ".join(
-            f"{r[0].replace('  stage: ', '')} {fmt(r[1])} / {fmt(r[2])}" for r in q["rows"] if "stage" in r[0]))
-        print(table(HEAD, rows[-1:]), flush=True)
-        print(notes[-1], flush=True)
-        if disk_free_gib(work) < 20:
-            notes.append(f"stopped after {total:,}: under 20 GiB of disk left")
-            break
+    # `kill` as well as Ctrl-C (a backgrounded run ignores SIGINT) keeps the sizes measured so far.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for size in sizes:
+            report = IngestReport()
+            t0 = time.perf_counter()
+            with tqdm(total=size - total, unit="chunk", desc=f"store → {size:,}", file=sys.stderr) as bar:
+                while total < size:
+                    batch = [next(cables) for _ in range(batch_cables)]
+                    before = report.chunks
+                    ingester._write_batch(batch, report)
+                    total += report.chunks - before
+                    cable_count += len(batch)
+                    bar.update(report.chunks - before)
+            step_s = time.perf_counter() - t0 - report.embed_seconds  # the stub's vector lookup is not store time
+            t1 = time.perf_counter()
+            ingester.refresh_lexical(progress=True)
+            measure(settings, total, f"{cable_count:,}", report.chunks / step_s, time.perf_counter() - t1,
+                    peak_rss_mib(), rows, notes)
+            if disk_free_gib(work) < 20:
+                notes.append(f"stopped after {total:,}: under 20 GiB of disk left")
+                break
+    except KeyboardInterrupt:
+        # Keep (and record) the sizes already measured: the 3M step alone can take hours.
+        notes.append(f"interrupted at {total:,} chunks; sizes above it not measured")
     body = [
         f"Synthetic corpus from {len(pool['texts']):,} real chunks of {args.source} and their real embeddings "
         f"(read from the Chroma collection with include=['embeddings']; perturbed by noise {args.noise}, "

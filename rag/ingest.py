@@ -166,14 +166,16 @@ class Ingester:
         return report
 
     def refresh_lexical(self, progress: bool = True) -> None:
-        """Rebuild BM25 from the store when the store changed since the last build."""
-        if self.lexical.exists() and not self.marker.exists():
+        """Rebuild BM25 (and the vectors beside it) from the store when the store changed since
+        the last build, or when the last build predates the vectors."""
+        if self.lexical.exists() and self.lexical.has_vectors() and not self.marker.exists():
             return
         from tqdm import tqdm
 
         with tqdm(total=self.store.count(), unit="paragraph", desc="bm25", disable=not progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
-            self.lexical = LexicalIndex.build(self.lexical.path, self.store.iter_all(), progress=bar.update)
+            pages = self.store.iter_all(include=("documents", "metadatas", "embeddings"))
+            self.lexical = LexicalIndex.build(self.lexical.path, pages, progress=bar.update)
         self.marker.unlink(missing_ok=True)
 
 

@@ -14,6 +14,14 @@ Built to hold the full release (~3 million chunks) on a laptop:
   memory-mapped; the chunk ids are a memory-mapped .npy too, so a query touches only the pages
   of the postings and rows it needs;
 - a query sums its tokens' postings with one np.bincount and ranks only the rows that scored.
+
+It also keeps, in the same row order, a memory-mapped copy of the vectors and the chunk ids
+sorted, because Chroma's filtered search does not hold at scale: its `where` is evaluated in
+SQLite over every matching metadata row (a date range over 73k chunks: 155 ms, and linear in
+the corpus), and a small allowed set makes its HNSW walk most of the graph (one embassy, 55
+chunks: 50 ms). With the filter columns here, a filtered dense search is an exact dot product
+over the rows that pass (`nearest`), or, for a broad filter, Chroma's unfiltered top-n checked
+against the filter by row (`rows_of`).
 """
 
 from __future__ import annotations
@@ -31,8 +39,13 @@ import numpy as np
 from rag.settings import Settings, get_settings
 
 DIRNAME = "bm25"
+VECTORS = "vectors.f32"
+# The filters rag.store.where_clause gives Chroma, applied here to the rows.
+FILTER_KEYS = ("cable_id", "origin", "classification", "tag", "date_from", "date_to")
 # bm25s's defaults (Lucene variant), which the previous builds used.
 K1, B = 1.5, 0.75
+# Rows per block of an exact search: 32k × 384 floats is 48 MiB.
+_BLOCK = 32_768
 
 
 def _stemmer():
@@ -161,7 +174,8 @@ class LexicalIndex:
         lengths, filter columns) and the vocabulary: pass 1 tokenizes each page to integer ids
         against one growing vocabulary and spills its (row, token, tf) triples to disk; pass 2,
         once document frequencies and the mean length are known, scores each page's triples and
-        scatters them into the memory-mapped CSC arrays."""
+        scatters them into the memory-mapped CSC arrays. Pages that carry `embeddings` are
+        appended, normalised, to the row-aligned vectors file as they come."""
         import bm25s
 
         tmp = path.with_name(path.name + ".tmp")
@@ -175,50 +189,64 @@ class LexicalIndex:
         origins, classes, tags = _Codes(), _Codes(), _Codes()
         origin_parts, class_parts, date_parts, tag_row_parts, tag_code_parts = [], [], [], [], []
         n = 0
-        for page in pages:
-            docs, metas, page_ids = page["documents"], page["metadatas"], page["ids"]
-            if not page_ids:
-                continue
-            texts = [lexical_text(d, m) for d, m in zip(docs, metas)]
-            tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=True, show_progress=False)
-            local = np.empty(max(len(tok.vocab), 1), dtype=np.int64)
-            for word, lid in tok.vocab.items():
-                gid = vocab.get(word)
-                if gid is None:
-                    gid = vocab[word] = len(vocab)
-                local[lid] = gid
-            lens = np.fromiter((len(d) for d in tok.ids), dtype=np.int64, count=len(texts))
-            flat = np.fromiter(itertools.chain.from_iterable(tok.ids), dtype=np.int64, count=int(lens.sum()))
-            del tok
-            width = max(len(vocab), 1)
-            keys = np.repeat(np.arange(len(texts), dtype=np.int64), lens) * width + local[flat]
-            pairs, counts = np.unique(keys, return_counts=True)  # sorted by (row, token)
-            toks = (pairs % width).astype(np.int32)
-            piece = spill / f"{len(pieces):06d}.npz"
-            np.savez(piece, rows=(pairs // width + n).astype(np.int32), toks=toks,
-                     tf=np.minimum(counts, 65535).astype(np.uint16))
-            pieces.append(piece)
-            grown = np.zeros(len(vocab), dtype=np.int64)
-            grown[: len(df)] = df
-            df = grown + np.bincount(toks, minlength=len(vocab))
-            len_parts.append(lens.astype(np.int32))
-            id_parts.append(np.array(page_ids, dtype=str))
-            origin_parts.append(np.fromiter((origins(m.get("origin", "") or "") for m in metas), np.int32, len(metas)))
-            class_parts.append(np.fromiter((classes(m.get("classification", "") or "") for m in metas), np.int32, len(metas)))
-            date_parts.append(np.fromiter((int(m.get("date_int", 0) or 0) for m in metas), np.int32, len(metas)))
-            for i, m in enumerate(metas):
-                for tag in m.get("tags") or []:
-                    tag_row_parts.append(n + i)
-                    tag_code_parts.append(tags(tag))
-            n += len(page_ids)
-            if progress:
-                progress(len(page_ids))
+        dim = 0
+        with open(tmp / VECTORS, "wb") as vectors:
+            for page in pages:
+                docs, metas, page_ids = page["documents"], page["metadatas"], page["ids"]
+                if not page_ids:
+                    continue
+                if page.get("embeddings") is not None:
+                    vecs = np.asarray(page["embeddings"], dtype=np.float32)
+                    vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+                    dim = vecs.shape[1]
+                    vectors.write(vecs.tobytes())
+                texts = [lexical_text(d, m) for d, m in zip(docs, metas)]
+                tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=True, show_progress=False)
+                local = np.empty(max(len(tok.vocab), 1), dtype=np.int64)
+                for word, lid in tok.vocab.items():
+                    gid = vocab.get(word)
+                    if gid is None:
+                        gid = vocab[word] = len(vocab)
+                    local[lid] = gid
+                lens = np.fromiter((len(d) for d in tok.ids), dtype=np.int64, count=len(texts))
+                flat = np.fromiter(itertools.chain.from_iterable(tok.ids), dtype=np.int64, count=int(lens.sum()))
+                del tok
+                width = max(len(vocab), 1)
+                keys = np.repeat(np.arange(len(texts), dtype=np.int64), lens) * width + local[flat]
+                pairs, counts = np.unique(keys, return_counts=True)  # sorted by (row, token)
+                toks = (pairs % width).astype(np.int32)
+                piece = spill / f"{len(pieces):06d}.npz"
+                np.savez(piece, rows=(pairs // width + n).astype(np.int32), toks=toks,
+                         tf=np.minimum(counts, 65535).astype(np.uint16))
+                pieces.append(piece)
+                grown = np.zeros(len(vocab), dtype=np.int64)
+                grown[: len(df)] = df
+                df = grown + np.bincount(toks, minlength=len(vocab))
+                len_parts.append(lens.astype(np.int32))
+                id_parts.append(np.array(page_ids, dtype=str))
+                origin_parts.append(np.fromiter((origins(m.get("origin", "") or "") for m in metas), np.int32, len(metas)))
+                class_parts.append(np.fromiter((classes(m.get("classification", "") or "") for m in metas), np.int32, len(metas)))
+                date_parts.append(np.fromiter((int(m.get("date_int", 0) or 0) for m in metas), np.int32, len(metas)))
+                for i, m in enumerate(metas):
+                    for tag in m.get("tags") or []:
+                        tag_row_parts.append(n + i)
+                        tag_code_parts.append(tags(tag))
+                n += len(page_ids)
+                if progress:
+                    progress(len(page_ids))
 
+        if not dim:
+            (tmp / VECTORS).unlink()
         if n:
             _write_scores(tmp, pieces, vocab, df, np.concatenate(len_parts), n)
         shutil.rmtree(spill, ignore_errors=True)
         ids = np.concatenate(id_parts) if id_parts else np.array([], dtype=str)
         np.save(tmp / "ids.npy", ids)
+        # Sorted UTF-8 copies (a quarter of the size of numpy's UTF-32; same order) for id → row lookups.
+        order = np.argsort(ids, kind="stable").astype(np.int32)
+        np.save(tmp / "ids_sorted.npy", np.char.encode(ids[order], "utf-8"))
+        np.save(tmp / "ids_order.npy", order)
+        del order
         tag_rows = np.array(tag_row_parts, dtype=np.int32)
         tag_codes = np.array(tag_code_parts, dtype=np.int32)
         # Tags as CSR: the rows of tag i (in sorted name order) are tag_rows[tag_indptr[i]:tag_indptr[i + 1]].
@@ -240,7 +268,8 @@ class LexicalIndex:
             tag_rows=tag_rows[order],
         )
         (tmp / "vocab.json").write_text(
-            json.dumps({"origins": origins.names(), "classes": classes.names(), "tags": sorted_names})
+            json.dumps({"origins": origins.names(), "classes": classes.names(), "tags": sorted_names,
+                        "vector_dim": dim})
         )
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -281,10 +310,22 @@ class LexicalIndex:
 
     def mask(self, filters: dict | None) -> np.ndarray | None:
         """1.0 for rows that pass every filter, else 0.0; None when nothing is filtered."""
-        if not filters or not any(filters.get(k) for k in ("origin", "classification", "tag", "date_from", "date_to")):
+        keep = self._keep(filters)
+        return None if keep is None else keep.astype(np.float32)
+
+    def filter_rows(self, filters: dict | None) -> np.ndarray | None:
+        """The rows (ascending) that pass every filter; None when nothing is filtered."""
+        keep = self._keep(filters)
+        return None if keep is None else np.flatnonzero(keep)
+
+    def _keep(self, filters: dict | None) -> np.ndarray | None:
+        if not filters or not any(filters.get(k) for k in FILTER_KEYS):
             return None
         cols, vocab = self._columns, self._vocab
         keep = np.ones(len(self), dtype=bool)
+        if filters.get("cable_id"):
+            keep[:] = False
+            keep[self.cable_rows(filters["cable_id"])] = True
         for key, names, codes in (("origin", "origins", "origin_codes"), ("classification", "classes", "class_codes")):
             if filters.get(key):
                 code = vocab[names].index(filters[key]) if filters[key] in vocab[names] else -1
@@ -299,7 +340,52 @@ class LexicalIndex:
             keep &= cols["date_int"] >= int(filters["date_from"].replace("-", ""))
         if filters.get("date_to"):
             keep &= cols["date_int"] <= int(filters["date_to"].replace("-", ""))
-        return keep.astype(np.float32)
+        return keep
+
+    @cached_property
+    def _vectors(self) -> np.ndarray | None:
+        dim = self._vocab.get("vector_dim") if self.exists() else 0
+        if not dim or not (self.path / VECTORS).exists():
+            return None
+        return np.memmap(self.path / VECTORS, dtype=np.float32, mode="r").reshape(-1, dim)
+
+    def has_vectors(self) -> bool:
+        """Whether this index holds the vectors (indexes built before they were added do not)."""
+        return self._vectors is not None
+
+    @cached_property
+    def _sorted_ids(self) -> tuple[np.ndarray, np.ndarray]:
+        return (np.load(self.path / "ids_sorted.npy", mmap_mode="r"),
+                np.load(self.path / "ids_order.npy", mmap_mode="r"))
+
+    def rows_of(self, ids: list[str]) -> np.ndarray:
+        """The row of each chunk id; -1 for an id this index does not hold."""
+        ids_sorted, order = self._sorted_ids
+        if not len(ids) or not len(ids_sorted):
+            return np.full(len(ids), -1, dtype=np.int64)
+        wanted = np.char.encode(np.asarray(ids, dtype=str), "utf-8")
+        at = np.minimum(np.searchsorted(ids_sorted, wanted), len(ids_sorted) - 1)
+        return np.where(ids_sorted[at] == wanted, order[at], -1).astype(np.int64)
+
+    def cable_rows(self, cable_id: str) -> np.ndarray:
+        """The rows of one cable's chunks (ids `<cable id>:…`)."""
+        ids_sorted, order = self._sorted_ids
+        bounds = np.char.encode(np.array([f"{cable_id}:", f"{cable_id};"]), "utf-8")  # ';' follows ':'
+        lo, hi = np.searchsorted(ids_sorted, bounds)
+        return np.sort(order[lo:hi]).astype(np.int64)
+
+    def nearest(self, vector: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the `k` rows among `rows` nearest to `vector`: exact, in blocks
+        so a large set never materialises at once."""
+        if k <= 0 or not len(rows):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        scores = np.concatenate([self._vectors[rows[i : i + _BLOCK]] @ query for i in range(0, len(rows), _BLOCK)])
+        top = np.argpartition(-scores, k - 1)[:k] if len(rows) > k else np.arange(len(rows))
+        top = top[np.lexsort((rows[top], -scores[top]))]
+        ids = self._columns["ids"]
+        return [(str(ids[r]), float(scores[i])) for r, i in zip(rows[top], top)]
 
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, BM25 scores) of every row that shares a token with the query."""

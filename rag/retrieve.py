@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
@@ -25,6 +26,11 @@ RRF_K = 60
 # Each side contributes this many candidates to the fusion, so a paragraph ranked low by one
 # retriever but high by the other still surfaces.
 FUSION_DEPTH = 50
+# A filtered dense search scores every row that passes exactly up to this many rows (~50 ms at
+# 384 dims); a broader filter passes most of Chroma's unfiltered neighbours, so those are
+# fetched, OVERSAMPLE times as many as the filter's share of rows predicts are needed, and checked.
+EXACT_ROWS = 100_000
+OVERSAMPLE = 3
 
 
 def rrf(rankings: list[list[Hit]], weights: list[float] | None = None, k: int = RRF_K) -> list[Hit]:
@@ -65,25 +71,46 @@ class Retriever:
 
     def dense(self, question: str, k: int, filters: dict | None = None, vector=None) -> list[Hit]:
         vector = self.encoder.encode_query(question) if vector is None else vector
-        return self.store.query(vector, k, filters)
+        rows = self.lexical.filter_rows(filters) if filters and self.lexical.has_vectors() else None
+        if rows is None:
+            return self.store.query(vector, k, filters)
+        return self._dense_within(vector, k, rows)
+
+    def _dense_within(self, vector, k: int, rows) -> list[Hit]:
+        """Dense search restricted to `rows` of the lexical index (see rag.lexical on why not
+        Chroma's `where`)."""
+        ranked = None
+        if len(rows) > EXACT_ROWS:
+            n = min(len(self.lexical), -(-k * len(self.lexical) * OVERSAMPLE // len(rows)))
+            candidates = self.store.nearest_ids(vector, n)
+            at = self.lexical.rows_of([cid for cid, _ in candidates])
+            passed = np.isin(at, rows, assume_unique=False)
+            if passed.sum() >= k or n == len(self.lexical):
+                ranked = [c for c, ok in zip(candidates, passed) if ok][:k]
+        if ranked is None:
+            ranked = self.lexical.nearest(vector, rows, k)
+        return self._hits(ranked, "dense")
+
+    def _hits(self, ranked: list[tuple[str, float]], source: str) -> list[Hit]:
+        hits = self.store.get([cid for cid, _ in ranked])
+        score = dict(ranked)
+        for hit in hits:
+            hit.score, hit.source = score[hit.chunk_id], source
+        return hits
 
     def bm25(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
         if not self.lexical.exists():
             raise RagError(f"no BM25 index at {self.lexical.path}: run 'rag ingest' again to build it")
-        ranked = self.lexical.search(question, k, filters)
-        hits = self.store.get([cid for cid, _ in ranked])
-        score = dict(ranked)
-        for hit in hits:
-            hit.score, hit.source = score[hit.chunk_id], "bm25"
-        return hits
+        return self._hits(self.lexical.search(question, k, filters), "bm25")
 
     def named_cables(self, cable_ids: list[str], k: int, vector) -> list[Hit]:
         """Paragraphs of the cables a question names by id, best match to the question first."""
         hits: list[Hit] = []
         for cable_id in dict.fromkeys(cable_ids):
-            hits.extend(self.store.query(vector, k, {"cable_id": cable_id}))
-        for hit in hits:
-            hit.source = "id"
+            if self.lexical.has_vectors():
+                hits.extend(self._hits(self.lexical.nearest(vector, self.lexical.cable_rows(cable_id), k), "id"))
+            else:
+                hits.extend(replace(h, source="id") for h in self.store.query(vector, k, {"cable_id": cable_id}))
         return sorted(hits, key=lambda h: -h.score)
 
     def search(self, question: str, k: int = 10, filters: dict | None = None) -> list[Hit]:

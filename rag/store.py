@@ -148,6 +148,14 @@ class Store:
                                                  got["distances"][0], got["embeddings"][0])
         ]
 
+    def nearest_ids(self, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the `n` nearest chunks, unfiltered: ids and distances only,
+        which Chroma answers from the HNSW index without a metadata read."""
+        if n <= 0:
+            return []
+        got = self.collection.query(query_embeddings=[embedding], n_results=n, include=["distances"])
+        return [(cid, 1.0 - dist) for cid, dist in zip(got["ids"][0], got["distances"][0])]
+
     def get(self, ids: list[str]) -> list[Hit]:
         if not ids:
             return []
