@@ -17,6 +17,7 @@ Then: length-sorted batching and thread count (on --ablation texts), the int8 ON
 the fp32 and int8 indexes built in (b) (every gold cable is in this corpus).
 
     python bench/ingest_bench.py [--paragraphs 5000] [--ablation 600] [--no-llama] [--no-int8] [--no-metrics]
+    python bench/ingest_bench.py --metrics-only   # the fp32 / int8 dev-set comparison alone
 """
 
 from __future__ import annotations
@@ -124,6 +125,27 @@ def encode_rate(fn, texts: list[str]) -> float:
     return len(texts) / t.seconds
 
 
+def compare_metrics(suite: str, fp32, int8, work: Path) -> list[str]:
+    """Dev-set retrieval metrics of the fp32 and int8 indexes, side by side, and the largest gap."""
+    from rag.evaluate import evaluate
+
+    print("dev-set metrics …", flush=True)
+    reports = {}
+    for name, s in (("fp32", fp32), ("int8", int8)):
+        _, reps = evaluate(suite, s, retrievals=["dense", "bm25", "hybrid"], llms=["extractive"],
+                           out=work / f"eval_{name}", progress=False)
+        reports[name] = {r["config"]["retrieval"]: r["retrieval"] for r in reps}
+    worst, met = 0.0, []
+    for mode in ("dense", "bm25", "hybrid"):
+        f, q = reports["fp32"][mode], reports["int8"][mode]
+        for key in ("hit@1", "hit@5", "hit@10", "mrr@10"):
+            worst = max(worst, abs((f[key] or 0) - (q[key] or 0)))
+        met.append([mode] + [f"{f[k]:.3f} / {q[k]:.3f}" for k in ("hit@1", "hit@5", "hit@10", "mrr@10")])
+    return ["", f"Dev-set retrieval ({Path(suite).name}, {reps[0]['n']} cases), fp32 / int8, on the indexes built "
+                "in (b) and (b'):", "", table(["mode", "hit@1", "hit@5", "hit@10", "mrr@10"], met), "",
+            f"Largest |fp32 − int8| difference: {worst:.3f} (goal ≤ 0.01)"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--paragraphs", type=int, default=5000)
@@ -131,6 +153,9 @@ def main() -> int:
     ap.add_argument("--no-llama", action="store_true")
     ap.add_argument("--no-int8", action="store_true")
     ap.add_argument("--no-metrics", action="store_true")
+    ap.add_argument("--metrics-only", action="store_true",
+                    help="no timings: build the fp32 and int8 indexes and compare their dev-set metrics "
+                         "(safe on a busy machine)")
     ap.add_argument("--suite", default=str(DEV), help="evaluation cases for the fp32 / int8 metrics")
     ap.add_argument("--max-cables", type=int, default=0, help="smoke test: only this many cables")
     ap.add_argument("--work", default=None, help="scratch directory (default: a new one under /tmp)")
@@ -154,6 +179,19 @@ def main() -> int:
     file_chars = sum(len(f.read_text(encoding="utf-8")) for f in corpus_dir.glob("*.txt"))
     print(f"corpus: {len(cables)} cables, {n_par} paragraphs, {par_chars:,} paragraph characters "
           f"({file_chars:,} in the files), scratch {work}", flush=True)
+
+    if args.metrics_only:
+        indexes = [Settings(index_dir=work / "index_fp32", encoder=MINILM),
+                   Settings(index_dir=work / "index_int8", encoder=MINILM_INT8)]
+        for settings in indexes:
+            print(f"indexing with {settings.encoder} …", flush=True)
+            ingest([corpus_dir], settings, progress=True)
+        body = [f"Corpus: {len(cables)} cables ({n_par:,} paragraphs): the demo corpus (all dev-set gold cables) "
+                "+ random ../shared cables. Metrics only (--metrics-only), no timings."]
+        record("ingest", header(), "\n".join(body + compare_metrics(args.suite, *indexes, work)))
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     enc = get_encoder(MINILM, 64)
     st = enc.model  # load now, untimed
@@ -283,24 +321,7 @@ def main() -> int:
              table(["encoder", "threads", "batching", "texts/s"], abl)]
 
     if int8 is not None and not args.no_metrics:
-        from rag.evaluate import evaluate
-
-        print("dev-set metrics …", flush=True)
-        met = []
-        reports = {}
-        for name, s in (("fp32", settings_b), ("int8", settings_b8)):
-            _, reps = evaluate(args.suite, s, retrievals=["dense", "bm25", "hybrid"], llms=["extractive"],
-                               out=work / f"eval_{name}", progress=False)
-            reports[name] = {r["config"]["retrieval"]: r["retrieval"] for r in reps}
-        worst = 0.0
-        for mode in ("dense", "bm25", "hybrid"):
-            f, q = reports["fp32"][mode], reports["int8"][mode]
-            for key in ("hit@1", "hit@5", "hit@10", "mrr@10"):
-                worst = max(worst, abs((f[key] or 0) - (q[key] or 0)))
-            met.append([mode] + [f"{f[k]:.3f} / {q[k]:.3f}" for k in ("hit@1", "hit@5", "hit@10", "mrr@10")])
-        body += ["", f"Dev-set retrieval ({Path(args.suite).name}, {reps[0]['n']} cases), fp32 / int8, on the indexes built in (b) and (b'):", "",
-                 table(["mode", "hit@1", "hit@5", "hit@10", "mrr@10"], met), "",
-                 f"Largest |fp32 − int8| difference: {worst:.3f} (goal ≤ 0.01)"]
+        body += compare_metrics(args.suite, settings_b, settings_b8, work)
 
     record("ingest", header(), "\n".join(body))
     if not args.work:

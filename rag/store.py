@@ -173,11 +173,10 @@ class Store:
         return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
 
     def iter_all(self, batch: int = 5000, include: tuple[str, ...] = ("documents", "metadatas")) -> Iterator[dict]:
-        """Every chunk, page by page (bounded memory)."""
-        offset = 0
-        while True:
-            got = self.collection.get(limit=batch, offset=offset, include=list(include))
-            if not got["ids"]:
-                return
-            yield got
-            offset += len(got["ids"])
+        """Every chunk, page by page (bounded memory: the ids, then one page at a time).
+
+        Pages are fetched by id, not by `offset`: Chroma's SQLite skips `offset` rows for every
+        page, so offset paging is quadratic (73k chunks: 17 s by offset, 8 s by id)."""
+        ids = self.collection.get(include=[])["ids"]
+        for i in range(0, len(ids), batch):
+            yield self.collection.get(ids=ids[i : i + batch], include=list(include))
