@@ -141,8 +141,8 @@ def compare_metrics(suite: str, fp32, int8, work: Path) -> list[str]:
         for key in ("hit@1", "hit@5", "hit@10", "mrr@10"):
             worst = max(worst, abs((f[key] or 0) - (q[key] or 0)))
         met.append([mode] + [f"{f[k]:.3f} / {q[k]:.3f}" for k in ("hit@1", "hit@5", "hit@10", "mrr@10")])
-    return ["", f"Dev-set retrieval ({Path(suite).name}, {reps[0]['n']} cases), fp32 / int8, on the indexes built "
-                "in (b) and (b'):", "", table(["mode", "hit@1", "hit@5", "hit@10", "mrr@10"], met), "",
+    return ["", f"Dev-set retrieval ({Path(suite).name}, {reps[0]['n']} cases), fp32 / int8, on the two indexes of "
+                "this corpus:", "", table(["mode", "hit@1", "hit@5", "hit@10", "mrr@10"], met), "",
             f"Largest |fp32 − int8| difference: {worst:.3f} (goal ≤ 0.01)"]
 
 

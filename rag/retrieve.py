@@ -84,7 +84,8 @@ class Retriever:
             n = min(len(self.lexical), -(-k * len(self.lexical) * OVERSAMPLE // len(rows)))
             candidates = self.store.nearest_ids(vector, n)
             at = self.lexical.rows_of([cid for cid, _ in candidates])
-            passed = np.isin(at, rows, assume_unique=False)
+            pos = np.minimum(np.searchsorted(rows, at), len(rows) - 1)  # rows ascend: a binary search each
+            passed = rows[pos] == at
             if passed.sum() >= k or n == len(self.lexical):
                 ranked = [c for c, ok in zip(candidates, passed) if ok][:k]
         if ranked is None:
