@@ -37,11 +37,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.settings import Settings, get_settings
+from rag.validate import FILTER_KEYS as USER_FILTER_KEYS
 
 DIRNAME = "bm25"
 VECTORS = "vectors.f32"
-# The filters rag.store.where_clause gives Chroma, applied here to the rows.
-FILTER_KEYS = ("cable_id", "origin", "classification", "tag", "date_from", "date_to")
+# The filters rag.store.where_clause gives Chroma (the user's, plus cable_id), applied here to the rows.
+FILTER_KEYS = ("cable_id", *USER_FILTER_KEYS)
 # bm25s's defaults (Lucene variant), which the previous builds used.
 K1, B = 1.5, 0.75
 # Rows per block of an exact search: 32k × 384 floats is 48 MiB.
@@ -156,6 +157,7 @@ class LexicalIndex:
 
     def __init__(self, path: Path):
         self.path = path
+        self._last_keep: tuple[tuple, np.ndarray] | None = None
 
     @classmethod
     def at(cls, settings: Settings | None = None) -> "LexicalIndex":
@@ -308,19 +310,26 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._columns["ids"])
 
-    def mask(self, filters: dict | None) -> np.ndarray | None:
-        """1.0 for rows that pass every filter, else 0.0; None when nothing is filtered."""
-        keep = self._keep(filters)
-        return None if keep is None else keep.astype(np.float32)
-
     def filter_rows(self, filters: dict | None) -> np.ndarray | None:
         """The rows (ascending) that pass every filter; None when nothing is filtered."""
         keep = self._keep(filters)
         return None if keep is None else np.flatnonzero(keep)
 
     def _keep(self, filters: dict | None) -> np.ndarray | None:
-        if not filters or not any(filters.get(k) for k in FILTER_KEYS):
+        """True for rows that pass every filter; None when nothing is filtered. The last answer is
+        kept: a hybrid search asks for the same filters twice (dense rows, BM25 scores), and at 3M
+        rows each pass over the columns costs milliseconds."""
+        key = tuple(sorted((k, filters[k]) for k in FILTER_KEYS if filters and filters.get(k)))
+        if not key:
             return None
+        last = self._last_keep
+        if last is not None and last[0] == key:
+            return last[1]
+        keep = self._compute_keep(dict(key))
+        self._last_keep = (key, keep)
+        return keep
+
+    def _compute_keep(self, filters: dict) -> np.ndarray:
         cols, vocab = self._columns, self._vocab
         keep = np.ones(len(self), dtype=bool)
         if filters.get("cable_id"):
@@ -409,9 +418,9 @@ class LexicalIndex:
         if not len(self) or k <= 0:
             return []
         rows, scores = self.scores(query)
-        mask = self.mask(filters)
-        if mask is not None and len(rows):
-            scores = scores * mask[rows]
+        keep = self._keep(filters)
+        if keep is not None and len(rows):
+            scores = np.where(keep[rows], scores, 0.0)
         keep = scores > 0
         rows, scores = rows[keep], scores[keep]
         if len(rows) > k:
