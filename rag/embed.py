@@ -72,7 +72,8 @@ def _threads() -> int:
 
 
 class OnnxMiniLM:
-    """all-MiniLM-L6-v2 as an int8 ONNX graph: tokenize → run → mean-pool → normalise."""
+    """all-MiniLM-L6-v2 as an int8 ONNX graph: tokenize → run → mean-pool → normalise. Answers
+    the parts of SentenceTransformer's interface the Encoder reads (dimension, window)."""
 
     dimension = 384
 
@@ -96,6 +97,13 @@ class OnnxMiniLM:
         tok.enable_truncation(max_length=window)
         tok.no_padding()
         self.tokenizer = tok
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.window
+
+    def get_embedding_dimension(self) -> int:
+        return self.dimension
 
     def encode(self, texts: list[str], batch_size: int = 64, max_tokens: int = EMBED_TOKENS) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
@@ -161,15 +169,11 @@ class Encoder:
 
     @cached_property
     def dimension(self) -> int:
-        if self.is_int8:
-            return OnnxMiniLM.dimension
         return int(self.model.get_embedding_dimension())
 
     @cached_property
     def max_tokens(self) -> int:
         """Word pieces the model sees per text, special tokens excluded."""
-        if self.is_int8:
-            return MINILM_WINDOW - 2
         return int(self.model.max_seq_length) - 2
 
     def count_tokens(self, texts: list[str]) -> list[int]:
