@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rag.embed import Encoder
-from rag.text import content_words, key_names, mentions, names, numbers, split_sentences
-from rag.types import CABLE_ID, Citation, Hit
+from rag.text import content_words, names, numbers, split_sentences
+from rag.types import Citation, Hit
 
 REFUSAL = "The cables in this index do not answer that question."
 # Phrases an LLM uses when it declines; any of them turns the answer into the refusal.
@@ -25,8 +25,6 @@ _DECLINES = ("do not answer", "don't answer", "does not answer", "cannot answer"
 
 SUPPORTED = 0.55
 WEAK = 0.35
-# Paragraphs that must, together, mention every name the question asks about.
-EVIDENCE_DEPTH = 5
 
 
 @dataclass
@@ -60,16 +58,6 @@ def is_refusal(text: str) -> bool:
     return not lowered or REFUSAL.lower() in lowered or (
         any(p in lowered for p in _DECLINES) and not Citation.find_all(text)
     )
-
-
-def missing_names(question: str, hits: list[Hit], depth: int = EVIDENCE_DEPTH) -> list[str]:
-    """Names the question asks about that none of the top paragraphs mentions (their text,
-    subject or origin). A question about Nepal answered from cables that never say "Nepal" is
-    a question the index does not answer, however similar the paragraphs sound."""
-    evidence = " ".join(
-        f"{h.text} {h.metadata.get('subject', '')} {h.metadata.get('origin', '')}" for h in hits[:depth]
-    ).lower()
-    return sorted(n for n in key_names(CABLE_ID.sub(" ", question)) if not mentions(evidence, n))
 
 
 def overlap(sentence: str, paragraph: str) -> float:

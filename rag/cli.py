@@ -18,7 +18,8 @@ from pathlib import Path
 from rag.errors import RagError
 from rag.settings import Settings
 
-EPILOG = "Environment: RAG_INDEX_DIR, RAG_CHROMA_URL, RAG_LLM, RAG_LLM_BASE_URL, RAG_LLM_MODEL, RAG_RETRIEVAL, RAG_ENCODER."
+EPILOG = ("Environment: RAG_INDEX_DIR, RAG_CHROMA_URL, RAG_LLM, RAG_LLM_BASE_URL, RAG_LLM_MODEL, RAG_RETRIEVAL, "
+          "RAG_ENCODER, RAG_RANK, RAG_REFUSE.")
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,8 @@ def cmd_stats(args) -> int:
     from rag.stats import index_stats
 
     settings = settings_from(args)
+    if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
+        raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
     stats = index_stats(open_store(settings, get_encoder(settings.encoder), create=False), LexicalIndex.at(settings))
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -93,7 +96,14 @@ def cmd_stats(args) -> int:
 
 
 def print_answer(answer) -> None:
-    print(answer.text)
+    if answer.refused:
+        print(answer.text)
+        if answer.refusal_reason:
+            print(f"Why: {answer.refusal_reason}.")
+    else:
+        if answer.short_answer:
+            print(f"Answer: {answer.short_answer}\n")
+        print(textwrap.fill(answer.text, 100))
     if answer.unsupported and not answer.refused:
         print("\n(no supporting paragraph found for: " + " | ".join(answer.unsupported) + ")")
     status = {c.citation: c.status for c in answer.citations}
@@ -103,17 +113,21 @@ def print_answer(answer) -> None:
         print(f"   {m.get('date', '')} · {m.get('origin', '')} · {m.get('classification', '')}")
         print(textwrap.indent(textwrap.fill(hit.text, 96), "   "))
     t = answer.timings_ms
-    print(f"\n[{answer.backend}; retrieve {t['retrieve']:.0f} ms, answer {t['answer']:.0f} ms, verify {t['verify']:.0f} ms]")
+    print(f"\n[{answer.backend}; retrieve {t['retrieve']:.0f} ms, rank {t.get('rank', 0):.0f} ms, "
+          f"answer {t['answer']:.0f} ms, verify {t['verify']:.0f} ms]")
 
 
 def cmd_ask(args) -> int:
     from rag.demo import ensure_index
     from rag.pipeline import Pipeline
 
+    from rag.validate import check_question
+
+    question = check_question(args.question)
     settings = settings_from(args)
     filters = filters_from(args)
     ensure_index(settings)
-    answer = Pipeline(settings).ask(args.question, filters=filters)
+    answer = Pipeline(settings).ask(question, filters=filters)
     if args.json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
     else:

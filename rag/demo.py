@@ -5,17 +5,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from rag.errors import NoIndex
 from rag.settings import Settings, get_settings
 from rag.store import Store
 
 DEMO_DIR = Path(__file__).parent / "demo" / "cables"
+# Only here is a missing index replaced by the demo: anywhere else it is a typo or a path the
+# user meant to fill with their own cables, and answering from the demo would mislead.
+DEFAULT_INDEX = Path("index")
 
 
 def ensure_index(settings: Settings | None = None, progress: bool = True) -> bool:
-    """Build the demo index where `settings` points when no index is there. True if it built."""
+    """Build the demo index at the default location when no index is there. True if it built."""
     settings = get_settings(settings)
     if Store.exists(settings):
         return False
+    if settings.chroma_url or Path(settings.index_dir).resolve() != DEFAULT_INDEX.resolve():
+        where = settings.chroma_url or settings.index_dir
+        raise NoIndex(f"no index at {where}: build it with 'rag ingest PATH --index {where}' "
+                      "(the demo corpus is built only at the default ./index)")
     from rag.ingest import ingest
 
     print(

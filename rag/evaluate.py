@@ -292,7 +292,7 @@ def config_of(name: str, pipeline, suite: Path | str) -> dict:
     s = pipeline.settings
     return {
         "name": name, "retrieval": s.retrieval, "llm": s.llm, "llm_model": s.llm_model if s.llm != "extractive" else "",
-        "top_k": s.top_k, "reranker": s.reranker, "encoder": s.encoder,
+        "top_k": s.top_k, "rank": s.rank, "refuse": s.refuse, "reranker": s.reranker, "encoder": s.encoder,
         "index": s.chroma_url or str(s.index_dir), "suite": str(suite),
     }
 

@@ -413,6 +413,34 @@ class LexicalIndex:
         hit, inverse = np.unique(rows, return_inverse=True)
         return hit, np.bincount(inverse, weights=weights, minlength=len(hit))
 
+    def document_frequency(self, terms: list[str]) -> np.ndarray:
+        """How many chunks hold each stemmed term (0 for a term the index has never seen)."""
+        retriever = self._retriever
+        indptr = retriever.scores["indptr"]
+        return np.array([int(indptr[t + 1] - indptr[t]) if (t := retriever.vocab_dict.get(term)) is not None else 0
+                         for term in terms], dtype=np.int64)
+
+    def idf(self, terms: list[str]) -> np.ndarray:
+        """BM25's idf of each stemmed term (a term the index lacks gets the idf of a term seen
+        once: rarer than anything it holds)."""
+        df = np.maximum(self.document_frequency(terms), 1).astype(np.float64)
+        return np.log(1 + (len(self) - df + 0.5) / (df + 0.5))
+
+    def scores_of(self, query: str, ids: list[str]) -> np.ndarray:
+        """The BM25 score of each chunk id for `query` (0 for an id not held or not matched)."""
+        rows, scores = self.scores(query)
+        at = self.rows_of(ids)
+        if not len(rows):
+            return np.zeros(len(ids))
+        pos = np.minimum(np.searchsorted(rows, at), len(rows) - 1)
+        return np.where((at >= 0) & (rows[pos] == at), scores[pos], 0.0)
+
+    @cached_property
+    def last_date(self) -> int:
+        """The latest cable date the index holds, as YYYYMMDD (0 when none is known)."""
+        dates = self._columns["date_int"] if self.exists() else np.zeros(0)
+        return int(dates.max()) if len(dates) else 0
+
     def search(self, query: str, k: int, filters: dict | None = None) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best `k` rows with a positive score."""
         if not len(self) or k <= 0:

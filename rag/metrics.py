@@ -16,7 +16,7 @@ Paragraph = tuple[str, int]
 
 UNANSWERABLE = "unanswerable"
 MULTI = "multi"
-STAGES = ("retrieve", "answer", "verify", "total")
+STAGES = ("retrieve", "rank", "answer", "verify", "total")
 KS = (1, 5, 10)
 
 

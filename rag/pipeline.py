@@ -1,4 +1,4 @@
-"""The pipeline a question runs through: condense → retrieve → answer → verify.
+"""The pipeline a question runs through: condense → retrieve → rank → check evidence → answer → verify.
 
 `Pipeline.ask` is the API behind `rag ask`, `rag eval`, the JSON API and the chat app: one
 code path, so what the evaluation measures is what users get.
@@ -12,10 +12,18 @@ from typing import Iterator
 
 from rag.answer import get_answerer
 from rag.chat import condense
-from rag.cite import REFUSAL, CheckedCitation, Verifier, missing_names
+from rag.cite import REFUSAL, CheckedCitation, Verifier
+from rag.evidence import EvidenceCheck, Verdict, filter_reason
+from rag.question import Question, analyse
+from rag.rank import Candidate, Ranker, candidates, load_model
 from rag.retrieve import Retriever, open_retriever
 from rag.settings import Settings, get_settings
+from rag.short_answer import short_answer
 from rag.types import Hit
+
+# Candidates the second ranking stage reorders: deep enough to hold the answering paragraph
+# when fusion ranks it low, shallow enough to stay within the latency budget.
+CANDIDATES = 40
 
 
 @dataclass
@@ -25,6 +33,7 @@ class Answer:
     text: str
     refused: bool
     backend: str
+    short_answer: str = ""
     citations: list[CheckedCitation] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     paragraphs: list[Hit] = field(default_factory=list)
@@ -38,6 +47,7 @@ class Answer:
             "question": self.question,
             "standalone_question": self.standalone,
             "answer": self.text,
+            "short_answer": self.short_answer,
             "refused": self.refused,
             "backend": self.backend,
             "citations": [
@@ -63,11 +73,15 @@ def paragraph_json(hit: Hit) -> dict:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None):
+    def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None,
+                 ranker: Ranker | None = None, evidence: EvidenceCheck | None = None):
         self.settings = get_settings(settings)
         self.retriever = retriever or open_retriever(self.settings)
         self.answerer = get_answerer(self.settings, self.retriever.encoder)
         self.verifier = Verifier(self.retriever.encoder)
+        self.ranker = ranker or Ranker(load_model("ranker.json") if self.settings.rank else None)
+        # The evidence model reads the ranker's scores: without the ranker only the stated checks run.
+        self.evidence = evidence or EvidenceCheck(load_model("evidence.json") if self.settings.rank else None)
 
     @property
     def llm(self):
@@ -85,6 +99,26 @@ class Pipeline:
             out.append(hit)
         return out
 
+    def candidates(self, question: str, standalone: str, filters: dict | None) -> tuple[Question, list[Candidate]]:
+        """Retrieval's candidates for the stand-alone question, each with its ranking features
+        (from the user's own words), in retrieval order."""
+        vector = self.retriever.encoder.encode_query(standalone)
+        hits = self.retriever.search(standalone, max(CANDIDATES, self.settings.top_k), filters, vector=vector)
+        asked = analyse(question, context=standalone) if standalone != question else analyse(question)
+        return asked, candidates(asked, hits, vector, self.retriever.lexical)
+
+    def judge(self, question: Question, ranked: list[Candidate], filters: dict | None) -> Verdict:
+        if not self.settings.refuse:
+            return Verdict(True)
+        lexical = self.retriever.lexical
+        if filters and not ranked and lexical.exists():
+            return Verdict(False, filter_reason(filters, lexical.vocabulary()))
+        if question.cable_ids and lexical.has_vectors():
+            absent = [c for c in question.cable_ids if not len(lexical.cable_rows(c))]
+            if absent:
+                return Verdict(False, f"cable {absent[0]} is not in this index")
+        return self.evidence.judge(question, ranked, lexical)
+
     def stream(self, question: str, history: list[dict] | None = None, filters: dict | None = None) -> Iterator[str | Answer]:
         """Yields the answer's text as it is produced, then the verified `Answer`."""
         timings: dict[str, float] = {}
@@ -92,36 +126,41 @@ class Pipeline:
         standalone = condense(question, history, self.llm)
         t1 = time.perf_counter()
         timings["condense"] = (t1 - t0) * 1000
-        hits = self.retriever.search(standalone, self.settings.top_k, filters)
+        asked, found = self.candidates(question, standalone, filters)
         t2 = time.perf_counter()
         timings["retrieve"] = (t2 - t1) * 1000
-        # The evidence gate, before any backend runs: every name the question asks about must
-        # appear in the top paragraphs, or the cables at hand are about something else.
-        missing = missing_names(standalone, hits)
-        reason = f"no retrieved paragraph mentions {', '.join(missing)}" if missing else ""
-        pieces = [REFUSAL] if missing else []
-        if not missing:
-            for piece in self.answerer.stream(question if not history else standalone, hits):
+        ranked = self.ranker.rank(found)
+        hits = [c.hit for c in ranked[: self.settings.top_k]]
+        # The evidence check, before any backend runs: a question the paragraphs do not answer
+        # is refused with its reason, whatever a backend would have made of them.
+        verdict = self.judge(asked, ranked, filters)
+        t3 = time.perf_counter()
+        timings["rank"] = (t3 - t2) * 1000
+        pieces = [] if verdict.answerable else [REFUSAL]
+        if verdict.answerable:
+            asked_as = standalone if history and self.answerer.wants_standalone else question
+            for piece in self.answerer.stream(asked_as, hits):
                 pieces.append(piece)
                 yield piece
         raw = "".join(pieces)
-        t3 = time.perf_counter()
-        timings["answer"] = (t3 - t2) * 1000
-        verified = self.verifier.verify(raw, hits)
         t4 = time.perf_counter()
-        timings["verify"] = (t4 - t3) * 1000
-        timings["total"] = (t4 - t0) * 1000
+        timings["answer"] = (t4 - t3) * 1000
+        verified = self.verifier.verify(raw, hits)
+        t5 = time.perf_counter()
+        timings["verify"] = (t5 - t4) * 1000
+        timings["total"] = (t5 - t0) * 1000
         cited = {c.citation for c in verified.citations}
         seen, paragraphs = set(), []
         for hit in hits:
             if hit.citation in cited and hit.citation not in seen:
                 seen.add(hit.citation)
                 paragraphs.append(hit)
+        reason = verdict.reason or ("the best paragraphs did not support an answer" if verified.refused else "")
         yield Answer(
             question=question, standalone=standalone, text=verified.text, refused=verified.refused,
-            backend=self.answerer.name, citations=verified.citations, hits=hits,
-            paragraphs=self.whole_paragraphs(paragraphs), unsupported=verified.unsupported,
-            refusal_reason=reason if verified.refused else "", raw=raw,
+            backend=self.answerer.name, short_answer="" if verified.refused else short_answer(asked, verified.text),
+            citations=verified.citations, hits=hits, paragraphs=self.whole_paragraphs(paragraphs),
+            unsupported=verified.unsupported, refusal_reason=reason if verified.refused else "", raw=raw,
             timings_ms=timings,
         )
 

@@ -114,11 +114,13 @@ class Retriever:
                 hits.extend(replace(h, source="id") for h in self.store.query(vector, k, {"cable_id": cable_id}))
         return sorted(hits, key=lambda h: -h.score)
 
-    def search(self, question: str, k: int = 10, filters: dict | None = None) -> list[Hit]:
+    def search(self, question: str, k: int = 10, filters: dict | None = None, vector=None) -> list[Hit]:
+        """The `k` best paragraphs; `vector` is the question's embedding when the caller has it."""
         filters = {key: value for key, value in (filters or {}).items() if value}
         depth = max(k, FUSION_DEPTH) if (self.mode == "hybrid" or self.reranker) else k
         named_ids = CABLE_ID.findall(question.upper())
-        vector = self.encoder.encode_query(question) if self.mode != "bm25" or named_ids else None
+        if vector is None and (self.mode != "bm25" or named_ids):
+            vector = self.encoder.encode_query(question)
         if self.mode == "dense":
             hits = self.dense(question, depth, filters, vector)
         elif self.mode == "bm25":

@@ -23,6 +23,10 @@ def _env(names: str, default: str) -> str:
     return next((os.environ[n] for n in names.split("|") if n in os.environ), default)
 
 
+def _flag(value: str) -> bool:
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
+
+
 def setting(env: str, default: str, description: str, cast: Callable = str):
     """A field read from the environment when Settings() is made (not at import), so tests can
     point everything at a temporary directory with monkeypatch.setenv."""
@@ -43,6 +47,10 @@ class Settings:
         "RAG_DENSE_WEIGHT", "0.2", "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
         "on the dev set over the full shared corpus (evals/RESULTS.md).", float)
     top_k: int = setting("RAG_TOP_K", "10", "Paragraphs retrieved per question.", int)
+    rank: bool = setting("RAG_RANK", "1", "Reorder retrieved paragraphs by whether they answer the question "
+                         "(rag/models/ranker.json); 0 keeps retrieval's order.", _flag)
+    refuse: bool = setting("RAG_REFUSE", "1", "Refuse questions the cables do not answer (rag.evidence: stated checks, "
+                           "and rag/models/evidence.json when ranking is on); 0 always answers.", _flag)
     reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
     llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")

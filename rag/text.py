@@ -98,20 +98,20 @@ GENERIC_NAMES = frozenset(
 _CAPITALISED = re.compile(r"(?<![\w'])[A-Z][A-Za-z-]+")
 
 
+_PARENTHESISED = re.compile(r"\([^)]*\)")
+
+
 def key_names(question: str) -> set[str]:
-    """Lower-cased proper names of a question (not its first word, not generic words)."""
+    """Lower-cased proper names of a question (not its first word, not generic words, not an
+    alternative spelling given in parentheses: "the Kashgai (Qashqai)")."""
     found = set()
+    question = _PARENTHESISED.sub(lambda m: " " * len(m.group(0)), question)
     for m in _CAPITALISED.finditer(question):
         word = m.group(0).lower()
         if m.start() == 0 or word in STOPWORDS or word in GENERIC_NAMES or len(word) < 3:
             continue
         found.add(word)
     return found
-
-
-def mentions(text: str, name: str) -> bool:
-    """Whether lower-cased `text` mentions `name`, allowing inflection: "Chinese" ~ "China"."""
-    return (name[:4] if len(name) >= 5 else name) in text
 
 
 # Text that addresses a language model rather than a reader. Cables are data: such a sentence

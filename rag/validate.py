@@ -8,6 +8,18 @@ from rag.errors import RagError
 from rag.types import is_cable_id
 
 FILTER_KEYS = ("origin", "date_from", "date_to", "classification", "tag")
+# Longer than any real question; a pasted document is not one.
+MAX_QUESTION = 2000
+
+
+def check_question(question: str) -> str:
+    """The question stripped, or a one-line error for an empty or over-long one (CLI, API, UI)."""
+    question = (question or "").strip()
+    if not question:
+        raise RagError("the question is empty")
+    if len(question) > MAX_QUESTION:
+        raise RagError(f"the question is longer than {MAX_QUESTION} characters")
+    return question
 
 
 def validate_cable_id(value: str) -> str:

@@ -40,7 +40,7 @@ from rag.stats import index_stats  # noqa: E402
 from rag.store import Store  # noqa: E402
 from rag.text import split_sentences  # noqa: E402
 from rag.types import Citation, Hit  # noqa: E402
-from rag.validate import validate_cable_id, validate_filters  # noqa: E402
+from rag.validate import MAX_QUESTION, check_question, validate_cable_id, validate_filters  # noqa: E402
 
 log = logging.getLogger("rag.web")
 
@@ -50,7 +50,6 @@ EXAMPLES = [
     "Where and when was arms trafficker Viktor Bout arrested?",
     "What became of the nuclear fuel rods stolen from the Kinshasa research reactor?",
 ]
-MAX_QUESTION = 2000
 # Turns of history sent to the condense step: the last exchange carries the context a
 # follow-up needs, and a longer transcript only slows an LLM down.
 HISTORY_TURNS = 6
@@ -191,15 +190,6 @@ def filter_choices(pipeline: Pipeline) -> dict[str, list[str]]:
     return pipeline.retriever.lexical.vocabulary()
 
 
-def check_question(question: str) -> str:
-    question = (question or "").strip()
-    if not question:
-        raise RagError("the question is empty")
-    if len(question) > MAX_QUESTION:
-        raise RagError(f"the question is longer than {MAX_QUESTION} characters")
-    return question
-
-
 def cable_json(cable_id: str, hits: list[Hit]) -> dict:
     """A cable from its stored chunks (in reading order), parts of a split paragraph re-joined."""
     paragraphs: list[dict] = []
@@ -252,17 +242,30 @@ def best_checks(answer: Answer) -> dict[Citation, CheckedCitation]:
 def answer_markdown(answer: Answer) -> str:
     """The verified answer for the chat: escaped text, citation chips, marked weak spots."""
     if answer.refused:
-        return f'<span class="refusal">Not answered</span> {md_text(answer.text)}'
+        why = f" Why: {md_text(answer.refusal_reason)}." if answer.refusal_reason else ""
+        return f'<span class="refusal">Not answered</span> {md_text(answer.text)}{why}'
     checks = best_checks(answer)
     out, last = [], 0
+    if answer.short_answer:
+        out.append(f'<span class="short-answer">{md_text(answer.short_answer)}</span>\n\n')
     for match, citation in Citation.find_all(answer.text):
-        out.append(md_text(answer.text[last : match.start()]))
+        out.append(with_answer_marked(answer.text[last : match.start()], answer.short_answer))
         out.append(citation_chip(citation, checks.get(citation)))
         last = match.end()
-    out.append(md_text(answer.text[last:]))
+    out.append(with_answer_marked(answer.text[last:], answer.short_answer))
     for claim in answer.unsupported:
         out.append(f'\n\n<span class="unsupported">⚠ No cited paragraph supports: “{md_text(claim)}”</span>')
     return "".join(out)
+
+
+def with_answer_marked(text: str, short: str) -> str:
+    """Escaped text with the first occurrence of the short answer marked, so the reader sees
+    where in the quote the answer stands."""
+    at = text.find(short) if short else -1
+    if at < 0:
+        return md_text(text)
+    return (md_text(text[:at]) + f'<mark class="answer">{md_text(short)}</mark>'
+            + md_text(text[at + len(short):]))
 
 
 def partial_markdown(text: str) -> str:
@@ -333,8 +336,9 @@ def paragraph_card(hit: Hit, checks: list[CheckedCitation]) -> str:
 def paragraphs_html(answer: Answer) -> str:
     """The side panel: every cited paragraph, or why there is none."""
     if answer.refused:
+        why = f" ({html.escape(answer.refusal_reason)})" if answer.refusal_reason else ""
         return ('<div class="panel-note"><span class="refusal">Not answered</span> No paragraph in the '
-                "index answers this question, so nothing is cited.</div>")
+                f"index answers this question{why}, so nothing is cited.</div>")
     if not answer.paragraphs:
         return '<div class="panel-note">The answer cites no paragraph.</div>'
     by_citation: dict[Citation, list[CheckedCitation]] = {}
@@ -381,7 +385,7 @@ def status_markdown(service: Service, answer: Answer | None = None) -> str:
              f"**Answers** {md_text(backend)}, {settings.retrieval} retrieval"]
     if answer is not None:
         t = answer.timings_ms
-        steps = ", ".join(f"{k} {t[k]:.0f} ms" for k in ("retrieve", "answer", "verify") if k in t)
+        steps = ", ".join(f"{k} {t[k]:.0f} ms" for k in ("retrieve", "rank", "answer", "verify") if k in t)
         parts.append(f"**Last answer** {t.get('total', 0) / 1000:.2f} s ({steps})")
     return " · ".join(parts)
 
@@ -398,6 +402,8 @@ CSS = """
 .refusal { display: inline-block; padding: 0 .5em; margin-right: .3em; border-radius: .3em;
            background: #fde8e8; color: #8a1c1c; font-weight: 600; }
 .unsupported { color: #8a4b00; font-size: .9em; }
+.short-answer { font-weight: 600; font-size: 1.05em; }
+mark.answer { background: #fff1a8; padding: 0 .1em; border-radius: .2em; }
 .panel-note { padding: .6em; color: var(--body-text-color-subdued); }
 .panel-note.error { color: #b42318; }
 .para-card { border: 1px solid var(--border-color-primary); border-left: 4px solid #8ab0ea; border-radius: 8px;

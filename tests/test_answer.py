@@ -84,6 +84,43 @@ def test_a_question_the_cables_do_not_answer_is_refused(pipeline):
     answer = pipeline.ask("What is the recommended dose of ibuprofen for a child with a fever?")
     assert answer.refused and answer.text == REFUSAL
     assert answer.citations == [] and answer.paragraphs == []
+    assert answer.refusal_reason and answer.short_answer == ""
+
+
+def test_a_question_about_after_the_cables_is_refused_and_says_why(demo_settings, capsys):
+    assert main(["ask", "Who won Cambodia's 2013 national election?", "--index", str(demo_settings.index_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(REFUSAL)
+    assert "Why: the question asks about 2013; the cables in this index end in 2010-" in out
+
+
+def test_the_short_answer_comes_first_and_names_the_person(demo_settings, capsys):
+    assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir), "--json"]) == 0
+    assert "Kang Sokhorn" in json.loads(capsys.readouterr().out)["short_answer"]
+    assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("Answer: ") and "Kang Sokhorn" in first
+
+
+def test_a_question_naming_a_cable_is_answered_from_that_cable(pipeline):
+    answer = pipeline.ask("What does 09PHNOMPENH637 say about arrests?")
+    assert not answer.refused
+    assert {c.citation.cable_id for c in answer.citations} == {"09PHNOMPENH637"}
+    assert "arrests" in answer.text
+
+
+def test_britain_in_a_question_finds_the_uk_in_the_cable(pipeline):
+    answer = pipeline.ask("Who opened and who closed the 2006 counter-terrorism seminar run by Britain and "
+                          "Australia in Cambodia?")
+    assert not answer.refused, answer.refusal_reason
+    assert Citation("06PHNOMPENH818", 1) in {c.citation for c in answer.citations}
+    assert "Sar Kheng" in answer.text and "Hun Sen" in answer.text
+
+
+def test_a_filter_that_matches_nothing_is_not_mistaken_for_silent_cables(pipeline):
+    answer = pipeline.ask(CAMBODIA, filters={"origin": "Phnom Penh"})
+    assert answer.refused
+    assert answer.refusal_reason == "no cable in the index has origin 'Phnom Penh'; did you mean 'Embassy Phnom Penh'?"
 
 
 def test_every_shown_citation_was_retrieved(pipeline):
@@ -122,3 +159,28 @@ def test_a_follow_up_is_answered_from_the_previous_turns_cable(pipeline):
 def test_bad_filter_is_one_line(demo_settings, capsys):
     assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir), "--date-from", "last year"]) == 1
     assert capsys.readouterr().err.strip() == "rag: error: filter date_from must be a date YYYY-MM-DD, not 'last year'"
+
+
+@pytest.mark.parametrize("question, message", [
+    ("", "rag: error: the question is empty"),
+    ("   ", "rag: error: the question is empty"),
+    ("x" * 5000, "rag: error: the question is longer than 2000 characters"),
+])
+def test_an_empty_or_pasted_question_is_one_line_before_anything_loads(tmp_path, capsys, question, message):
+    assert main(["ask", question, "--index", str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_mistyped_index_is_an_error_not_a_new_demo_index(tmp_path, capsys):
+    typo = tmp_path / "indx"
+    assert main(["ask", CAMBODIA, "--index", str(typo)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"rag: error: no index at {typo}: build it with 'rag ingest PATH --index {typo}'")
+    assert len(err.splitlines()) == 1 and not typo.exists()
+
+
+def test_stats_of_a_missing_index_fails_fast_in_one_line(tmp_path, capsys):
+    assert main(["stats", "--index", str(tmp_path / "nothing")]) == 1
+    assert capsys.readouterr().err.strip() == (f"rag: error: no index at {tmp_path / 'nothing'}: "
+                                               f"run 'rag ingest PATH --index {tmp_path / 'nothing'}' first")

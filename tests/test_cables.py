@@ -126,7 +126,7 @@ def test_printed_numbers_are_the_parsed_numbers(corpus):
 
 def test_gold_citations_exist_and_hold_the_facts(shared_dir: Path, cable):
     cases = [json.loads(line) for line in (shared_dir / "evals" / "dev.jsonl").open()]
-    assert len(cases) == 80
+    assert len(cases) == 180
     problems = []
     for case in cases:
         texts = []

@@ -55,7 +55,7 @@ def test_smoke_report_has_the_fixed_keys(smoke_run):
     assert set(report) == REPORT_KEYS
     assert set(report["retrieval"]) == RETRIEVAL_KEYS
     assert set(report["answer"]) == ANSWER_KEYS
-    assert set(report["latency_ms"]) == {"retrieve", "answer", "verify", "total"}
+    assert set(report["latency_ms"]) == {"retrieve", "rank", "answer", "verify", "total"}
     assert report["n"] == len(load_suite(SMOKE))
     assert set(report["by_kind"]) <= set(KINDS)
     assert sum(k["n"] for k in report["by_kind"].values()) == report["n"]

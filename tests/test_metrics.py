@@ -175,7 +175,7 @@ def test_summarize_pools_over_the_right_cases():
     assert answer["false_refusal_rate"] == pytest.approx(1 / 3)
     assert answer["unretrieved_citations"] == 0
     latency = report["latency_ms"]
-    assert set(latency) == {"retrieve", "answer", "verify", "total"}
+    assert set(latency) == {"retrieve", "rank", "answer", "verify", "total"}
     assert latency["retrieve"]["median"] == 30
     assert latency["retrieve"]["p95"] == pytest.approx(48.0)
 

@@ -1,0 +1,113 @@
+"""What a question asks for, read once and passed to ranking, the evidence check and the answer.
+
+Nothing here is learned: it is the question's own words (stemmed as BM25 stems them), its
+years, figures, proper names and cable ids, and the kind of answer its wh-word asks for.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from rag.text import STOPWORDS, key_names
+from rag.types import CABLE_ID
+
+YEAR = re.compile(r"\b(19[5-9]\d|20[0-3]\d)\b")
+_FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+_MONTHS = ("january february march april may june july august september october november december").split()
+
+# The answer a wh-phrase asks for. Order matters: "how many" before "how", "what year" before "what".
+_WANTS = (
+    ("number", re.compile(r"\bhow (?:many|much|large|big|long|far|old|high|often)\b|\bwhat (?:percent(?:age)?|share|"
+                          r"number|amount|proportion|fraction|sum|price|figure|total|value|rate|vote|margin|size)\b"
+                          r"|\bby (?:what|how much)\b|\bat what (?:cost|price|rate)\b", re.I)),
+    ("date", re.compile(r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bon what (?:date|day)\b|"
+                        r"\bin (?:what|which) (?:year|month)\b", re.I)),
+    ("person", re.compile(r"\bwho(?:m|se)?\b|\bwhich\s+(?:[\w'-]+\s+){0,3}?(?:official|minister|person|man|woman|leader|ambassador|"
+                          r"general|officer|politician|candidate|member|executive|diplomat)\b", re.I)),
+    ("place", re.compile(r"\bwhere\b|\b(?:what|which)\s+(?:[\w'-]+\s+){0,2}?(?:country|city|province|region|town|village|state|"
+                         r"division|district|port|island|capital|site|location)\b", re.I)),
+    ("reason", re.compile(r"\bwhy\b|\bfor what reason\b|\bwhat (?:led|caused|prompted|motivated)\b", re.I)),
+)
+
+# Words saying a question asks what was planned or expected, not what happened: a year after
+# the cables end is then no reason to refuse.
+_PROSPECTIVE = re.compile(r"\b(?:forecast|expect|project|plan|predict|target|estimat|schedul|intend|will|would|"
+                          r"could|should|hope|aim|propos|envisag|anticipat|outlook)\w*", re.I)
+
+
+# Stems of the words that frame a question rather than name its subject (bm25s's English stop
+# list keeps them).
+_FRAME = frozenset("who whom whose what when where whi how mani much which did doe do accord say said report "
+                   "cabl embassi describ tell mention".split())
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def stems(text: str) -> list[str]:
+    """The text's tokens as BM25 indexes them (bm25s's English stop words, Snowball stems)."""
+    import bm25s
+
+    return bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)[0]
+
+
+def figures(text: str) -> set[str]:
+    """Numbers in the text, years excluded, without thousands separators."""
+    out = set()
+    for m in _FIGURE.finditer(text):
+        value = m.group(0).replace(",", "").rstrip(".")
+        if not YEAR.fullmatch(value):
+            out.add(value)
+    return out
+
+
+def wants_of(text: str) -> str:
+    for kind, pattern in _WANTS:
+        if pattern.search(text):
+            return kind
+    return ""
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    terms: tuple[str, ...]
+    years: frozenset[str]
+    figures: frozenset[str]
+    names: frozenset[str]
+    cable_ids: tuple[str, ...]
+    wants: str
+    prospective: bool
+    months: frozenset[str] = field(default_factory=frozenset)
+
+
+def fold(text: str) -> str:
+    """The text without accents ("García" → "Garcia"): the cables are ASCII, questions need not be."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def analyse(text: str, context: str = "") -> Question:
+    """The question read for ranking and evidence. `context` is the stand-alone form of a
+    follow-up (the question with the earlier turns' names and cable ids): its cable ids count,
+    its words do not, so "Where was he born?" is ranked by "born", within the cable talked about."""
+    text = fold(text)
+    without_ids = CABLE_ID.sub(" ", text)
+    lowered = without_ids.lower()
+    return Question(
+        text=text,
+        terms=tuple(t for t in dict.fromkeys(stems(without_ids)) if t not in _FRAME and t not in STOPWORDS),
+        years=frozenset(YEAR.findall(without_ids)),
+        figures=frozenset(figures(YEAR.sub(" ", without_ids))),
+        names=frozenset(key_names(without_ids)),
+        cable_ids=tuple(dict.fromkeys(CABLE_ID.findall(f"{text} {context}".upper()))),
+        wants=wants_of(text),
+        prospective=bool(_PROSPECTIVE.search(text)),
+        months=frozenset(m for m in _MONTHS if re.search(rf"\b{m}\b", lowered) and m != "may"),
+    )

@@ -1,0 +1,90 @@
+"""Reading a question, matching its names, the short answer and the stated refusals — on real cable text."""
+
+import pytest
+
+from rag.aliases import mentioned, words_of
+from rag.cables import read_cable_file
+from rag.demo import DEMO_DIR
+from rag.evidence import after_the_cables, filter_reason
+from rag.question import analyse
+from rag.rank import holds_answer_type
+from rag.short_answer import short_answer
+
+
+@pytest.fixture(scope="module")
+def tip_cable():
+    return read_cable_file(DEMO_DIR / "09PHNOMPENH637.txt")
+
+
+@pytest.mark.parametrize("question, wants", [
+    ("Who leads Cambodia's police TIP response?", "person"),
+    ("How many TIP arrests did police make in the first half of 2009?", "number"),
+    ("By what vote did France's National Assembly adopt the law?", "number"),
+    ("When was Gulnora Karimova placed under house arrest?", "date"),
+    ("In which Burmese administrative division were missiles assembled?", "place"),
+    ("Why did the president refuse to sign the Icesave law?", "reason"),
+    ("Which Russian environment ministry official put the share at one in ten?", "person"),
+    ("What did Embassy Djibouti report about Chinese financing?", ""),
+])
+def test_the_kind_of_answer_a_question_asks_for(question, wants):
+    assert analyse(question).wants == wants
+
+
+def test_a_question_is_read_into_terms_years_figures_names_and_cable_ids():
+    q = analyse("What does 09PHNOMPENH637 say about the 100 arrests Cambodian police made in 2009?")
+    assert q.cable_ids == ("09PHNOMPENH637",)
+    assert q.years == {"2009"} and q.figures == {"100"}
+    assert "arrest" in q.terms and "polic" in q.terms  # Snowball stems, as BM25 indexes them
+    assert not {"what", "doe", "say"} & set(q.terms)  # the question's frame is not its subject
+    assert "09phnompenh637" not in q.terms
+
+
+@pytest.mark.parametrize("name, text, found", [
+    ("britain", "The U.K. and Australian embassies co-hosted the seminar.", True),
+    ("british", "The UK Ambassador opened it.", True),
+    ("iran", "Police in Tirana made arrests.", False),  # whole words, not prefixes
+    ("arrests", "The police arrest rate rose.", True),  # stems
+    ("burma", "Myanmar's junta", True),
+    ("chinese", "financed by China Exim Bank", True),
+    ("hugo", "President Chavez spoke.", False),
+])
+def test_names_match_whole_words_stems_and_aliases(name, text, found):
+    assert mentioned(name, words_of(text)) is found
+
+
+def test_the_short_answer_is_the_titled_name_nearest_the_question(tip_cable):
+    text = f"{tip_cable.paragraph(1).text} [09PHNOMPENH637 ¶1]"
+    assert short_answer(analyse("Who leads Cambodia's police TIP response?"), text) == "Lieutenant General Kang Sokhorn"
+    assert short_answer(analyse("How many TIP arrests did police make in the first six months of 2009?"), text) == "100"
+    assert short_answer(analyse("When was the TIP action plan delivered to the ministries?"), text) == "August 25"
+
+
+def test_no_short_answer_when_the_claim_holds_nothing_of_the_kind(tip_cable):
+    text = f"{tip_cable.paragraph(1).text} [09PHNOMPENH637 ¶1]"
+    assert short_answer(analyse("Why did the ministry object to the plan?"), text) == ""
+
+
+def test_answer_types_are_found_in_real_paragraphs(tip_cable):
+    p1 = tip_cable.paragraph(1).text
+    q_words = words_of("Who leads Cambodia's police TIP response?")
+    assert holds_answer_type(analyse("Who leads Cambodia's police TIP response?"), p1, q_words)
+    assert holds_answer_type(analyse("How many arrests did police make?"), p1, q_words)
+    assert not holds_answer_type(analyse("How many arrests did police make?"), "Police made arrests in Phnom Penh.", q_words)
+
+
+@pytest.mark.parametrize("question, refused_year", [
+    ("Who won Cambodia's 2013 national election?", "2013"),
+    ("What was the result of Scotland's 2014 independence referendum?", "2014"),
+    ("What growth did the embassy forecast for 2011?", ""),  # asks what was expected, not what happened
+    ("Who won the 2008 election?", ""),
+])
+def test_a_question_about_after_the_cables_is_refused_with_the_year(question, refused_year):
+    assert after_the_cables(analyse(question), 20100228) == refused_year
+
+
+def test_filters_that_match_nothing_say_which_value_and_suggest_the_real_ones():
+    vocabulary = {"origins": ["Embassy Phnom Penh", "Embassy Paris"], "classifications": ["SECRET"], "tags": ["KTIP"]}
+    reason = filter_reason({"origin": "Phnom Penh"}, vocabulary)
+    assert reason == "no cable in the index has origin 'Phnom Penh'; did you mean 'Embassy Phnom Penh'?"
+    assert filter_reason({"origin": "Embassy Paris", "tag": "KTIP"}, vocabulary) == \
+        "no paragraph in the index matches these filters together"
