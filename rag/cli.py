@@ -99,7 +99,7 @@ def print_answer(answer) -> None:
     if answer.refused:
         print(answer.text)
         if answer.refusal_reason:
-            print(f"Why: {answer.refusal_reason}.")
+            print(f"Why: {answer.refusal_reason.rstrip('.?!')}{'?' if answer.refusal_reason.endswith('?') else '.'}")
     else:
         if answer.short_answer:
             print(f"Answer: {answer.short_answer}\n")

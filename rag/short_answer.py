@@ -17,7 +17,7 @@ from rag.question import YEAR, Question, figures
 from rag.types import Citation
 
 _NUMBER = re.compile(
-    r"(?:(?:US|USD|U\.S\.)?\s?\$|EUR|€|£|¥)?\s?\b\d[\d,.]*\d?\b(?:\s?(?:percent|per cent|%))?"
+    r"(?:(?:US|USD|U\.S\.)?\s?\$|EUR|€|£|¥)?\s?\b\d[\d,.]*\d?\b(?:-[a-z]+)*(?:\s?(?:percent|per cent|%))?"
     r"(?:\s(?:million|billion|trillion|thousand|hundred))?(?:\s(?!and\b|or\b|the\b|of\b|in\b|to\b|by\b|for\b|at\b)[a-z][a-z-]+)?")
 _DATE = re.compile(
     r"\b(?:(?:\d{1,2}\s)?(?:January|February|March|April|May|June|July|August|September|October|November|December)"

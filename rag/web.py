@@ -242,7 +242,8 @@ def best_checks(answer: Answer) -> dict[Citation, CheckedCitation]:
 def answer_markdown(answer: Answer) -> str:
     """The verified answer for the chat: escaped text, citation chips, marked weak spots."""
     if answer.refused:
-        why = f" Why: {md_text(answer.refusal_reason)}." if answer.refusal_reason else ""
+        reason = answer.refusal_reason.rstrip(".")
+        why = f" Why: {md_text(reason)}{'' if reason.endswith('?') else '.'}" if reason else ""
         return f'<span class="refusal">Not answered</span> {md_text(answer.text)}{why}'
     checks = best_checks(answer)
     out, last = [], 0

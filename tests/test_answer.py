@@ -184,3 +184,13 @@ def test_stats_of_a_missing_index_fails_fast_in_one_line(tmp_path, capsys):
     assert main(["stats", "--index", str(tmp_path / "nothing")]) == 1
     assert capsys.readouterr().err.strip() == (f"rag: error: no index at {tmp_path / 'nothing'}: "
                                                f"run 'rag ingest PATH --index {tmp_path / 'nothing'}' first")
+
+
+def test_a_follow_up_answers_the_new_question_not_the_old_one(pipeline):
+    history = [{"role": "user", "content": "What did the embassy report about Stung Treng province?"},
+               {"role": "assistant", "content": "Traffickers travel south from Stung Treng through Kratie and "
+                                                "Mondulkiri into Vietnam [07PHNOMPENH767 ¶1]."}]
+    answer = pipeline.ask("How long is its border with Laos?", history=history)
+    assert not answer.refused
+    assert "160-mile" in answer.short_answer
+    assert "160-mile-long border with Laos" in answer.text
