@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from rag.errors import RagError
 from rag.types import CABLE_ID
 from rag.text import names
 
@@ -47,7 +48,10 @@ def condense(question: str, history: list[Turn] | None, llm=None) -> str:
     from llama_index.core.llms import ChatMessage
 
     transcript = "\n".join(str(ChatMessage(role=t["role"], content=t["content"])) for t in history)
-    rewritten = llm.predict(DEFAULT_PROMPT, question=question, chat_history=transcript).strip()
+    try:
+        rewritten = llm.predict(DEFAULT_PROMPT, question=question, chat_history=transcript).strip()
+    except Exception as exc:  # network and server errors reach the user as one line
+        raise RagError(f"the LLM failed while condensing the follow-up: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
     # Keep the cable ids the history named: a small model drops them, and they steer retrieval.
     ids = [i for i in dict.fromkeys(CABLE_ID.findall(transcript)) if i not in rewritten]
     return " ".join([rewritten or question] + ids)

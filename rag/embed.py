@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -179,22 +180,30 @@ class Encoder:
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
+    def encode_documents(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-length float32 vectors, in the order of `texts`. Each call's texts are sorted by
         length and cut into batches of about EMBED_TOKENS padded word pieces, so callers pass
-        large lists to keep padding low."""
+        large lists to keep padding low. `progress(n)` is told of every n texts encoded."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.is_int8:
-            return self.model.encode(list(texts), self.batch_size)
+            vectors = self.model.encode(list(texts), self.batch_size)
+            if progress:
+                progress(len(texts))
+            return vectors
         if len(texts) == 1:
-            return self._st_encode(texts, 1)
+            vectors = self._st_encode(texts, 1)
+            if progress:
+                progress(1)
+            return vectors
         # Word pieces the model will see per text ([CLS] + pieces + [SEP], cut at the window).
         window = self.max_tokens + 2
         lengths = np.minimum(np.array(self.count_tokens(list(texts))) + 2, window)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for rows in token_batches(lengths, self.batch_size):
             out[rows] = self._st_encode([texts[i] for i in rows], len(rows))
+            if progress:
+                progress(len(rows))
         return out
 
     def _st_encode(self, texts: list[str], batch_size: int) -> np.ndarray:

@@ -42,6 +42,8 @@ class IngestReport:
     embedded: int = 0
     deleted: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    # Cables that parsed but hold no paragraph (the file is only the header): indexed as nothing.
+    empty: list[str] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
 
@@ -54,7 +56,8 @@ class IngestReport:
         return (
             f"{self.cables} cables, {self.chunks} paragraphs ({self.embedded} embedded, "
             f"{self.chunks - self.embedded} unchanged, {self.deleted} removed), "
-            f"{len(self.skipped)} skipped, {self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
+            f"{len(self.skipped)} skipped, {len(self.empty)} without paragraphs, "
+            f"{self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
         )
 
 
@@ -110,9 +113,13 @@ class Ingester:
         self.marker = self.settings.index_dir / STALE_MARKER
         self.lexical = LexicalIndex.at(self.settings)
 
-    def _write_batch(self, cables: list[Cable], report: IngestReport) -> None:
+    def _write_batch(self, cables: list[Cable], report: IngestReport, on_cables=None) -> None:
+        """Embed and store one batch; `on_cables(n)` hears of n more cables done as the
+        encoder works through the batch (its texts are length-sorted, so progress is by share)."""
         # A cable given twice (a file and a CSV row) counts once: the last copy wins.
+        given = len(cables)
         cables = list({c.id: c for c in cables}.values())
+        report.empty.extend(c.id for c in cables if not c.paragraphs)
         chunks = chunk_cables(cables, self.encoder.count_tokens, self.encoder.max_tokens)
         stored = self.store.hashes_of([c.id for c in cables])
         wanted = {c.id for c in chunks}
@@ -122,7 +129,19 @@ class Ingester:
             self.settings.index_dir.mkdir(parents=True, exist_ok=True)
             self.marker.touch()
         started = time.perf_counter()
-        vectors = self.encoder.encode_documents([c.embed_text for c in todo])
+        reported, encoded = 0, 0
+
+        def advance(n: int) -> None:
+            nonlocal reported, encoded
+            encoded += n
+            due = given * encoded // max(len(todo), 1)
+            if on_cables and due > reported:
+                on_cables(due - reported)
+                reported = due
+
+        vectors = self.encoder.encode_documents([c.embed_text for c in todo], progress=advance)
+        if on_cables and given > reported:
+            on_cables(given - reported)
         report.embed_seconds += time.perf_counter() - started
         self.store.upsert(todo, vectors)
         self.store.delete(stale)
@@ -141,8 +160,10 @@ class Ingester:
         batch: list[Cable] = []
 
         def flush() -> None:
-            self._write_batch(batch, report)
-            bar.update(len(batch))
+            known = len(report.empty)
+            self._write_batch(batch, report, on_cables=bar.update)
+            for cable_id in report.empty[known:]:
+                bar.write(f"no paragraphs in {cable_id}: the cable holds only its header", file=sys.stderr)
             elapsed = time.perf_counter() - started
             bar.set_postfix_str(f"{report.chunks / elapsed:.1f} paragraphs/s")
             batch.clear()

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from rag.errors import RagError
+
 # Nothing may be fetched from a model hub at run time: the models ship inside PyPI packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,8 +31,18 @@ def _flag(value: str) -> bool:
 
 def setting(env: str, default: str, description: str, cast: Callable = str):
     """A field read from the environment when Settings() is made (not at import), so tests can
-    point everything at a temporary directory with monkeypatch.setenv."""
-    return field(default_factory=lambda: cast(_env(env, default)), metadata={"description": description})
+    point everything at a temporary directory with monkeypatch.setenv. A value that does not
+    parse is a one-line error naming the variable."""
+
+    def read():
+        raw = _env(env, default)
+        try:
+            return cast(raw)
+        except ValueError:
+            kind = {int: "a whole number", float: "a number"}.get(cast, "valid")
+            raise RagError(f"{env.split('|')[0]}={raw!r} is not {kind}: {description}") from None
+
+    return field(default_factory=read, metadata={"description": description})
 
 
 @dataclass(frozen=True)

@@ -194,3 +194,10 @@ def test_a_follow_up_answers_the_new_question_not_the_old_one(pipeline):
     assert not answer.refused
     assert "160-mile" in answer.short_answer
     assert "160-mile-long border with Laos" in answer.text
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("RAG_TOP_K", "abc")
+    assert main(["ask", CAMBODIA]) == 1
+    assert capsys.readouterr().err.strip() == \
+        "rag: error: RAG_TOP_K='abc' is not a whole number: Paragraphs retrieved per question."

@@ -145,6 +145,18 @@ def test_openai_backend_with_no_server_is_one_line_error(indexes):
         pipeline.ask(CAMBODIA)
 
 
+def test_llm_down_while_condensing_a_follow_up_is_one_line_error(indexes):
+    from rag.errors import RagError
+
+    clean, _ = indexes
+    pipeline = Pipeline(clean.with_(llm="openai", llm_base_url=f"http://127.0.0.1:{_free_port()}/v1"))
+    history = [{"role": "user", "content": CAMBODIA},
+               {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]
+    with pytest.raises(RagError, match="^the LLM failed while condensing the follow-up: ") as failed:
+        pipeline.ask("How many arrests did he report?", history=history)
+    assert "\n" not in str(failed.value)
+
+
 @needs_llama
 def test_llamacpp_backend_in_process(indexes):
     clean, _ = indexes

@@ -184,3 +184,24 @@ def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_cable_with_no_paragraph_is_reported_and_counted(shared_dir, corpus, tmp_path, capsys):
+    # 08ANKARA1423's file holds its header and "Classified By: ...", nothing more.
+    shutil.copy(shared_dir / "cables" / "08ANKARA1423.txt", corpus / "08ANKARA1423.txt")
+    assert main(["ingest", str(corpus), "--index", str(tmp_path / "index")]) == 0
+    captured = capsys.readouterr()
+    assert "no paragraphs in 08ANKARA1423: the cable holds only its header" in captured.err
+    assert ", 1 without paragraphs, " in captured.out
+
+
+def test_the_progress_bar_advances_within_a_batch(corpus, tmp_path):
+    seen = []
+    from rag.ingest import Ingester, IngestReport, iter_sources
+    from rag.types import Cable
+
+    cables = [c for c in iter_sources([corpus]) if isinstance(c, Cable)]
+    settings = Settings(index_dir=tmp_path / "index")
+    Ingester(settings)._write_batch(cables, IngestReport(), on_cables=seen.append)
+    assert sum(seen) == len(cables)
+    assert len(seen) > 1  # per encoder batch, not once for the whole batch
