@@ -19,13 +19,15 @@ from rag.errors import RagError
 from rag.settings import Settings
 
 EPILOG = ("Environment: RAG_INDEX_DIR, RAG_CHROMA_URL, RAG_LLM, RAG_LLM_BASE_URL, RAG_LLM_MODEL, RAG_RETRIEVAL, "
-          "RAG_ENCODER, RAG_RANK, RAG_REFUSE.")
+          "RAG_ENCODER, RAG_DEVICE, RAG_RANK, RAG_REFUSE.")
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
     p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
     p.add_argument("--encoder", help="minilm (default), minilm-int8, or a local sentence-transformers model path")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where the encoder runs (default auto: a CUDA GPU when torch sees one, else the CPU)")
 
 
 def _answer_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +52,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         index_dir=Path(args.index).expanduser() if getattr(args, "index", None) else None,
         chroma_url=getattr(args, "chroma_url", None),
         encoder=getattr(args, "encoder", None),
+        device=getattr(args, "device", None),
         llm=getattr(args, "llm", None),
         llm_base_url=getattr(args, "base_url", None),
         llm_model=getattr(args, "model", None),
@@ -82,7 +85,7 @@ def cmd_stats(args) -> int:
     settings = settings_from(args)
     if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
         raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
-    stats = index_stats(open_store(settings, get_encoder(settings.encoder), create=False), LexicalIndex.at(settings))
+    stats = index_stats(open_store(settings, get_encoder(settings.encoder, settings.embed_batch_size, settings.device), create=False), LexicalIndex.at(settings))
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -133,9 +133,10 @@ class OnnxMiniLM:
 class Encoder:
     """Embeds documents and queries; counts word pieces so chunks fit the model's window."""
 
-    def __init__(self, name: str = MINILM, batch_size: int = 64):
+    def __init__(self, name: str = MINILM, batch_size: int = 64, device: str = "auto"):
         self.name = name
         self.batch_size = batch_size
+        self.device = resolve_device(device)
 
     @property
     def is_int8(self) -> bool:
@@ -150,7 +151,7 @@ class Encoder:
         path = minilm_path() if self.name == MINILM else Path(self.name)
         if not path.exists():
             raise RagError(f"encoder model not found at {path}: give a local sentence-transformers model path")
-        return SentenceTransformer(str(path), device="cpu")
+        return SentenceTransformer(str(path), device=self.device)
 
     @cached_property
     def tokenizer(self):
@@ -219,14 +220,32 @@ class Encoder:
         return self.encode_documents([text])[0]
 
 
-_ENCODERS: dict[tuple[str, int], Encoder] = {}
+DEVICES = ("auto", "cpu", "cuda")
 
 
-def get_encoder(name: str = MINILM, batch_size: int = 64) -> Encoder:
+def resolve_device(device: str) -> str:
+    """'auto' is the GPU when torch sees one, else the CPU; 'cuda' without one is an error."""
+    if device not in DEVICES:
+        raise RagError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise RagError("--device cuda, but torch sees no CUDA GPU: use --device cpu (or auto)")
+    return "cpu"
+
+
+_ENCODERS: dict[tuple[str, int, str], Encoder] = {}
+
+
+def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto") -> Encoder:
     """One loaded model per process: loading costs seconds, a query milliseconds."""
-    key = (name, batch_size)
+    key = (name, batch_size, resolve_device(device))
     if key not in _ENCODERS:
-        _ENCODERS[key] = Encoder(name, batch_size)
+        _ENCODERS[key] = Encoder(name, batch_size, key[2])
     return _ENCODERS[key]
 
 

@@ -108,7 +108,7 @@ def open_store(settings: Settings, encoder: Encoder, create: bool = True) -> Sto
 class Ingester:
     def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None):
         self.settings = get_settings(settings)
-        self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size)
+        self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
         self.store = open_store(self.settings, self.encoder)
         self.marker = self.settings.index_dir / STALE_MARKER
         self.lexical = LexicalIndex.at(self.settings)

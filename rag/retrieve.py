@@ -157,7 +157,7 @@ class LlamaRetriever(BaseRetriever):
 
 def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
     settings = get_settings(settings)
-    encoder = get_encoder(settings.encoder, settings.embed_batch_size)
+    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
     return Retriever(store, LexicalIndex.at(settings), encoder, mode or settings.retrieval, settings.reranker,
                      settings.dense_weight)

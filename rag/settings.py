@@ -51,6 +51,8 @@ class Settings:
     chroma_url: str = setting("RAG_CHROMA_URL", "", "http://host:port of a Chroma server; empty = embedded store.")
     collection: str = setting("RAG_COLLECTION", "cables", "Chroma collection name.")
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
+    device: str = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
+                          "else the CPU), cpu or cuda.")
     embed_batch_size: int = setting("RAG_EMBED_BATCH", "64", "Texts per forward pass of the encoder.", int)
     ingest_batch: int = setting("RAG_INGEST_BATCH", "200", "Cables per store round-trip during ingest: large enough that "
                   "length-sorted encoding removes most padding, small enough that a kill loses little.", int)

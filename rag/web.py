@@ -178,7 +178,7 @@ class Service:
         try:
             if not Store.exists(self.settings):
                 return "loading the embedding model"
-            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size)
+            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
             store = Store(self.settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
             return f"{store.count():,} paragraphs stored"
         except Exception:  # noqa: BLE001 — progress is best-effort while the build writes
@@ -415,7 +415,7 @@ mark.answer { background: #fff1a8; padding: 0 .1em; border-radius: .2em; }
 .badge.weak { background: #fff4e0; color: #8a4b00; }
 /* the bundled semibold face renders capitals unevenly; subjects are often all capitals */
 .subject { font-weight: 600; margin-top: .3em; font-family: ui-sans-serif, system-ui, sans-serif; }
-.meta { font-size: .82em; color: var(--body-text-color-subdued); }
+.meta { font-size: .82em; color: var(--body-text-color); opacity: .8; }
 .heading { font-style: italic; margin-top: .3em; }
 .para-text { margin: .35em 0 0; line-height: 1.45; white-space: pre-wrap; }
 mark.support { background: #fff0a0; color: #1f1f1f; padding: 0 .1em; border-radius: .2em; }
@@ -546,7 +546,9 @@ class ChatUI:
 
     @staticmethod
     def clear():
-        return [], [], "", '<div class="panel-note">Ask a question: the paragraphs it cites appear here.</div>'
+        """A new chat: no turns, no question, no cited paragraph, no cable id or cable open."""
+        return ([], [], "", '<div class="panel-note">Ask a question: the paragraphs it cites appear here.</div>', "",
+                '<div class="panel-note">Click a citation or enter a cable id.</div>')
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Cable questions", analytics_enabled=False) as blocks:
@@ -581,8 +583,7 @@ class ChatUI:
                         with gr.Tab("Cited paragraphs", id="cited"):
                             cited = gr.HTML(self.clear()[3], elem_id="cited")
                         with gr.Tab("Cable", id="cable"):
-                            cable_view = gr.HTML('<div class="panel-note">Click a citation or enter a cable id.</div>',
-                                                 elem_id="cable-view")
+                            cable_view = gr.HTML(self.clear()[5], elem_id="cable-view")
             timer = gr.Timer(2.0)
 
             chat_outputs = [chatbot, turns, question, cited, status, tabs]
@@ -592,7 +593,7 @@ class ChatUI:
             for trigger in (cable_box.submit, open_button.click):
                 trigger(self.open_cable, [cable_box], [cable_view, tabs]).then(None, js=SCROLL_JS)
             for trigger in (new.click, chatbot.clear):
-                trigger(self.clear, None, [chatbot, turns, question, cited])
+                trigger(self.clear, None, [chatbot, turns, question, cited, cable_box, cable_view])
             refresh_outputs = [status, origin, classification, tag, timer]
             blocks.load(self.refresh, None, refresh_outputs)
             timer.tick(self.refresh, None, refresh_outputs, show_progress="hidden")

@@ -17,7 +17,7 @@ ANSWER_MS = 180_000
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}: apt-get install -y chromium chromium-driver"),
 ]
 
 
@@ -109,3 +109,16 @@ def test_user_text_is_escaped(server, page):
     expect(chat).to_contain_text("<img src=x onerror=alert(1)>", timeout=ANSWER_MS)
     expect(chat).to_contain_text("[Cambodia](javascript:alert(1))")
     assert chat.locator("img[src='x'], a[href^='javascript']").count() == 0
+
+
+def test_new_chat_also_clears_the_cable_box_and_view(server, page):
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    box = page.locator("#cable-input textarea")
+    box.fill("09PHNOMPENH637 ¶4")
+    box.press("Enter")
+    expect(page.locator("#cable-view .cable-para.hl")).to_contain_text("¶4", timeout=30_000)
+    page.get_by_role("button", name="New chat").click()
+    expect(box).to_have_value("", timeout=10_000)
+    expect(page.locator("#cable-view")).to_contain_text("Click a citation or enter a cable id.")

@@ -85,3 +85,27 @@ def test_index_refuses_the_other_encoder(tmp_path, corpus, built, other):
         ingest([corpus], wrong, progress=False)
     with pytest.raises(IndexMismatch):
         open_store(wrong, get_encoder(other), create=False)
+
+
+def test_the_device_is_the_gpu_only_when_torch_sees_one():
+    import torch
+
+    from rag.embed import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_an_unavailable_or_unknown_device_is_one_line(demo_settings, monkeypatch, capsys):
+    import torch
+
+    from rag.cli import main
+
+    if not torch.cuda.is_available():
+        assert main(["ask", "Who leads Cambodia's police TIP response?", "--index", str(demo_settings.index_dir),
+                     "--device", "cuda"]) == 1
+        assert capsys.readouterr().err.strip() == \
+            "rag: error: --device cuda, but torch sees no CUDA GPU: use --device cpu (or auto)"
+    monkeypatch.setenv("RAG_DEVICE", "gpu")
+    assert main(["ask", "Who leads Cambodia's police TIP response?", "--index", str(demo_settings.index_dir)]) == 1
+    assert capsys.readouterr().err.strip() == "rag: error: unknown device 'gpu': choose one of auto, cpu, cuda"
