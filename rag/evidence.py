@@ -45,7 +45,6 @@ _WITH_ALTERNATIVE = re.compile(r"\S+\s*\([^)]*\)")
 class Verdict:
     answerable: bool
     reason: str = ""
-    score: float = 0.0
 
 
 def signals(question: Question, ranked: list[Candidate], idf) -> np.ndarray:
@@ -150,18 +149,18 @@ class EvidenceCheck:
         """The verdict of the stated checks, or None when they leave it to the model.
         `lexical` is the index's rag.lexical.LexicalIndex (idfs, document frequencies, dates)."""
         if not ranked:
-            return Verdict(False, "nothing in the index matched the question", -10.0)
+            return Verdict(False, "nothing in the index matched the question")
         last_date = lexical.last_date
         later = after_the_cables(question, last_date)
         if later:
             end = f"{last_date // 10000}-{last_date // 100 % 100:02d}"
-            return Verdict(False, f"the question asks about {later}; the cables in this index end in {end}", -10.0)
+            return Verdict(False, f"the question asks about {later}; the cables in this index end in {end}")
         unknown = unknown_words(question, lexical.document_frequency, names_only=len(lexical) < WORDS_NEED_CHUNKS)
         if unknown:
-            return Verdict(False, f"no paragraph in the index mentions {', '.join(repr(w) for w in unknown)}", -10.0)
+            return Verdict(False, f"no paragraph in the index mentions {', '.join(repr(w) for w in unknown)}")
         named = [c for c in ranked if c.hit.cable_id in question.cable_ids]
         if question.cable_ids and named and any(c.features[_COL["cover"]] > 0 for c in named):
-            return Verdict(True, "", 10.0)
+            return Verdict(True)
         return None
 
     def judge(self, question: Question, ranked: list[Candidate], lexical) -> Verdict:
@@ -172,5 +171,5 @@ class EvidenceCheck:
             return Verdict(True)
         score = float(self.model.score(signals(question, ranked, lexical.idf))[0])
         if score >= self.model.threshold:
-            return Verdict(True, "", score)
-        return Verdict(False, explain(question, ranked, lexical.idf), score)
+            return Verdict(True)
+        return Verdict(False, explain(question, ranked, lexical.idf))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from rag.text import STOPWORDS, key_names
@@ -16,7 +16,6 @@ from rag.types import CABLE_ID
 
 YEAR = re.compile(r"\b(19[5-9]\d|20[0-3]\d)\b")
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
-_MONTHS = ("january february march april may june july august september october november december").split()
 
 # The answer a wh-phrase asks for. Order matters: "how many" before "how", "what year" before "what".
 _WANTS = (
@@ -51,11 +50,16 @@ def _stemmer():
     return Stemmer.Stemmer("english")
 
 
-def stems(text: str) -> list[str]:
-    """The text's tokens as BM25 indexes them (bm25s's English stop words, Snowball stems)."""
+def stem_texts(texts: list[str]) -> list[list[str]]:
+    """Each text's tokens as BM25 indexes them (bm25s's English stop words, Snowball stems), in
+    one call: bm25s's per-call overhead dominates for short texts."""
     import bm25s
 
-    return bm25s.tokenize([text], stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)[0]
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
+
+
+def stems(text: str) -> list[str]:
+    return stem_texts([text])[0]
 
 
 def figures(text: str) -> set[str]:
@@ -85,7 +89,6 @@ class Question:
     cable_ids: tuple[str, ...]
     wants: str
     prospective: bool
-    months: frozenset[str] = field(default_factory=frozenset)
 
 
 def fold(text: str) -> str:
@@ -99,7 +102,6 @@ def analyse(text: str, context: str = "") -> Question:
     its words do not, so "Where was he born?" is ranked by "born", within the cable talked about."""
     text = fold(text)
     without_ids = CABLE_ID.sub(" ", text)
-    lowered = without_ids.lower()
     return Question(
         text=text,
         terms=tuple(t for t in dict.fromkeys(stems(without_ids)) if t not in _FRAME and t not in STOPWORDS),
@@ -109,5 +111,4 @@ def analyse(text: str, context: str = "") -> Question:
         cable_ids=tuple(dict.fromkeys(CABLE_ID.findall(f"{text} {context}".upper()))),
         wants=wants_of(text),
         prospective=bool(_PROSPECTIVE.search(text)),
-        months=frozenset(m for m in _MONTHS if re.search(rf"\b{m}\b", lowered) and m != "may"),
     )

@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from rag.aliases import mentioned, words_of
-from rag.question import YEAR, Question, figures, stems
+from rag.question import YEAR, Question, figures, stem_texts
 from rag.text import split_sentences
 from rag.types import Hit
 
@@ -70,8 +70,7 @@ class Candidate:
 
     hit: Hit
     features: np.ndarray
-    words: set[str]
-    sentences: list[str]
+    words: set[str]  # rag.aliases.words_of its text, subject and origin: what it mentions
 
 
 def _coverage(terms: list[str], weights: np.ndarray, present: set[str]) -> float:
@@ -98,17 +97,10 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
     weights = idf(terms) if terms else np.zeros(0)
     rare = float(weights.max()) if len(weights) else 1.0
     question_words = words_of(question.text)
-    # One tokenizer call for every paragraph, context and sentence: bm25s's per-call overhead
-    # dominates for short texts.
     sentences = [split_sentences(h.text) or [h.text] for h in hits]
     contexts = [f"{h.metadata.get('subject', '')} {h.metadata.get('heading', '')}" for h in hits]
     flat = [s for group in sentences for s in group]
-    import bm25s
-
-    from rag.question import _stemmer
-
-    tokens = bm25s.tokenize([h.text for h in hits] + contexts + flat, stopwords="en", stemmer=_stemmer(),
-                            return_ids=False, show_progress=False)
+    tokens = stem_texts([h.text for h in hits] + contexts + flat)
     para_tokens, ctx_tokens, sent_tokens = tokens[: len(hits)], tokens[len(hits): 2 * len(hits)], tokens[2 * len(hits):]
     q = np.asarray(query_vector, dtype=np.float32)
     q = q / max(float(np.linalg.norm(q)), 1e-12)
@@ -148,7 +140,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
             top_cables.count(hit.cable_id) / len(top_cables),
             float(hit.cable_id in question.cable_ids),
         ])
-        out.append(Candidate(hit, np.zeros(0), words, sentences[i]))
+        out.append(Candidate(hit, np.zeros(0), words))
     matrix = np.array(rows, dtype=np.float64)
     col = {name: j for j, name in enumerate(FEATURES)}
     matrix[:, col["dense_gap"]] = matrix[:, col["dense"]] - matrix[:, col["dense"]].max()
