@@ -10,9 +10,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError
 from rag.lexical import LexicalIndex
@@ -48,7 +45,7 @@ def rrf(rankings: list[list[Hit]], weights: list[float] | None = None, k: int = 
 
 @dataclass
 class Retriever:
-    """Searches one index; `search` is the API, `as_llama_retriever` plugs it into llama-index."""
+    """Searches one index; `search` is the API."""
 
     store: Store
     lexical: LexicalIndex
@@ -136,23 +133,6 @@ class Retriever:
             hits = [replace(h, score=float(s)) for h, s in zip(hits, scores)]
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
-
-    def as_llama_retriever(self, k: int = 10, filters: dict | None = None) -> BaseRetriever:
-        return LlamaRetriever(self, k, filters)
-
-
-class LlamaRetriever(BaseRetriever):
-    """llama-index face of `Retriever`: NodeWithScore in, so query engines and chat engines can use it."""
-
-    def __init__(self, retriever: Retriever, k: int, filters: dict | None):
-        super().__init__()
-        self._inner, self._k, self._filters = retriever, k, filters
-
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return [
-            NodeWithScore(node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score)
-            for h in self._inner.search(query_bundle.query_str, self._k, self._filters)
-        ]
 
 
 def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
