@@ -79,13 +79,15 @@ class PoolEncoder:
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [1] * len(texts)  # pool chunks already fit the window: never split
 
-    def encode_documents(self, texts: list[str]) -> np.ndarray:
+    def encode_documents(self, texts: list[str], progress=None) -> np.ndarray:
         rows = [self.by_text[t.split("\n", 1)[1]] for t in texts]
         v = self.vectors[rows]
         if self.noise:
             g = self.rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[1])
             v = v + self.noise * g
             v /= np.linalg.norm(v, axis=1, keepdims=True)
+        if progress:
+            progress(len(texts))
         return v.astype(np.float32)
 
 
