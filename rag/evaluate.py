@@ -26,8 +26,6 @@ KINDS = ("factoid", "numeric", "multi", "unanswerable", "filtered", "followup")
 REQUIRED = ("id", "kind", "question", "facts", "citations")
 ROLES = ("user", "assistant")
 WORST = 10
-# Cables are looked up in the index this many at a time, to keep Chroma's `$in` list moderate.
-LOOKUP_BATCH = 500
 
 
 class SuiteError(RagError):
@@ -156,26 +154,13 @@ def load_suite(path: Path | str) -> list[Case]:
     return cases
 
 
-def index_paragraphs(store, cable_ids: Sequence[str]) -> dict[Paragraph, str]:
-    """The text of every paragraph of these cables that the index holds (split parts joined)."""
-    parts: dict[Paragraph, list[tuple[int, int, str]]] = {}
-    ids = list(dict.fromkeys(cable_ids))
-    for i in range(0, len(ids), LOOKUP_BATCH):
-        got = store.collection.get(where={"cable_id": {"$in": ids[i : i + LOOKUP_BATCH]}},
-                                   include=["documents", "metadatas"])
-        for doc, meta in zip(got["documents"], got["metadatas"]):
-            key = (meta["cable_id"], int(meta["paragraph"]))
-            parts.setdefault(key, []).append((int(meta.get("occurrence", 0)), int(meta.get("part", 0)), doc))
-    return {key: " ".join(doc for *_, doc in sorted(chunks)) for key, chunks in parts.items()}
-
-
 def check_index(cases: Sequence[Case], store, path: Path | str) -> dict[Paragraph, str]:
     """Gold paragraph texts; raises SuiteError naming the lines whose cables the index lacks.
 
     A gold paragraph missing from a cable that is there is only warned about: it points at the
     cable parser, and the case still scores on its other gold paragraphs.
     """
-    texts = index_paragraphs(store, [cable for case in cases for cable, _ in case.citations])
+    texts = store.paragraph_texts([cable for case in cases for cable, _ in case.citations])
     cables = {cable for cable, _ in texts}
     problems = []
     for case in cases:

@@ -13,7 +13,7 @@ from rag.store import Store
 def index_stats(store: Store, lexical: LexicalIndex) -> dict:
     """Counts come from the BM25 columns (one row per chunk, already in memory-friendly arrays),
     so stats on millions of chunks take no scan of the store."""
-    meta = store.collection.metadata or {}
+    meta = store.metadata
     stats = {
         "location": store.location,
         "chunks": store.count(),

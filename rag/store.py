@@ -119,6 +119,23 @@ class Store:
             found.update((cid, m.get(HASH_KEY, "")) for cid, m in zip(got["ids"], got["metadatas"]))
         return found
 
+    @property
+    def metadata(self) -> dict:
+        """What the collection records about itself (the embedding model and its dimension)."""
+        return self.collection.metadata or {}
+
+    def paragraph_texts(self, cable_ids: list[str]) -> dict[tuple[str, int], str]:
+        """(cable id, paragraph) → text of every paragraph of these cables, split parts joined."""
+        parts: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+        ids = list(dict.fromkeys(cable_ids))
+        step = 500  # keeps the $in list, and the answer, of moderate size
+        for i in range(0, len(ids), step):
+            got = self.collection.get(where={"cable_id": {"$in": ids[i : i + step]}}, include=["documents", "metadatas"])
+            for doc, meta in zip(got["documents"], got["metadatas"]):
+                key = (meta["cable_id"], int(meta["paragraph"]))
+                parts.setdefault(key, []).append((int(meta.get("occurrence", 0)), int(meta.get("part", 0)), doc))
+        return {key: " ".join(doc for *_, doc in sorted(chunks)) for key, chunks in parts.items()}
+
     def upsert(self, chunks: list[Chunk], embeddings: np.ndarray) -> None:
         for i in range(0, len(chunks), self.max_batch):
             part = chunks[i : i + self.max_batch]
