@@ -1,6 +1,8 @@
 """Shared fixtures: the real data beside the checkout, and one demo index per test session."""
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from rag.ingest import ingest
 from rag.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RAG = Path(__file__).resolve().parents[1] / "rag"
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +22,30 @@ def shared_dir() -> Path:
     return SHARED
 
 
+# The modules whose code decides what an index holds: the cached test index is keyed by them.
+INDEX_CODE = ("cables.py", "chunk.py", "embed.py", "store.py", "lexical.py", "ingest.py", "types.py")
+
+
+def index_code_key() -> str:
+    digest = hashlib.sha1()
+    for name in INDEX_CODE:
+        digest.update((RAG / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @pytest.fixture(scope="session")
-def demo_settings() -> Settings:
-    """The bundled demo corpus, indexed once. The index is kept between runs (ingest re-embeds
-    only what changed, so a stale cache is brought up to date, not trusted blindly)."""
-    index = Path(os.environ.get("RAG_TEST_DEMO_INDEX", Path.home() / ".cache" / "cablerag" / "test-demo-index"))
+def demo_settings(request) -> Settings:
+    """The bundled demo corpus, indexed once per version of the code that builds indexes: the
+    cache under ~/.cache is keyed by that code, and older versions' caches are removed."""
+    cache = Path.home() / ".cache" / "cablerag"
+    index = Path(os.environ.get("RAG_TEST_DEMO_INDEX", cache / f"test-demo-index-{index_code_key()}"))
     settings = Settings(index_dir=index)
+    if not index.exists():
+        for old in cache.glob("test-demo-index*"):
+            shutil.rmtree(old, ignore_errors=True)
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"building the demo index for the tests at {index} (about 1.5 minutes, once)")
     report = ingest([DEMO_DIR], settings, progress=False)
     assert report.ok, [str(s) for s in report.skipped]
     return settings
