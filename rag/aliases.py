@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from rag.lexical import stemmer
+
 # One group a line: every spelling in a group names the same thing. Demonyms are here because
 # a question's "Chinese financing" is answered by a cable's "China"; capitals are not, since
 # a question about Vientiane is not answered by a cable that only says "Laos".
@@ -107,18 +109,11 @@ def _groups() -> dict[str, frozenset[str]]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
 def words_of(text: str) -> set[str]:
     """Lower-cased word tokens and their stems; "U.K." becomes "uk", adjacent pairs are joined
     so two-word aliases ("south korea") can match."""
     tokens = _TOKEN.findall(_DOTS.sub("", text).lower().replace("'s ", " "))
-    stems = _stemmer().stemWords(tokens)
+    stems = stemmer().stemWords(tokens)
     pairs = [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]
     return set(tokens) | set(stems) | set(pairs)
 
@@ -126,7 +121,7 @@ def words_of(text: str) -> set[str]:
 def spellings(name: str) -> frozenset[str]:
     """The name, its stem and its aliases, lower-cased."""
     name = _DOTS.sub("", name).lower().strip()
-    return _groups().get(name, frozenset()) | {name, _stemmer().stemWord(name)}
+    return _groups().get(name, frozenset()) | {name, stemmer().stemWord(name)}
 
 
 def mentioned(name: str, words: set[str]) -> bool:

@@ -41,6 +41,15 @@ WORDS_NEED_CHUNKS = 1000
 _WITH_ALTERNATIVE = re.compile(r"\S+\s*\([^)]*\)")
 
 
+def _mentioned_in(top: list[Candidate]) -> set[str]:
+    return set().union(*(c.words for c in top))
+
+
+def _years_in(top: list[Candidate]) -> set[str]:
+    """Years the paragraphs print, and the years of their cables."""
+    return set().union(*({*YEAR.findall(c.hit.text), str(c.hit.metadata.get("date", ""))[:4]} for c in top))
+
+
 @dataclass(frozen=True)
 class Verdict:
     answerable: bool
@@ -52,7 +61,7 @@ def signals(question: Question, ranked: list[Candidate], idf) -> np.ndarray:
     if not ranked:
         return np.array([-10.0, 0, 0, 0, 1, -1, 0, 0], dtype=np.float64)
     top = ranked[:DEPTH]
-    words = set().union(*(c.words for c in top))
+    words = _mentioned_in(top)
     names = [mentioned(n, words) for n in question.names]
     terms = list(question.terms)
     weights = idf(terms) if terms else np.zeros(0)
@@ -60,8 +69,7 @@ def signals(question: Question, ranked: list[Candidate], idf) -> np.ndarray:
     missing = [w for t, w in zip(terms, weights) if t not in words]
     years = 0.0
     if question.years:
-        found = set().union(*({*YEAR.findall(c.hit.text), str(c.hit.metadata.get("date", ""))[:4]} for c in top[:3]))
-        years = 1.0 if question.years <= found else -1.0
+        years = 1.0 if question.years <= _years_in(top[:3]) else -1.0
     first = ranked[0]
     second = ranked[1].hit.score if len(ranked) > 1 else first.hit.score - 1
     return np.array([
@@ -117,12 +125,12 @@ def explain(question: Question, ranked: list[Candidate], idf) -> str:
     if not ranked:
         return "nothing in the index matched the question"
     top = ranked[:DEPTH]
-    words = set().union(*(c.words for c in top))
+    words = _mentioned_in(top)
     missing_names = sorted(n for n in question.names if not mentioned(n, words))
     if missing_names:
         return f"no paragraph found mentions {', '.join(missing_names)}"
     if question.years:
-        found = set().union(*({*YEAR.findall(c.hit.text), str(c.hit.metadata.get("date", ""))[:4]} for c in top[:3]))
+        found = _years_in(top[:3])
         if not question.years <= found:
             return (f"the closest paragraphs speak of {', '.join(sorted(y for y in found if y) or ['other dates'])}, "
                     f"not {', '.join(sorted(question.years))}")

@@ -31,7 +31,7 @@ import json
 import os
 import shutil
 from collections.abc import Mapping
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +49,20 @@ K1, B = 1.5, 0.75
 _BLOCK = 32_768
 
 
-def _stemmer():
+@lru_cache(maxsize=1)
+def stemmer():
+    """The English Snowball stemmer BM25 indexes with (one per process)."""
     import Stemmer
 
     return Stemmer.Stemmer("english")
 
 
-def tokenize(texts: list[str], stemmer=None) -> list[list[str]]:
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Each text's tokens as BM25 indexes them: bm25s's English stop words, Snowball stems.
+    One call for many texts: bm25s's per-call overhead dominates for short ones."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer or _stemmer(), return_ids=False, show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)
 
 
 def lexical_text(document: str, meta: dict) -> str:
@@ -184,7 +188,6 @@ class LexicalIndex:
         shutil.rmtree(tmp, ignore_errors=True)
         spill = tmp / "spill"
         spill.mkdir(parents=True)
-        stemmer = _stemmer()
         vocab: dict[str, int] = {}
         df = np.zeros(0, dtype=np.int64)
         len_parts, id_parts, pieces = [], [], []
@@ -203,7 +206,7 @@ class LexicalIndex:
                     dim = vecs.shape[1]
                     vectors.write(vecs.tobytes())
                 texts = [lexical_text(d, m) for d, m in zip(docs, metas)]
-                tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=True, show_progress=False)
+                tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=True, show_progress=False)
                 local = np.empty(max(len(tok.vocab), 1), dtype=np.int64)
                 for word, lid in tok.vocab.items():
                     gid = vocab.get(word)
@@ -294,10 +297,6 @@ class LexicalIndex:
         import bm25s
 
         return bm25s.BM25.load(str(self.path), mmap=True)
-
-    @cached_property
-    def _stemmer(self):
-        return _stemmer()
 
     def vocabulary(self) -> dict[str, list[str]]:
         """Every origin, classification and tag the index holds: the values filters can take."""
@@ -399,7 +398,7 @@ class LexicalIndex:
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, BM25 scores) of every row that shares a token with the query."""
         retriever = self._retriever
-        token_ids = retriever.get_tokens_ids(tokenize([query], self._stemmer)[0])
+        token_ids = retriever.get_tokens_ids(tokenize([query])[0])
         if not token_ids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         data, indices, indptr = retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]

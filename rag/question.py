@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 
+from rag.lexical import tokenize
 from rag.text import STOPWORDS, key_names
 from rag.types import CABLE_ID
 
@@ -43,23 +43,9 @@ _FRAME = frozenset("who whom whose what when where whi how mani much which did d
                    "cabl embassi describ tell mention".split())
 
 
-@lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def stem_texts(texts: list[str]) -> list[list[str]]:
-    """Each text's tokens as BM25 indexes them (bm25s's English stop words, Snowball stems), in
-    one call: bm25s's per-call overhead dominates for short texts."""
-    import bm25s
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
-
-
 def stems(text: str) -> list[str]:
-    return stem_texts([text])[0]
+    """The text's tokens as BM25 indexes them."""
+    return tokenize([text])[0]
 
 
 def figures(text: str) -> set[str]:

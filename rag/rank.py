@@ -23,7 +23,8 @@ from importlib import resources
 import numpy as np
 
 from rag.aliases import mentioned, words_of
-from rag.question import YEAR, Question, figures, stem_texts
+from rag.lexical import tokenize
+from rag.question import YEAR, Question, figures
 from rag.text import split_sentences
 from rag.types import Hit
 
@@ -100,7 +101,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
     sentences = [split_sentences(h.text) or [h.text] for h in hits]
     contexts = [f"{h.metadata.get('subject', '')} {h.metadata.get('heading', '')}" for h in hits]
     flat = [s for group in sentences for s in group]
-    tokens = stem_texts([h.text for h in hits] + contexts + flat)
+    tokens = tokenize([h.text for h in hits] + contexts + flat)
     para_tokens, ctx_tokens, sent_tokens = tokens[: len(hits)], tokens[len(hits): 2 * len(hits)], tokens[2 * len(hits):]
     q = np.asarray(query_vector, dtype=np.float32)
     q = q / max(float(np.linalg.norm(q)), 1e-12)
