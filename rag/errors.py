@@ -11,3 +11,8 @@ class IndexMismatch(RagError):
 
 class NoIndex(RagError):
     """No index where one was expected."""
+
+
+class StaleIndex(RagError):
+    """The BM25 sidecar was built from another state of the store than the one it holds now
+    (an ingest was interrupted, or is running)."""

@@ -1,9 +1,10 @@
 """Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → BM25.
 
-Idempotent and safe to interrupt: chunks have stable ids and content hashes, so a second run
-over the same files embeds nothing, a changed cable replaces its old chunks, and a run killed
-half-way is finished by running the same command again. The BM25 index is rebuilt from the
-store whenever the store changed (a marker file survives a kill, so the next run rebuilds it).
+Idempotent and safe to interrupt: chunks have stable ids, content hashes and metadata hashes, so
+a second run over the same files embeds nothing, a changed cable replaces its old chunks, changed
+metadata is rewritten without embedding, and a run killed half-way is finished by running the
+same command again. The BM25 sidecar is rebuilt from the store whenever it was built from another
+generation of the store (every write advances it, so a killed run leaves them apart).
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from rag.cables import CableError, iter_csv_cables, read_cable_file
 from rag.chunk import chunk_cables
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError
-from rag.lexical import LexicalIndex
+from rag.lexical import LEGACY_STALE, LexicalIndex
 from rag.settings import Settings, get_settings
-from rag.store import Store
+from rag.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
 from rag.types import Cable
-
-STALE_MARKER = "bm25.stale"
 
 
 @dataclass
@@ -40,6 +39,7 @@ class IngestReport:
     cables: int = 0
     chunks: int = 0
     embedded: int = 0
+    relabelled: int = 0  # unchanged text, changed metadata: rewritten without embedding
     deleted: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     # Cables that parsed but hold no paragraph (the file is only the header): indexed as nothing.
@@ -55,7 +55,8 @@ class IngestReport:
         rate = self.chunks / self.seconds if self.seconds else 0.0
         return (
             f"{self.cables} cables, {self.chunks} paragraphs ({self.embedded} embedded, "
-            f"{self.chunks - self.embedded} unchanged, {self.deleted} removed), "
+            f"{self.relabelled} with new metadata, {self.chunks - self.embedded - self.relabelled} unchanged, "
+            f"{self.deleted} removed), "
             f"{len(self.skipped)} skipped, {len(self.empty)} without paragraphs, "
             f"{self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
         )
@@ -110,8 +111,23 @@ class Ingester:
         self.settings = get_settings(settings)
         self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
         self.store = open_store(self.settings, self.encoder)
-        self.marker = self.settings.index_dir / STALE_MARKER
         self.lexical = LexicalIndex.at(self.settings)
+        # A sidecar in step with the store at the start knows every stored chunk id by cable: see _stored.
+        in_step = self.lexical.generation_on_disk() == self.store.generation and self.lexical.has_vectors()
+        self.row_index = self.lexical if in_step else None
+        self.seen: set[str] = set()  # cables this run has looked up, and may have written
+
+    def _stored(self, cable_ids: list[str]) -> dict[str, dict]:
+        """chunk id → stored metadata of every chunk of these cables. Looked up by id through the
+        sidecar's row index, since Chroma's `where` scans every metadata row; a cable this run has
+        already been through (given twice) may have chunks the sidecar lacks, so it goes by `where`."""
+        if self.row_index is None:
+            return self.store.chunk_metadata_of_cables(cable_ids)
+        again = [c for c in cable_ids if c in self.seen]
+        found = self.store.chunk_metadata(self.row_index.ids_of_cables([c for c in cable_ids if c not in self.seen]))
+        found.update(self.store.chunk_metadata_of_cables(again))
+        self.seen.update(cable_ids)
+        return found
 
     def _write_batch(self, cables: list[Cable], report: IngestReport, on_cables=None) -> None:
         """Embed and store one batch; `on_cables(n)` hears of n more cables done as the
@@ -121,13 +137,13 @@ class Ingester:
         cables = list({c.id: c for c in cables}.values())
         report.empty.extend(c.id for c in cables if not c.paragraphs)
         chunks = chunk_cables(cables, self.encoder.count_tokens, self.encoder.max_tokens)
-        stored = self.store.hashes_of([c.id for c in cables])
+        stored = self._stored([c.id for c in cables])
         wanted = {c.id for c in chunks}
         stale = [cid for cid in stored if cid not in wanted]
-        todo = [c for c in chunks if stored.get(c.id) != c.content_hash]
-        if todo or stale:
-            self.settings.index_dir.mkdir(parents=True, exist_ok=True)
-            self.marker.touch()
+        todo = [c for c in chunks if stored.get(c.id, {}).get(HASH_KEY) != c.content_hash]
+        embedding = {c.id for c in todo}
+        relabel = [c for c in chunks
+                   if c.id not in embedding and stored[c.id].get(META_HASH_KEY) != metadata_hash(c.metadata)]
         started = time.perf_counter()
         reported, encoded = 0, 0
 
@@ -143,11 +159,13 @@ class Ingester:
         if on_cables and given > reported:
             on_cables(given - reported)
         report.embed_seconds += time.perf_counter() - started
-        self.store.upsert(todo, vectors)
+        self.store.upsert(todo, vectors, stored)
+        self.store.update_metadata(relabel, stored)
         self.store.delete(stale)
         report.cables += len(cables)
         report.chunks += len(chunks)
         report.embedded += len(todo)
+        report.relabelled += len(relabel)
         report.deleted += len(stale)
 
     def run(self, paths: list[str | Path], progress: bool = True) -> IngestReport:
@@ -187,17 +205,18 @@ class Ingester:
         return report
 
     def refresh_lexical(self, progress: bool = True) -> None:
-        """Rebuild BM25 (and the vectors beside it) from the store when the store changed since
-        the last build, or when the last build predates the vectors."""
-        if self.lexical.exists() and self.lexical.has_vectors() and not self.marker.exists():
+        """Rebuild the sidecar (BM25, and the vectors beside it) from the store when it was built
+        from another generation of the store, or when it predates the vectors."""
+        generation = self.store.generation
+        if self.lexical.generation_on_disk() == generation and self.lexical.has_vectors():
             return
         from tqdm import tqdm
 
         with tqdm(total=self.store.count(), unit="paragraph", desc="bm25", disable=not progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             pages = self.store.iter_all(include=("documents", "metadatas", "embeddings"))
-            self.lexical = LexicalIndex.build(self.lexical.path, pages, progress=bar.update)
-        self.marker.unlink(missing_ok=True)
+            self.lexical = LexicalIndex.build(self.lexical.path, pages, generation, progress=bar.update)
+        (self.settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
 
 
 def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True) -> IngestReport:

@@ -30,17 +30,24 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from rag.errors import StaleIndex
 from rag.settings import Settings, get_settings
 from rag.validate import FILTER_KEYS as USER_FILTER_KEYS
 
 DIRNAME = "bm25"
 VECTORS = "vectors.f32"
+# The store generation the sidecar was built from (rag.store): written last, so a sidecar that has
+# it is complete.
+GENERATION = "generation"
+# Beside the sidecar, left by ingests from before generations: the store changed after the build.
+LEGACY_STALE = "bm25.stale"
+# Opening a sidecar that a rebuild swaps out meanwhile is retried this many times.
+LOAD_TRIES = 3
 # The filters rag.store.where_clause gives Chroma (the user's, plus cable_id), applied here to the rows.
 FILTER_KEYS = ("cable_id", *USER_FILTER_KEYS)
 # bm25s's defaults (Lucene variant), which the previous builds used.
@@ -84,37 +91,6 @@ class _Codes:
 
     def names(self) -> list[str]:
         return list(self.codes)
-
-
-class _Columns(Mapping):
-    """The filter columns and the ids, each loaded on first use (ids memory-mapped)."""
-
-    def __init__(self, path: Path):
-        self._npz = np.load(path / "columns.npz")
-        self._ids_file = path / "ids.npy"
-        self._cache: dict[str, np.ndarray] = {}
-
-    def _keys(self) -> list[str]:
-        keys = list(self._npz.files)
-        if self._ids_file.exists() and "ids" not in keys:
-            keys.append("ids")
-        return keys
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self._cache:
-            if key == "ids" and "ids" not in self._npz.files:
-                self._cache[key] = np.load(self._ids_file, mmap_mode="r")
-            elif key in self._npz.files:
-                self._cache[key] = self._npz[key]
-            else:
-                raise KeyError(key)
-        return self._cache[key]
-
-    def __iter__(self):
-        return iter(self._keys())
-
-    def __len__(self) -> int:
-        return len(self._keys())
 
 
 def _write_scores(tmp: Path, pieces: list[Path], vocab: dict[str, int], df: np.ndarray, lengths: np.ndarray,
@@ -162,6 +138,8 @@ class LexicalIndex:
     def __init__(self, path: Path):
         self.path = path
         self._last_keep: tuple[tuple, np.ndarray] | None = None
+        # The generation of the files this object has opened (see `load`).
+        self.generation: int | None = None
 
     @classmethod
     def at(cls, settings: Settings | None = None) -> "LexicalIndex":
@@ -170,10 +148,44 @@ class LexicalIndex:
     def exists(self) -> bool:
         return (self.path / "columns.npz").exists()
 
+    def generation_on_disk(self) -> int | None:
+        """The generation of the sidecar now on disk: None when there is none, or when it predates
+        generations and the legacy marker says the store changed after it was built; 0 for a
+        sidecar from before generations that is in step (as is its store, at generation 0)."""
+        try:
+            return int((self.path / GENERATION).read_text())
+        except FileNotFoundError:
+            if not self.exists() or (self.path.parent / LEGACY_STALE).exists():
+                return None
+            return 0
+
+    def load(self) -> "LexicalIndex":
+        """Open every file of the sidecar now, not on first use: a rebuild that swaps the
+        directory later then cannot pair this generation's ids with the next one's rows (the
+        memory maps keep the files they opened after the swap removes them). A load that
+        straddles a swap is retried."""
+        for _ in range(LOAD_TRIES):
+            before = self.generation_on_disk()
+            if before is None and not self.exists():
+                return self
+            try:
+                self._open_files()
+            except FileNotFoundError:
+                if self.generation_on_disk() == before:
+                    raise
+            else:
+                if self.generation_on_disk() == before:
+                    self.generation = before
+                    return self
+            self._forget_files()
+        raise StaleIndex(f"the BM25 sidecar at {self.path} kept changing while it was opened: "
+                         "wait for the running 'rag ingest' to finish, then try again")
+
     @classmethod
-    def build(cls, path: Path, pages, progress=None) -> "LexicalIndex":
-        """Build from `pages` of Chroma `get` results and write atomically (a temp dir renamed
-        into place), so an interrupted build never leaves a half-written index.
+    def build(cls, path: Path, pages, generation: int, progress=None) -> "LexicalIndex":
+        """Build from `pages` of Chroma `get` results, read from the store at `generation`, and
+        write atomically (a temp dir renamed into place, its generation file written last), so an
+        interrupted build never leaves a half-written index.
 
         Scores equal bm25s's (BM25 Lucene variant, k1=1.5, b=0.75, English stop words, Snowball
         stemmer). Two passes, so memory stays about one page plus ~110 bytes per chunk (ids,
@@ -276,17 +288,34 @@ class LexicalIndex:
             json.dumps({"origins": origins.names(), "classes": classes.names(), "tags": sorted_names,
                         "vector_dim": dim})
         )
+        (tmp / GENERATION).write_text(str(generation))
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
-        return cls(path)
+        return cls(path).load()
+
+    def _open_files(self) -> None:
+        for name in ("_columns", "_vocab", "_vectors", "_sorted_ids"):
+            getattr(self, name)
+        if len(self):  # an empty index has no score matrix
+            getattr(self, "_retriever")
+
+    def _forget_files(self) -> None:
+        for name in ("_columns", "_vocab", "_vectors", "_sorted_ids", "_retriever", "last_date"):
+            self.__dict__.pop(name, None)
+        self._last_keep = None
 
     @cached_property
-    def _columns(self) -> Mapping:
-        return _Columns(self.path)
+    def _columns(self) -> dict[str, np.ndarray]:
+        """The filter columns, read into memory, and the ids, memory-mapped."""
+        with np.load(self.path / "columns.npz") as npz:
+            columns = {key: npz[key] for key in npz.files}
+        if "ids" not in columns:  # builds before the ids moved out of columns.npz kept them there
+            columns["ids"] = np.load(self.path / "ids.npy", mmap_mode="r")
+        return columns
 
     @cached_property
     def _vocab(self) -> dict:
@@ -381,6 +410,11 @@ class LexicalIndex:
         bounds = np.char.encode(np.array([f"{cable_id}:", f"{cable_id};"]), "utf-8")  # ';' follows ':'
         lo, hi = np.searchsorted(ids_sorted, bounds)
         return np.sort(order[lo:hi]).astype(np.int64)
+
+    def ids_of_cables(self, cable_ids: list[str]) -> list[str]:
+        """The chunk ids of these cables, cable by cable, each cable's in row order."""
+        ids = self._columns["ids"]
+        return [str(ids[row]) for cable_id in cable_ids for row in self.cable_rows(cable_id)]
 
     def nearest(self, vector: np.ndarray, rows: np.ndarray, k: int) -> list[tuple[str, float]]:
         """(chunk id, cosine) of the `k` rows among `rows` nearest to `vector`: exact, in blocks

@@ -2,6 +2,9 @@
 
 A cable id in the question pulls that cable's paragraphs in. An optional cross-encoder,
 given as a local model path, reranks the fused list.
+
+The BM25 sidecar's rows name chunks by id, so it is opened only when it was built from the
+store's current generation (rag.store), and loaded whole: see `open_retriever` and `refresh`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 from rag.embed import Encoder, get_encoder
-from rag.errors import RagError
+from rag.errors import RagError, StaleIndex
 from rag.lexical import LexicalIndex
 from rag.settings import Settings, get_settings
 from rag.store import Store
@@ -111,6 +114,26 @@ class Retriever:
                 hits.extend(replace(h, source="id") for h in self.store.query(vector, k, {"cable_id": cable_id}))
         return sorted(hits, key=lambda h: -h.score)
 
+    def cable(self, cable_id: str) -> list[Hit]:
+        """All chunks of one cable in reading order, found by id through the sidecar's row index
+        (Chroma's `where` scans every metadata row)."""
+        hits = self.store.get(self.lexical.ids_of_cables([cable_id]))
+        return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
+
+    def refresh(self) -> bool:
+        """Move to the sidecar of the store's current generation once an ingest has built it;
+        until then the loaded one stays (every hit's text is still read from the store, so an
+        answer cites only what the store holds). True when it moved. The caller makes sure no
+        search is running, so that no search sees two sidecars."""
+        generation = self.store.generation
+        if generation == self.lexical.generation:
+            return False
+        fresh = LexicalIndex(self.lexical.path)
+        if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
+            return False
+        self.lexical = fresh
+        return True
+
     def search(self, question: str, k: int = 10, filters: dict | None = None, vector=None) -> list[Hit]:
         """The `k` best paragraphs; `vector` is the question's embedding when the caller has it."""
         filters = {key: value for key, value in (filters or {}).items() if value}
@@ -135,9 +158,32 @@ class Retriever:
         return hits[:k]
 
 
+def require_in_step(store_generation: int, sidecar_generation: int | None, settings: Settings) -> None:
+    """Raise StaleIndex, saying how to repair it, unless the sidecar was built from the store's
+    current generation."""
+    if sidecar_generation == store_generation:
+        return
+    where = settings.chroma_url or settings.index_dir
+    repair = f"rag ingest PATH --index {settings.index_dir}" + (f" --chroma-url {where}" if settings.chroma_url else "")
+    what = ("has no BM25 sidecar built from what it holds" if sidecar_generation is None else
+            "changed after its BM25 sidecar was built "
+            f"(store generation {store_generation}, sidecar {sidecar_generation})")
+    raise StaleIndex(f"the index at {where} {what}: an ingest was interrupted or is still running; "
+                     f"run '{repair}' again with its cables to finish it")
+
+
+def check_in_step(settings: Settings | None = None) -> None:
+    """`require_in_step` for the index of `settings`, when there is one, without loading a model."""
+    settings = get_settings(settings)
+    if Store.exists(settings):
+        require_in_step(Store.generation_at(settings), LexicalIndex.at(settings).generation_on_disk(), settings)
+
+
 def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
+    """The retriever of the index of `settings`; StaleIndex when its sidecar is out of step."""
     settings = get_settings(settings)
     encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
-    return Retriever(store, LexicalIndex.at(settings), encoder, mode or settings.retrieval, settings.reranker,
-                     settings.dense_weight)
+    lexical = LexicalIndex.at(settings).load()
+    require_in_step(store.generation, lexical.generation, settings)
+    return Retriever(store, lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight)

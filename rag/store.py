@@ -1,12 +1,16 @@
 """The Chroma store: the one module that talks to chromadb.
 
-Chunks are stored under stable ids (`<cable id>:<paragraph>[:<part>]`) with a content hash in
-their metadata, so re-ingesting the same cables re-embeds nothing. The collection records the
-embedding model and dimension; opening it with another model is refused.
+Chunks are stored under stable ids (`<cable id>:<paragraph>[:<part>]`) with two hashes in their
+metadata, one of the embedded text and one of the metadata, so re-ingesting the same cables
+re-embeds nothing and a parser fix that changes only metadata rewrites only metadata. The
+collection records the embedding model and dimension (opening it with another model is refused)
+and a generation, advanced before every write, that the BM25 sidecar is checked against.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -17,6 +21,30 @@ from rag.settings import Settings, get_settings
 from rag.types import Chunk, Hit
 
 HASH_KEY = "hash"
+META_HASH_KEY = "meta_hash"
+GENERATION_KEY = "generation"
+# Part of every metadata hash: bump it when what a stored metadata value means changes while the
+# value itself does not, so the next ingest rewrites every chunk's metadata (without re-embedding).
+SCHEMA_VERSION = 1
+
+
+def metadata_hash(metadata: dict) -> str:
+    """Hash of a chunk's metadata under this SCHEMA_VERSION (key order does not matter)."""
+    blob = json.dumps([SCHEMA_VERSION, metadata], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _stored_metadata(chunk: Chunk, previous: dict | None) -> dict:
+    """What to write for `chunk`: its metadata and hashes, and None for every key the stored copy
+    has that the new one lacks (a tag list a parser fix removed), because Chroma's upsert and
+    update merge metadata into what is stored instead of replacing it."""
+    new = {**chunk.metadata, HASH_KEY: chunk.content_hash, META_HASH_KEY: metadata_hash(chunk.metadata)}
+    return {**{key: None for key in previous or {} if key not in new}, **new}
+
+
+def _generation(collection_metadata: dict | None) -> int:
+    """A collection's generation; an index written before generations existed is generation 0."""
+    return int((collection_metadata or {}).get(GENERATION_KEY, 0))
 
 
 def _client(settings: Settings):
@@ -98,6 +126,27 @@ class Store:
         return self.settings.chroma_url or str(self.settings.index_dir)
 
     @classmethod
+    def generation_at(cls, settings: Settings | None = None) -> int:
+        """The generation of the index of `settings`, read without loading an encoder."""
+        settings = get_settings(settings)
+        return _generation(_client(settings).get_collection(settings.collection, embedding_function=None).metadata)
+
+    def _committed_metadata(self) -> dict:
+        # Re-read, not the metadata cached on self.collection: another process may be ingesting.
+        return self.client.get_collection(self.settings.collection, embedding_function=None).metadata or {}
+
+    @property
+    def generation(self) -> int:
+        """The store's generation as committed now."""
+        return _generation(self._committed_metadata())
+
+    def _advance(self) -> None:
+        """Move to the next generation before a write, so a sidecar built from the old one stops
+        matching even when this process dies half-way through the write."""
+        committed = self._committed_metadata()
+        self.collection.modify(metadata={**committed, GENERATION_KEY: _generation(committed) + 1})
+
+    @classmethod
     def exists(cls, settings: Settings | None = None) -> bool:
         settings = get_settings(settings)
         if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
@@ -110,13 +159,22 @@ class Store:
     def count(self) -> int:
         return self.collection.count()
 
-    def hashes_of(self, cable_ids: list[str]) -> dict[str, str]:
-        """chunk id → content hash for every stored chunk of these cables."""
-        found: dict[str, str] = {}
+    def chunk_metadata_of_cables(self, cable_ids: list[str]) -> dict[str, dict]:
+        """chunk id → stored metadata of every chunk of these cables, found by Chroma's `where`
+        (a scan of every metadata row: `chunk_metadata` is the fast path when the ids are known)."""
+        found: dict[str, dict] = {}
         step = 500  # keeps the $in list, and the answer, of moderate size
         for i in range(0, len(cable_ids), step):
             got = self.collection.get(where={"cable_id": {"$in": cable_ids[i : i + step]}}, include=["metadatas"])
-            found.update((cid, m.get(HASH_KEY, "")) for cid, m in zip(got["ids"], got["metadatas"]))
+            found.update(zip(got["ids"], got["metadatas"]))
+        return found
+
+    def chunk_metadata(self, ids: list[str]) -> dict[str, dict]:
+        """chunk id → stored metadata of those of `ids` the store holds (looked up by id)."""
+        found: dict[str, dict] = {}
+        for i in range(0, len(ids), self.max_batch):
+            got = self.collection.get(ids=ids[i : i + self.max_batch], include=["metadatas"])
+            found.update(zip(got["ids"], got["metadatas"]))
         return found
 
     @property
@@ -136,17 +194,35 @@ class Store:
                 parts.setdefault(key, []).append((int(meta.get("occurrence", 0)), int(meta.get("part", 0)), doc))
         return {key: " ".join(doc for *_, doc in sorted(chunks)) for key, chunks in parts.items()}
 
-    def upsert(self, chunks: list[Chunk], embeddings: np.ndarray) -> None:
+    def upsert(self, chunks: list[Chunk], embeddings: np.ndarray, previous: dict[str, dict]) -> None:
+        """Store `chunks` with their embeddings; `previous` is what the store held for them
+        (chunk id → metadata), whose keys the chunks no longer have are cleared."""
+        if not chunks:
+            return
+        self._advance()
         for i in range(0, len(chunks), self.max_batch):
             part = chunks[i : i + self.max_batch]
             self.collection.upsert(
                 ids=[c.id for c in part],
                 embeddings=embeddings[i : i + self.max_batch],
                 documents=[c.text for c in part],
-                metadatas=[{**c.metadata, HASH_KEY: c.content_hash} for c in part],
+                metadatas=[_stored_metadata(c, previous.get(c.id)) for c in part],
             )
 
+    def update_metadata(self, chunks: list[Chunk], previous: dict[str, dict]) -> None:
+        """Rewrite the metadata of stored chunks whose text is unchanged: no embedding needed."""
+        if not chunks:
+            return
+        self._advance()
+        for i in range(0, len(chunks), self.max_batch):
+            part = chunks[i : i + self.max_batch]
+            self.collection.update(ids=[c.id for c in part],
+                                   metadatas=[_stored_metadata(c, previous.get(c.id)) for c in part])
+
     def delete(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        self._advance()
         for i in range(0, len(ids), self.max_batch):
             self.collection.delete(ids=ids[i : i + self.max_batch])
 
@@ -182,12 +258,6 @@ class Store:
             for cid, d, m, v in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"])
         }
         return [by_id[i] for i in ids if i in by_id]
-
-    def cable(self, cable_id: str) -> list[Hit]:
-        """All chunks of one cable, in reading order."""
-        got = self.collection.get(where={"cable_id": cable_id}, include=["documents", "metadatas"])
-        hits = [_hit(cid, d, m, 0.0, "") for cid, d, m in zip(got["ids"], got["documents"], got["metadatas"])]
-        return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
 
     def iter_all(self, batch: int = 5000, include: tuple[str, ...] = ("documents", "metadatas")) -> Iterator[dict]:
         """Every chunk, page by page (bounded memory: the ids, then one page at a time).

@@ -35,6 +35,7 @@ from rag.demo import ensure_index  # noqa: E402
 from rag.embed import get_encoder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.pipeline import Answer, Pipeline  # noqa: E402
+from rag.retrieve import check_in_step  # noqa: E402
 from rag.settings import Settings, get_settings  # noqa: E402
 from rag.stats import index_stats  # noqa: E402
 from rag.store import Store  # noqa: E402
@@ -128,7 +129,17 @@ class Service:
         question, filters = check_question(question), validate_filters(filters)
         self.require_ready()
         with self.lock:
+            self._refresh()
             return self._pipeline(llm).ask(question, history or None, filters)
+
+    def _refresh(self) -> None:
+        """Move every pipeline (they share one retriever) to a newer generation of the index once
+        an ingest has finished it: between answers, so each answer reads one generation. The
+        caller holds `lock`."""
+        retriever = self.default.retriever
+        if retriever.refresh():
+            self.stats = index_stats(retriever.store, retriever.lexical)
+            self.choices = filter_choices(self.default)
 
     def stream(self, question: str, history: list[dict] | None = None,
                filters: dict | None = None) -> Iterator[str | Answer]:
@@ -142,6 +153,7 @@ class Service:
         def work() -> None:
             try:
                 with self.lock:
+                    self._refresh()
                     for item in self._pipeline(None).stream(question, history or None, filters):
                         items.put(item)
             except Exception as exc:  # noqa: BLE001 — re-raised in the consumer
@@ -157,7 +169,7 @@ class Service:
     def cable(self, value: str) -> dict:
         """The whole cable as JSON; the id is validated before it reaches the store."""
         cable_id = validate_cable_id(value)
-        hits = self.default.retriever.store.cable(cable_id)
+        hits = self.default.retriever.cable(cable_id)
         if not hits:
             raise CableNotFound(f"no cable {cable_id} in this index")
         return cable_json(cable_id, hits)
@@ -697,6 +709,7 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     """Serve the app until interrupted. The index opens (or the demo index is built) in the
     background, so the page is up at once and shows the build's progress."""
     credentials = parse_auth(auth)
+    check_in_step(settings)  # a sidecar out of step stops the server here, with the repair, not in a page
     service = Service(settings)
     threading.Thread(target=service.load, name="index", daemon=True).start()
     app = create_app(service, credentials)

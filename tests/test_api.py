@@ -124,12 +124,12 @@ def test_cable_is_whole_and_in_order(client):
 
 
 def test_split_paragraphs_are_rejoined(client, demo_settings):
-    store = open_retriever(demo_settings).store
-    split = next((m for page in store.iter_all(include=("metadatas",)) for m in page["metadatas"]
+    retriever = open_retriever(demo_settings)
+    split = next((m for page in retriever.store.iter_all(include=("metadatas",)) for m in page["metadatas"]
                   if int(m.get("parts", 1)) > 1 and not m.get("occurrence")), None)
     if split is None:
         pytest.skip("the demo index splits no paragraph")
-    parts = [h for h in store.cable(split["cable_id"])
+    parts = [h for h in retriever.cable(split["cable_id"])
              if h.paragraph == split["paragraph"] and not h.metadata.get("occurrence")]
     cable = client.get(f"/api/cables/{split['cable_id']}").json()
     texts = [p["text"] for p in cable["paragraphs"] if p["paragraph"] == split["paragraph"]]

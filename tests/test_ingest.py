@@ -1,6 +1,7 @@
 """Ingest on real cables: idempotent, replaces changed cables, survives kill -9 and bad input."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from rag.demo import DEMO_DIR
 from rag.embed import get_encoder
 from rag.errors import IndexMismatch
 from rag.ingest import ingest, open_store
+from rag.lexical import LexicalIndex
 from rag.settings import Settings
 from rag.store import Store
 
@@ -76,22 +78,25 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_index(corpus, tmp_path):
     ingest([corpus], reference, progress=False)
 
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "killed"), "RAG_INGEST_BATCH": "4"}
-    cmd = [sys.executable, "-m", "rag", "ingest", str(corpus), "--quiet"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = tmp_path / "killed" / "bm25.stale"
-    deadline = time.time() + 120
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+    cmd = [sys.executable, "-m", "rag", "ingest", str(corpus)]
+    log = tmp_path / "ingest.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 300
+    # Killed once the progress bar has passed two batches: it has written into the store.
+    while proc.poll() is None and time.time() < deadline and not re.search(r"ingest:.*?\b(9|[1-9]\d)/", log.read_text()):
         time.sleep(0.05)
-    time.sleep(1.0)  # let it get part-way through the batches
     assert proc.poll() is None, "ingest finished before it could be killed: make the corpus larger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run([*cmd, "--quiet"], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     killed = Settings(index_dir=tmp_path / "killed")
     assert snapshot(killed) == snapshot(reference)
-    assert not marker.exists()
+    killed_sidecar = LexicalIndex.at(killed).load()
+    assert killed_sidecar.generation == open_store(killed, get_encoder(), create=False).generation
+    assert sorted(killed_sidecar._columns["ids"].tolist()) == sorted(snapshot(killed))
 
 
 def test_bad_files_are_named_with_a_reason_and_the_rest_is_ingested(corpus, tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_named_cable_is_searched_within_that_cable(retriever):
 
 def test_an_index_built_before_the_vectors_is_brought_up_to_date(demo_settings, tmp_path):
     ingester = Ingester(demo_settings)
-    old = LexicalIndex.build(tmp_path / "bm25", ingester.store.iter_all())  # no embeddings in the pages
+    old = LexicalIndex.build(tmp_path / "bm25", ingester.store.iter_all(), ingester.store.generation)  # no embeddings
     assert old.exists() and not old.has_vectors()
     ingester.lexical = old
     ingester.refresh_lexical(progress=False)

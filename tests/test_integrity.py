@@ -1,0 +1,255 @@
+"""The index stays trustworthy: the BM25 sidecar is used only when it was built from the store's
+current generation, changed metadata is written back without embedding, and lookups go by id."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rag.store
+from rag.cli import main
+from rag.demo import DEMO_DIR
+from rag.errors import StaleIndex
+from rag.ingest import Ingester, IngestReport, ingest, iter_sources
+from rag.lexical import GENERATION, LEGACY_STALE, LexicalIndex
+from rag.retrieve import open_retriever
+from rag.settings import Settings
+from rag.stats import chunk_counts
+from rag.types import Cable
+
+TIP_CABLE = "09PHNOMPENH637"
+TIP_TAGS = "TAGS: PGOV PHUM PREL KTIP KWMN CB"
+QUESTION = "Who leads Cambodia's police TIP response?"
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """Eight real cables from the bundled demo corpus, the TIP cable among them."""
+    src = tmp_path / "cables"
+    src.mkdir()
+    for f in [DEMO_DIR / f"{TIP_CABLE}.txt", *sorted(DEMO_DIR.glob("*.txt"))[:7]]:
+        shutil.copy(f, src / f.name)
+    return src
+
+
+@pytest.fixture
+def indexed(corpus, tmp_path) -> Settings:
+    settings = Settings(index_dir=tmp_path / "index")
+    assert ingest([corpus], settings, progress=False).ok
+    return settings
+
+
+def rewrite(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def write_without_rebuilding(corpus: Path, settings: Settings) -> None:
+    """What a run killed after its writes and before its sidecar rebuild leaves behind."""
+    cables = [c for c in iter_sources([corpus]) if isinstance(c, Cable)]
+    Ingester(settings)._write_batch(cables, IngestReport())
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_every_write_advances_the_generation_and_the_sidecar_records_it(corpus, indexed):
+    retriever = open_retriever(indexed)
+    first = retriever.store.generation
+    assert first > 0 and retriever.lexical.generation == first
+    assert (indexed.index_dir / "bm25" / GENERATION).read_text() == str(first)
+
+    assert ingest([corpus], indexed, progress=False).embedded == 0
+    assert retriever.store.generation == first  # nothing written, nothing rebuilt
+
+    rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang S.")
+    ingest([corpus], indexed, progress=False)
+    assert retriever.store.generation > first
+    assert LexicalIndex.at(indexed).generation_on_disk() == retriever.store.generation
+
+
+def test_a_sidecar_behind_its_store_is_refused_in_one_line_and_ingest_repairs_it(corpus, indexed, capsys, tmp_path):
+    rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang S.")
+    write_without_rebuilding(corpus, indexed)
+    with pytest.raises(StaleIndex, match="changed after its BM25 sidecar was built"):
+        open_retriever(indexed)
+
+    suite = Path(__file__).resolve().parents[1] / "evals" / "smoke.jsonl"
+    for command in (["ask", QUESTION], ["serve"], ["eval", "--questions", str(suite), "--out", str(tmp_path / "run")]):
+        assert main([*command, "--index", str(indexed.index_dir)]) == 1
+        err = one_line_error(capsys)
+        assert err.startswith("rag: error: the index at") and f"rag ingest PATH --index {indexed.index_dir}" in err
+
+    assert main(["ingest", str(corpus), "--index", str(indexed.index_dir), "--quiet"]) == 0
+    hits = open_retriever(indexed).search("Kang S. police trafficking", 3)
+    assert any("Kang S." in h.text for h in hits)
+
+
+def test_a_missing_sidecar_is_refused_too(indexed):
+    shutil.rmtree(indexed.index_dir / "bm25")
+    with pytest.raises(StaleIndex, match="has no BM25 sidecar"):
+        open_retriever(indexed)
+
+
+def test_an_index_from_before_generations_is_adopted_without_a_write(indexed):
+    """Indexes built before generations: store and sidecar both count as generation 0."""
+    store = open_retriever(indexed).store
+    store.collection.modify(metadata={k: v for k, v in store.metadata.items() if k != "generation"})
+    (indexed.index_dir / "bm25" / GENERATION).unlink()
+    sidecar = sorted(p.stat().st_mtime_ns for p in (indexed.index_dir / "bm25").iterdir())
+
+    retriever = open_retriever(indexed)
+    assert retriever.store.generation == retriever.lexical.generation == 0
+    assert sorted(p.stat().st_mtime_ns for p in (indexed.index_dir / "bm25").iterdir()) == sidecar
+
+    (indexed.index_dir / LEGACY_STALE).touch()  # what an interrupted ingest of that code left
+    with pytest.raises(StaleIndex):
+        open_retriever(indexed)
+
+
+def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):
+    path = corpus / f"{TIP_CABLE}.txt"
+    rewrite(path, TIP_TAGS, "TAGS: PGOV KZZZ")
+    rewrite(path, "UNCLASSIFIED//FOR OFFICIAL USE ONLY\n", "CONFIDENTIAL\n")
+    report = ingest([corpus], indexed, progress=False)
+    assert report.embedded == 0 and report.deleted == 0
+    retriever = open_retriever(indexed)
+    rows = retriever.lexical.cable_rows(TIP_CABLE)
+    assert report.relabelled == len(rows) > 0
+    for hit in retriever.cable(TIP_CABLE):
+        assert hit.metadata["tags"] == ["PGOV", "KZZZ"] and hit.metadata["classification"] == "CONFIDENTIAL"
+    # The sidecar rebuilt from the store filters by the new values, not the old.
+    assert set(retriever.lexical.filter_rows({"tag": "KZZZ"})) == set(rows)
+    assert not set(retriever.lexical.filter_rows({"tag": "KTIP"})) & set(rows)
+
+    # Tags removed altogether: Chroma merges metadata on update, so the old list must be cleared.
+    rewrite(path, "TAGS: PGOV KZZZ", "TAGS:")
+    assert ingest([corpus], indexed, progress=False).relabelled == len(rows)
+    assert all("tags" not in h.metadata for h in open_retriever(indexed).cable(TIP_CABLE))
+
+
+def test_a_new_schema_version_rewrites_all_metadata_and_embeds_nothing(corpus, indexed, monkeypatch):
+    monkeypatch.setattr(rag.store, "SCHEMA_VERSION", rag.store.SCHEMA_VERSION + 1)
+    report = ingest([corpus], indexed, progress=False)
+    assert report.embedded == 0 and report.relabelled == report.chunks > 0
+    assert ingest([corpus], indexed, progress=False).relabelled == 0
+
+
+def test_stored_chunks_are_found_by_id_through_the_row_index(corpus, indexed):
+    ingester = Ingester(indexed)
+    assert ingester.row_index is not None
+    cable_ids = [c.id for c in iter_sources([corpus]) if isinstance(c, Cable)]
+    assert ingester._stored(cable_ids) == ingester.store.chunk_metadata_of_cables(cable_ids)
+
+    retriever = open_retriever(indexed)
+    got = retriever.store.collection.get(where={"cable_id": TIP_CABLE}, include=["documents"])
+    cable = retriever.cable(TIP_CABLE)
+    assert sorted(h.chunk_id for h in cable) == sorted(got["ids"])
+    assert [h.paragraph for h in cable] == sorted(h.paragraph for h in cable)
+    assert retriever.cable("09NOWHERE1") == []
+
+
+def test_a_running_retriever_keeps_its_generation_until_it_moves_to_the_next(corpus, indexed):
+    retriever = open_retriever(indexed)
+    before = retriever.lexical.generation
+    rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang S.")
+    write_without_rebuilding(corpus, indexed)
+    assert not retriever.refresh()  # the ingest has not built the next sidecar yet
+    ingest([corpus], indexed, progress=False)  # builds it, and removes the directory of the old one
+
+    old_ids = {h.chunk_id for h in retriever.search("Kang Sokhorn police", 5)}
+    assert retriever.lexical.generation == before and old_ids  # the old files, still mapped
+    assert retriever.refresh() and retriever.lexical.generation == retriever.store.generation
+    assert any("Kang S." in h.text for h in retriever.search("Kang S. police", 5))
+
+
+def test_stats_counts_match_the_ids(indexed, capsys):
+    lexical = LexicalIndex.at(indexed).load()
+    keys = {i.rsplit(":", 1)[0] if i.count(":") > 1 else i for i in lexical._columns["ids"].tolist()}
+    assert chunk_counts(lexical._sorted_ids[0]) == (len({k.split(":", 1)[0] for k in keys}), len(keys))
+    assert main(["stats", "--index", str(indexed.index_dir), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["bm25"] == "ok" and stats["top_origins"][0][0] == "Embassy Phnom Penh"
+
+
+# ── kill -9 mid-ingest, through the CLI as a user runs it ───────────────────────────────────────────
+
+
+def rag_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def kill_when_cables_done(cmd: list[str], env: dict, log: Path, done: int) -> None:
+    """Run `cmd` (a `rag ingest` with its progress bar) and kill -9 it once the bar has passed
+    `done` cables, i.e. once it has written into the store."""
+    with log.open("wb") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        counts = [int(n) for n in re.findall(r"ingest:.*?(\d+)/\d+", log.read_text(errors="replace"))]
+        if counts and max(counts) >= done:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "ingest finished (or stalled) before it could be killed: " + log.read_text()[-500:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def cited_paragraphs_exist(answer: dict, settings: Settings) -> None:
+    """Every cited paragraph is in the store, with the text the answer shows."""
+    retriever = open_retriever(settings)
+    for paragraph in answer["paragraphs"]:
+        chunks = [h for h in retriever.cable(paragraph["cable_id"]) if h.paragraph == paragraph["paragraph"]]
+        assert chunks and " ".join(h.text for h in chunks).startswith(paragraph["text"][:200])
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_then_ask_is_refused_or_consistent_and_ingest_repairs(tmp_path):
+    corpus = tmp_path / "cables"
+    corpus.mkdir()
+    for f in [DEMO_DIR / f"{TIP_CABLE}.txt", *sorted(DEMO_DIR.glob("*.txt"))[:31]]:
+        shutil.copy(f, corpus / f.name)
+    index = tmp_path / "index"
+    settings = Settings(index_dir=index)
+    ingest([corpus], settings, progress=False)
+    # Every cable's subject changes, so every paragraph is embedded and written again.
+    for f in corpus.glob("*.txt"):
+        lines = f.read_text(encoding="utf-8").split("\n")
+        f.write_text("\n".join([lines[0], lines[1] + " (REVISED)", *lines[2:]]), encoding="utf-8")
+
+    env = {**os.environ, "RAG_INGEST_BATCH": "4"}
+    ingest_cmd = [sys.executable, "-m", "rag", "ingest", str(corpus), "--index", str(index)]
+    kill_when_cables_done(ingest_cmd, env, tmp_path / "ingest.log", done=9)
+
+    asked = rag_cli("ask", QUESTION, "--index", str(index), "--json", env=env)
+    assert "Traceback" not in asked.stderr, asked.stderr
+    if asked.returncode:
+        # The one line the CLI writes (the encoder's loading bar may come before it).
+        errors = [line for line in asked.stderr.splitlines() if line.startswith("rag: error:")]
+        assert len(errors) == 1 and errors[0].startswith("rag: error: the index at") and "rag ingest" in errors[0]
+    else:
+        cited_paragraphs_exist(json.loads(asked.stdout), settings)
+
+    repaired = rag_cli("ingest", str(corpus), "--index", str(index), "--quiet", env=env)
+    assert repaired.returncode == 0, repaired.stderr
+    asked = rag_cli("ask", QUESTION, "--index", str(index), "--json", env=env)
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert "Kang Sokhorn" in answer["answer"]
+    cited_paragraphs_exist(answer, settings)
+    retriever = open_retriever(settings)
+    stored = retriever.store.collection.get(include=["metadatas"])
+    assert set(np.asarray(retriever.lexical._columns["ids"]).tolist()) == set(stored["ids"])
+    assert all(m["subject"].endswith("(REVISED)") for m in stored["metadatas"])
