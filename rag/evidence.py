@@ -3,7 +3,8 @@
 Refusal is by evidence, not vocabulary. Four checks say why in words a user can act on:
 - the filters matched no paragraph (with the nearest values that exist);
 - the question names a cable the index does not hold;
-- the question asks what happened in a year after the last cable in the index;
+- the question asks what happened in a year (or a month: "March 2010", "the end of 2010")
+  after the last cable in the index;
 - the question uses a word no paragraph in the whole index holds, in any spelling ("Doraleh",
   "ibuprofen"); in an index too small for an ordinary word's absence to mean anything, only a
   name counts. A word merely absent from the top paragraphs is no reason: questions add
@@ -85,12 +86,15 @@ def signals(question: Question, ranked: list[Candidate], idf) -> np.ndarray:
 
 
 def after_the_cables(question: Question, last_date: int) -> str:
-    """The year a question asks about, when it is after the last cable and the question asks
-    what happened (not what was planned or expected)."""
+    """The year (or month) a question asks about, when it is after the last cable and the
+    question asks what happened (not what was planned or expected)."""
     if not last_date or question.prospective:
         return ""
     later = sorted(y for y in question.years if int(y) > last_date // 10000)
-    return later[0] if later else ""
+    if later:
+        return later[0]
+    months = sorted(m for m in question.months if m[0] > last_date // 100)
+    return months[0][1] if months else ""
 
 
 def unknown_words(question: Question, document_frequency, names_only: bool = False) -> list[str]:

@@ -14,7 +14,7 @@ from rag.answer import get_answerer
 from rag.chat import condense
 from rag.cite import REFUSAL, CheckedCitation, Verifier
 from rag.evidence import EvidenceCheck, Verdict, filter_reason
-from rag.question import Question, analyse
+from rag.question import Question, analyse, parts
 from rag.rank import Candidate, Ranker, candidates, load_model
 from rag.retrieve import Retriever, open_retriever
 from rag.settings import Settings, get_settings
@@ -107,6 +107,13 @@ class Pipeline:
         asked = analyse(question, context=standalone) if standalone != question else analyse(question)
         return asked, candidates(asked, hits, vector, self.retriever.lexical)
 
+    def part_hits(self, piece: str, filters: dict | None) -> list[Hit]:
+        """The best paragraphs for one part of a question in several parts, searched on its own:
+        one search for the whole question finds one part's paragraph and rarely the other's,
+        which is often in another cable."""
+        _, found = self.candidates(piece, piece, filters)
+        return [c.hit for c in self.ranker.rank(found)[: self.settings.top_k]]
+
     def judge(self, question: Question, ranked: list[Candidate], filters: dict | None) -> Verdict:
         if not self.settings.refuse:
             return Verdict(True)
@@ -137,7 +144,17 @@ class Pipeline:
         t3 = time.perf_counter()
         timings["rank"] = (t3 - t2) * 1000
         pieces = [] if verdict.answerable else [REFUSAL]
-        if verdict.answerable:
+        split = parts(question) if verdict.answerable and not history and self.answerer.answers_parts else []
+        if len(split) > 1:
+            # The first part is answered from the whole question's paragraphs, the others from their own.
+            answered = [(split[0], hits)] + [(piece, self.part_hits(piece, filters)) for piece in split[1:]]
+            for hit in (h for _, part in answered[1:] for h in part):
+                if all(hit.chunk_id != h.chunk_id for h in hits):
+                    hits.append(hit)
+            for piece in self.answerer.stream_parts(answered):
+                pieces.append(piece)
+                yield piece
+        elif verdict.answerable:
             asked_as = standalone if history and self.answerer.wants_standalone else question
             for piece in self.answerer.stream(asked_as, hits):
                 pieces.append(piece)

@@ -15,6 +15,11 @@ from rag.text import STOPWORDS, key_names
 from rag.types import CABLE_ID
 
 YEAR = re.compile(r"\b(19[5-9]\d|20[0-3]\d)\b")
+# A month of a year a question asks about: "March 2010", "the end of 2010", "mid-2010".
+_MONTH_OF_YEAR = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|"
+                            r"December|end of|late|mid-?)\s*(?:of\s+)?(19[5-9]\d|20[0-3]\d)\b", re.I)
+_MONTH_NUMBER = {m.lower(): i for i, m in enumerate(
+    "January February March April May June July August September October November December".split(), 1)}
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
 
 # The answer a wh-phrase asks for. Order matters: "how many" before "how", "what year" before "what".
@@ -58,6 +63,54 @@ def figures(text: str) -> set[str]:
     return out
 
 
+def months_of(text: str) -> frozenset[tuple[int, str]]:
+    """The months the text names with their year, as (YYYYMM, the words): "the end of 2010" →
+    (201012, "end of 2010")."""
+    out = set()
+    for m in _MONTH_OF_YEAR.finditer(text):
+        word = m.group(1).lower().rstrip("-")
+        month = _MONTH_NUMBER.get(word) or {"end of": 12, "late": 12, "mid": 6}[word]
+        out.add((int(m.group(2)) * 100 + month, m.group(0)))
+    return frozenset(out)
+
+
+# Where a question in several parts may start its next one: ", and which …", ", and by what
+# vote …", "; how …", ", how many …" (after a bare comma only "how"/"what": ", which …" and
+# ", when …" mostly open a relative clause).
+_WH = r"(?:who|whom|whose|what|which|where|when|why|how)\b"
+_NEXT_PART = re.compile(rf"(?:,?\s+and|;)\s+(?={_WH}|(?:did|does|do)\s|(?:at|on|by|in|for|from|to|with|under)\s+"
+                        rf"(?:\w+\s+)?(?:what|which|whom|how)\b)|,\s+(?=(?:how|what)\b)", re.I)
+_ASKS = re.compile(rf"\b{_WH}|^\W*(?:did|does|do)\b", re.I)
+_CAPITALISED_WORD = re.compile(r"(?<!^)\b[A-Z][\w'.-]*\w")
+_MONTH_NAME = re.compile(r"^(?:January|February|March|April|May|June|July|August|September|October|November|December)$")
+
+
+def _asks(piece: str) -> bool:
+    return bool(_ASKS.search(piece)) and len(piece.split()) >= 3
+
+
+def parts(text: str) -> list[str]:
+    """A question in several parts as one question per part, each later part carrying the
+    first part's capitalised words so it can be searched on its own ("…, and what was the
+    verdict in July 2008?" → "What was the verdict in July 2008? (Bahrain's)"). A piece that
+    asks nothing ("In January 2010, what …", "Where and when …") stays with its neighbour;
+    a question in one part is returned as it is."""
+    cuts, start = [], 0
+    for m in _NEXT_PART.finditer(text):
+        if _asks(text[start:m.start()]):
+            cuts.append((m.start(), m.end()))
+            start = m.end()
+    if cuts and not _asks(text[cuts[-1][1]:]):
+        cuts.pop()
+    if not cuts:
+        return [text]
+    bounds = [0] + [x for cut in cuts for x in cut] + [len(text)]
+    pieces = [text[a:b].strip(" ,;?") for a, b in zip(bounds[::2], bounds[1::2])]
+    names = [w for w in _CAPITALISED_WORD.findall(pieces[0]) if not _MONTH_NAME.match(w)]
+    context = f" ({' '.join(dict.fromkeys(names))})" if names else ""
+    return [f"{pieces[0]}?"] + [f"{p[0].upper()}{p[1:]}?{context}" for p in pieces[1:]]
+
+
 def wants_of(text: str) -> str:
     for kind, pattern in _WANTS:
         if pattern.search(text):
@@ -70,6 +123,7 @@ class Question:
     text: str
     terms: tuple[str, ...]
     years: frozenset[str]
+    months: frozenset[tuple[int, str]]  # (YYYYMM, words) of "March 2010", "the end of 2010"
     figures: frozenset[str]
     names: frozenset[str]
     cable_ids: tuple[str, ...]
@@ -92,6 +146,7 @@ def analyse(text: str, context: str = "") -> Question:
         text=text,
         terms=tuple(t for t in dict.fromkeys(stems(without_ids)) if t not in _FRAME and t not in STOPWORDS),
         years=frozenset(YEAR.findall(without_ids)),
+        months=months_of(without_ids),
         figures=frozenset(figures(YEAR.sub(" ", without_ids))),
         names=frozenset(key_names(without_ids)),
         cable_ids=tuple(dict.fromkeys(CABLE_ID.findall(f"{text} {context}".upper()))),

@@ -201,3 +201,13 @@ def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch, capsys):
     assert main(["ask", CAMBODIA]) == 1
     assert capsys.readouterr().err.strip() == \
         "rag: error: RAG_TOP_K='abc' is not a whole number: Paragraphs retrieved per question."
+
+
+def test_a_question_in_two_parts_is_answered_from_both_paragraphs(pipeline):
+    answer = pipeline.ask("Who has high-level authority for anti-trafficking policy at the Interior Ministry, "
+                          "and in which provinces is the police pilot effort placing ministry-level officers?")
+    assert not answer.refused
+    cited = {(c.citation.cable_id, c.citation.paragraph) for c in answer.citations if c.supported}
+    assert {("09PHNOMPENH637", 4), ("09PHNOMPENH637", 6)} <= cited
+    assert "Chou" in answer.text and "Siem Reap" in answer.text
+    assert {(p.cable_id, p.paragraph) for p in answer.paragraphs} >= {("09PHNOMPENH637", 4), ("09PHNOMPENH637", 6)}

@@ -6,7 +6,7 @@ from rag.aliases import mentioned, words_of
 from rag.cables import read_cable_file
 from rag.demo import DEMO_DIR
 from rag.evidence import after_the_cables, filter_reason
-from rag.question import analyse
+from rag.question import analyse, parts
 from rag.rank import holds_answer_type
 from rag.short_answer import short_answer
 
@@ -77,6 +77,10 @@ def test_answer_types_are_found_in_real_paragraphs(tip_cable):
     ("What was the result of Scotland's 2014 independence referendum?", "2014"),
     ("What growth did the embassy forecast for 2011?", ""),  # asks what was expected, not what happened
     ("Who won the 2008 election?", ""),
+    ("What was the result of Iceland's March 2010 referendum?", "March 2010"),  # the cables end in February
+    ("How many users did the service have at the end of 2010?", "end of 2010"),
+    ("What did the minister say in February 2010?", ""),
+    ("Who was reported in early 2010 to have leased land?", ""),  # early 2010: the cables' last months
 ])
 def test_a_question_about_after_the_cables_is_refused_with_the_year(question, refused_year):
     assert after_the_cables(analyse(question), 20100228) == refused_year
@@ -88,3 +92,29 @@ def test_filters_that_match_nothing_say_which_value_and_suggest_the_real_ones():
     assert reason == "no cable in the index has origin 'Phnom Penh'; did you mean 'Embassy Phnom Penh'?"
     assert filter_reason({"origin": "Embassy Paris", "tag": "KTIP"}, vocabulary) == \
         "no paragraph in the index matches these filters together"
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("What were the 15 men tried over Bahrain's December 2007 riots charged with, and what was the verdict in July 2008?",
+     ["What were the 15 men tried over Bahrain's December 2007 riots charged with?",
+      "What was the verdict in July 2008? (Bahrain's)"]),
+    ("Where and when was arms trafficker Viktor Bout arrested, and which UAE airport had he used as a base?",
+     ["Where and when was arms trafficker Viktor Bout arrested?", "Which UAE airport had he used as a base? (Viktor Bout)"]),
+    ("In January 2010, what did Iceland's finance minister ask, and how did the UK respond?",
+     ["In January 2010, what did Iceland's finance minister ask?", "How did the UK respond? (Iceland's)"]),
+    ("Who commanded the militia, how many insurgents did it kill, and which official got credit?",
+     ["Who commanded the militia?", "How many insurgents did it kill?", "Which official got credit?"]),
+])
+def test_a_question_in_several_parts_is_split_and_later_parts_keep_the_names(question, expected):
+    assert parts(question) == expected
+
+
+@pytest.mark.parametrize("question", [
+    "Who leads Cambodia's police TIP response?",
+    "How much did it cost to build Unit Two of the Shika plant, which a court ordered shut in 2006?",
+    "How many days had the general been police chief, when he was killed in November 2009?",
+    "Besides the US and Europe, where in Latin America did the fund invest?",
+    "Which former Algerian president's grandson set off by boat in 2007 and was never heard from again?",
+])
+def test_a_question_in_one_part_is_not_split(question):
+    assert parts(question) == [question]
