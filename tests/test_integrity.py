@@ -175,6 +175,25 @@ def test_a_running_retriever_keeps_its_generation_until_it_moves_to_the_next(cor
     assert any("Kang S." in h.text for h in retriever.search("Kang S. police", 5))
 
 
+def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answers(corpus, indexed):
+    from rag.web import Service
+
+    service = Service(indexed)
+    service.load()
+    assert service.ask(QUESTION).paragraphs
+    before = service.default.retriever.lexical
+    rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang Sokhorn (KS)")
+    write_without_rebuilding(corpus, indexed)
+    service.ask(QUESTION)
+    assert service.default.retriever.lexical is before  # no sidecar of the new generation yet
+    ingest([corpus], indexed, progress=False)
+    answer = service.ask(QUESTION)
+    retriever = service.default.retriever
+    assert retriever.lexical is not before and retriever.lexical.generation == retriever.store.generation
+    assert any("Kang Sokhorn (KS)" in h.text for h in answer.hits)
+    assert service.cable(TIP_CABLE)["paragraphs"][0]["paragraph"] == 1
+
+
 def test_stats_counts_match_the_ids(indexed, capsys):
     lexical = LexicalIndex.at(indexed).load()
     keys = {i.rsplit(":", 1)[0] if i.count(":") > 1 else i for i in lexical._columns["ids"].tolist()}
