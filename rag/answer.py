@@ -115,9 +115,11 @@ class ExtractiveAnswerer:
             if not is_injection(s)
         ]
 
-    def score(self, question: str, sentences: list[Sentence]) -> np.ndarray:
-        vectors = self.encoder.encode_documents([question] + [s.text for s in sentences])
-        sims = vectors[1:] @ vectors[0]
+    def score(self, question: str, sentences: list[Sentence], vectors: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """`vectors`: embeddings already made of the question and the sentences, by text."""
+        texts = [question] + [s.text for s in sentences]
+        matrix = np.stack([vectors[t] for t in texts]) if vectors else self.encoder.encode_documents(texts)
+        sims = matrix[1:] @ matrix[0]
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])
         prior = np.array([1.0 / (1 + 0.5 * s.hit_rank) for s in sentences])
@@ -127,11 +129,12 @@ class ExtractiveAnswerer:
                           for s in sentences])
         return 0.55 * sims + 0.25 * lex + self.PRIOR * prior + 0.08 * typed
 
-    def pick(self, question: str, hits: list[Hit]) -> tuple[list[tuple[Sentence, float]], float]:
+    def pick(self, question: str, hits: list[Hit], vectors: dict[str, np.ndarray] | None = None
+             ) -> tuple[list[tuple[Sentence, float]], float]:
         sentences = self.candidates(hits)
         if not sentences:
             return [], 0.0
-        scores = self.score(question, sentences)
+        scores = self.score(question, sentences, vectors)
         order = [int(i) for i in np.argsort(-scores)]
         best = float(scores[order[0]])
         top = sentences[order[0]]
@@ -152,9 +155,12 @@ class ExtractiveAnswerer:
     def stream_parts(self, parts: list[tuple[str, list[Hit]]]) -> Iterator[str]:
         """A question in several parts, each with its own paragraphs: the best sentences for
         each part, the sentences of one paragraph quoted together under its one tag."""
+        # Every part's question and candidate sentences in one encoder call: parts share paragraphs.
+        texts = list(dict.fromkeys(t for question, hits in parts for t in [question] + [s.text for s in self.candidates(hits)]))
+        vectors = dict(zip(texts, self.encoder.encode_documents(texts)))
         quoted: dict[Citation, dict[int, str]] = {}  # paragraph → its sentences by position, in first-use order
         for question, hits in parts:
-            picked, _ = self.pick(question, hits)
+            picked, _ = self.pick(question, hits, vectors)
             for s, _ in picked:
                 quoted.setdefault(hits[s.hit_rank].citation, {})[s.position] = strip_markings(s.text)
         if not quoted:

@@ -1,10 +1,12 @@
 """Whether the ranked paragraphs answer the question at all, and if not, why not.
 
-Refusal is by evidence, not vocabulary. Four checks say why in words a user can act on:
+Refusal is by evidence, not vocabulary. Five checks say why in words a user can act on:
 - the filters matched no paragraph (with the nearest values that exist);
 - the question names a cable the index does not hold;
 - the question asks what happened in a year (or a month: "March 2010", "the end of 2010")
   after the last cable in the index;
+- the question asks for a court's sentence or verdict and none of the closest paragraphs
+  reports one (the trial is in the cables, its outcome came later);
 - the question uses a word no paragraph in the whole index holds, in any spelling ("Doraleh",
   "ibuprofen"); in an index too small for an ordinary word's absence to mean anything, only a
   name counts. A word merely absent from the top paragraphs is no reason: questions add
@@ -26,7 +28,7 @@ import numpy as np
 
 from rag.aliases import mentioned, spellings
 from rag.question import YEAR, Question, stems
-from rag.rank import FEATURES, Candidate, LinearModel
+from rag.rank import FEATURES, PENALTY, Candidate, LinearModel
 from rag.types import CABLE_ID
 
 SIGNALS = ("top_score", "top_cover", "top_sentence_cover", "names", "rarest_missing", "years", "answer_type",
@@ -97,6 +99,12 @@ def after_the_cables(question: Question, last_date: int) -> str:
     return months[0][1] if months else ""
 
 
+def lacks_sentence(question: Question, texts: list[str]) -> bool:
+    """Whether a question asking for a court's sentence or verdict finds none in `texts` (the
+    closest paragraphs): the trial is in the cables, its outcome came later."""
+    return question.wants == "sentence" and not any(PENALTY.search(t) for t in texts)
+
+
 def unknown_words(question: Question, document_frequency, names_only: bool = False) -> list[str]:
     """The question's words (or only its names) that no chunk of the index holds in any
     spelling (stems, aliases)."""
@@ -144,7 +152,8 @@ def explain(question: Question, ranked: list[Candidate], idf) -> str:
         absent = [t for t, w in sorted(zip(terms, weights), key=lambda p: -p[1]) if t not in words]
         if absent:
             return f"the closest paragraphs never mention {', '.join(repr(t) for t in absent[:2])}"
-    wanted = {"number": "figure", "date": "date", "person": "person", "place": "place", "reason": "reason"}
+    wanted = {"number": "figure", "date": "date", "person": "person", "place": "place", "reason": "reason",
+              "sentence": "sentence or verdict"}
     best = ranked[0].hit.citation
     if question.wants:
         return f"the closest paragraph ({best}) does not give the {wanted[question.wants]} asked for"
@@ -170,6 +179,8 @@ class EvidenceCheck:
         unknown = unknown_words(question, lexical.document_frequency, names_only=len(lexical) < WORDS_NEED_CHUNKS)
         if unknown:
             return Verdict(False, f"no paragraph in the index mentions {', '.join(repr(w) for w in unknown)}")
+        if lacks_sentence(question, [c.hit.text for c in ranked[:3]]):
+            return Verdict(False, "none of the closest paragraphs reports a sentence or verdict")
         named = [c for c in ranked if c.hit.cable_id in question.cable_ids]
         if question.cable_ids and named and any(c.features[_COL["cover"]] > 0 for c in named):
             return Verdict(True)

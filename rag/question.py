@@ -22,8 +22,12 @@ _MONTH_NUMBER = {m.lower(): i for i, m in enumerate(
     "January February March April May June July August September October November December".split(), 1)}
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
 
-# The answer a wh-phrase asks for. Order matters: "how many" before "how", "what year" before "what".
+# The answer a wh-phrase asks for. Order matters: a court's sentence before "how many" ("how many
+# years in prison"), "how many" before "how", "what year" before "what".
 _WANTS = (
+    ("sentence", re.compile(r"\bwhat (?:\w+ )?(?:sentences?|penalty|punishment)\b|\bwhat (?:was|were) the (?:\w+ )?"
+                            r"(?:verdicts?|sentences?)\b|\bsentenced to\b|\bhow (?:many years|long) (?:in|of|behind) "
+                            r"(?:prison|jail|bars)\b", re.I)),
     ("number", re.compile(r"\bhow (?:many|much|large|big|long|far|old|high|often)\b|\bwhat (?:percent(?:age)?|share|"
                           r"number|amount|proportion|fraction|sum|price|figure|total|value|rate|vote|margin|size)\b"
                           r"|\bby (?:what|how much)\b|\bat what (?:cost|price|rate)\b", re.I)),

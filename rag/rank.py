@@ -48,8 +48,17 @@ _REASON = re.compile(r"\b(?:because|due to|as a result|since|in order to|reasons
                      r"on the grounds|in protest|in response|led to|prompted|motivated)\b", re.I)
 
 
+# A court's decision: what a question asking for a sentence or verdict needs to find.
+PENALTY = re.compile(r"\bsentenced\b|\bsentences? of\b|\b(?:year|month|life|death|prison|jail)[- ]sentences?\b|"
+                     r"\byears? (?:in prison|in jail|of imprisonment|imprisonment)\b|\blife (?:imprisonment|sentence|"
+                     r"in prison)\b|\bdeath (?:penalty|sentence)\b|\bacquit\w*|\bconvicted\b|\bfined\b|\bjailed for\b|"
+                     r"\bverdicts?\b", re.I)
+
+
 def holds_answer_type(question: Question, text: str, question_words: set[str]) -> bool:
     """Whether `text` holds something of the kind the question asks for, not taken from the question."""
+    if question.wants == "sentence":
+        return bool(PENALTY.search(text))
     if question.wants == "number":
         return bool(figures(text) - question.figures)
     if question.wants == "date":

@@ -1,6 +1,6 @@
 """The answer in a few words, taken from the verified answer's first claim: the name with its
 title for "who", the figure with its unit for "how many", the date for "when", the place for
-"where", the reason for "why". Empty when the claim holds nothing of the kind asked for; the
+"where", the reason for "why", the sentence for "what sentence". Empty when the claim holds nothing of the kind asked for; the
 quoted sentences then stand on their own.
 
 Of several spans of the right kind, the one nearest the question's own words wins: in "Kang
@@ -32,6 +32,8 @@ _PERSON = re.compile(rf"\b(?:{_TITLE_WORDS}(?:\s(?:of|for)\s[A-Z][\w-]+(?:\s[A-Z
 _PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside|of)\s(?:the\s)?([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})")
 _REASON = re.compile(r"\b(?:because|due to|as a result of|since|in order to|owing to|citing|on the grounds that|"
                      r"in protest (?:at|against|of)|in response to)\b[^.;]{3,160}", re.I)
+_SENTENCE = re.compile(r"\bsentenc\w*\s(?:\w+\s){0,3}?to\s[^.;]{3,80}?(?=[.;,]|$)|\b(?:life imprisonment|death (?:penalty|"
+                       r"sentence))\b|\b\S+[- ]years? (?:in prison|in jail|of imprisonment)|\bacquitted\b[^.;,]{0,60}", re.I)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 # Capitalised words that name organisations and offices, not people.
 _ORGANISATION = re.compile(r"\b(?:Ministry|Police|National|Office|Council|Committee|Party|Court|Assembly|Embassy|"
@@ -93,6 +95,8 @@ def short_answer(question: Question, answer: str) -> str:
             spans.append((m.start(), m.end(), name, 0 if titled else 2 if organisation else 1))
     elif question.wants == "place":
         spans = [(m.start(1), m.end(1), m.group(1), 0) for m in _PLACE.finditer(claim) if _new(m.group(1), question)]
+    elif question.wants == "sentence":
+        spans = [(m.start(), m.end(), m.group(0).strip(" ,"), 0) for m in _SENTENCE.finditer(claim)]
     elif question.wants == "reason":
         spans = [(m.start(), m.end(), m.group(0).strip(" ,"), 0) for m in _REASON.finditer(claim)]
     return _nearest(spans, anchors)

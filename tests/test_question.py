@@ -5,7 +5,7 @@ import pytest
 from rag.aliases import mentioned, words_of
 from rag.cables import read_cable_file
 from rag.demo import DEMO_DIR
-from rag.evidence import after_the_cables, filter_reason
+from rag.evidence import after_the_cables, filter_reason, lacks_sentence
 from rag.question import analyse, parts
 from rag.rank import holds_answer_type
 from rag.short_answer import short_answer
@@ -118,3 +118,16 @@ def test_a_question_in_several_parts_is_split_and_later_parts_keep_the_names(que
 ])
 def test_a_question_in_one_part_is_not_split(question):
     assert parts(question) == [question]
+
+
+def test_a_question_asking_for_a_sentence_needs_a_paragraph_that_reports_one():
+    trial = read_cable_file(DEMO_DIR / "08MANAMA77.txt")  # the trial opens; its verdict came later
+    ruling = read_cable_file(DEMO_DIR / "09PHNOMPENH10.txt")
+    asked = analyse("What sentence did the court give the 15 men tried over Bahrain's December 2007 riots?")
+    assert asked.wants == "sentence"
+    assert analyse("How many years in prison was the former prime minister sentenced to?").wants == "sentence"
+    assert lacks_sentence(asked, [p.text for p in trial.paragraphs])
+    born = analyse("What sentence did Born Samnang and Sok Sam Oeun receive in 2005?")
+    assert not lacks_sentence(born, [ruling.paragraph(3).text])
+    assert "20 years in prison" in short_answer(born, ruling.paragraph(3).text)
+    assert not lacks_sentence(analyse("Who opened the trial of the December rioters?"), [p.text for p in trial.paragraphs])
