@@ -29,11 +29,11 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from tqdm import tqdm
 
 from rag.chat import condense
-from rag.evaluate import load_suite
 from rag.evidence import SIGNALS, EvidenceCheck, signals
 from rag.pipeline import Pipeline
 from rag.rank import FEATURES, LinearModel
 from rag.settings import Settings
+from rag.suite import load_suite
 
 MODELS = Path(__file__).resolve().parents[1] / "rag" / "models"
 FOLDS = 5
