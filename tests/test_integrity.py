@@ -176,7 +176,7 @@ def test_a_running_retriever_keeps_its_generation_until_it_moves_to_the_next(cor
 
 
 def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answers(corpus, indexed):
-    from rag.web import Service
+    from rag.service import Service
 
     service = Service(indexed)
     service.load()

@@ -1,0 +1,86 @@
+"""The JSON API under /api: ask, cables, health. Each route calls the `Service`; errors become
+one-line JSON with a 4xx status (503 while the index is not open).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
+
+from rag.errors import RagError
+from rag.service import HISTORY_TURNS, CableNotFound, NotReady, Service
+from rag.validate import MAX_QUESTION
+
+log = logging.getLogger(__name__)
+
+
+class Turn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=20_000)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION)
+    history: list[Turn] = Field(default_factory=list, max_length=50)
+    filters: dict | None = None
+    llm: str | None = None
+
+
+def basic_auth(credentials: tuple[str, str] | None):
+    """A dependency that requires the app's user and password (HTTP Basic) when it has one:
+    gradio's login protects only the UI."""
+    security = HTTPBasic(auto_error=False)
+
+    def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
+        if credentials is None:
+            return
+        ok = given is not None and secrets.compare_digest(given.username.encode(), credentials[0].encode()) \
+            and secrets.compare_digest(given.password.encode(), credentials[1].encode())
+        if not ok:
+            raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="cablerag"'})
+
+    return check
+
+
+def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRouter:
+    router = APIRouter(prefix="/api", dependencies=[Depends(basic_auth(credentials))])
+
+    @router.post("/ask")
+    def ask(request: AskRequest) -> dict:
+        """Answer a question; the answer, its checked citations, the cited paragraphs, timings."""
+        history = [t.model_dump() for t in request.history][-HISTORY_TURNS:]
+        return service.ask(request.question, history, request.filters, request.llm).to_json()
+
+    @router.get("/cables/{cable_id:path}")
+    def cable(cable_id: str) -> dict:
+        """A whole cable: metadata and every paragraph (the path converter makes every id,
+        slashes included, reach validation instead of another route)."""
+        return service.cable(cable_id)
+
+    @router.get("/health")
+    def health() -> dict:
+        return service.health()
+
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def unknown(rest: str) -> JSONResponse:
+        return JSONResponse({"detail": "no such API endpoint"}, status_code=404)
+
+    return router
+
+
+def error_responses(app: FastAPI) -> None:
+    """Errors become one-line JSON with a 4xx status (503 while the index is not open)."""
+    statuses = ((CableNotFound, 404), (NotReady, 503), (RagError, 400))
+    for exc_type, status in statuses:
+        app.add_exception_handler(exc_type, lambda _r, exc, s=status: JSONResponse({"detail": str(exc)}, status_code=s))
+
+    @app.exception_handler(Exception)
+    async def internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error: %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)

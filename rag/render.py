@@ -1,0 +1,177 @@
+"""HTML and chat Markdown for answers, citations, cited paragraphs and whole cables.
+
+Pure functions of their arguments: every string from a cable or a user is escaped here, and
+nothing here knows how an answer was found.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import TYPE_CHECKING
+
+from rag.cite import CheckedCitation, overlap
+from rag.text import split_sentences
+from rag.types import Citation, Hit
+
+if TYPE_CHECKING:
+    from rag.pipeline import Answer
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#|~$])")
+_MD_LINE_START = re.compile(r"^(\s*)(\d+[.)]|[-+>=])", re.MULTILINE)
+
+
+def md_text(text: str) -> str:
+    """Text shown literally inside the chat's markdown: no HTML, no markdown syntax."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), escaped)
+
+
+def citation_chip(citation: Citation, check: CheckedCitation | None) -> str:
+    """A citation as a link that opens the cable at the paragraph (see CLICK_JS)."""
+    status = check.status if check else "weak"
+    note = f"{status}: support score {check.score:.2f}" if check else "weak: not scored"
+    label = html.escape(str(citation)) + (" ⚠" if status == "weak" else "")
+    href = f"#cable={html.escape(citation.cable_id)}&p={citation.paragraph}"
+    return f'<a class="cite cite-{status}" href="{href}" title="{html.escape(note)}">{label}</a>'
+
+
+def best_checks(answer: Answer) -> dict[Citation, CheckedCitation]:
+    """Per cited paragraph, its best-supported citation: what its chip and card show."""
+    best: dict[Citation, CheckedCitation] = {}
+    for check in answer.citations:
+        if check.citation not in best or check.score > best[check.citation].score:
+            best[check.citation] = check
+    return best
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The verified answer for the chat: escaped text, citation chips, marked weak spots."""
+    if answer.refused:
+        reason = answer.refusal_reason.rstrip(".")
+        why = f" Why: {md_text(reason)}{'' if reason.endswith('?') else '.'}" if reason else ""
+        return f'<span class="refusal">Not answered</span> {md_text(answer.text)}{why}'
+    checks = best_checks(answer)
+    out, last = [], 0
+    if answer.short_answer:
+        out.append(f'<span class="short-answer">{md_text(answer.short_answer)}</span>\n\n')
+    for match, citation in Citation.find_all(answer.text):
+        out.append(with_answer_marked(answer.text[last : match.start()], answer.short_answer))
+        out.append(citation_chip(citation, checks.get(citation)))
+        last = match.end()
+    out.append(with_answer_marked(answer.text[last:], answer.short_answer))
+    for claim in answer.unsupported:
+        out.append(f'\n\n<span class="unsupported">⚠ No cited paragraph supports: “{md_text(claim)}”</span>')
+    return "".join(out)
+
+
+def with_answer_marked(text: str, short: str) -> str:
+    """Escaped text with the first occurrence of the short answer marked, so the reader sees
+    where in the quote the answer stands."""
+    at = text.find(short) if short else -1
+    if at < 0:
+        return md_text(text)
+    return (md_text(text[:at]) + f'<mark class="answer">{md_text(short)}</mark>'
+            + md_text(text[at + len(short):]))
+
+
+def partial_markdown(text: str) -> str:
+    """Text still streaming from the LLM: not verified yet, so shown plain."""
+    return md_text(text) + " ▍"
+
+
+def support_spans(text: str, claims: list[str]) -> list[tuple[int, int]]:
+    """Character spans of `text` that back the answer's claims. Each sentence of a claim (one
+    claim can join several sentences of the paragraph) is marked where it is quoted verbatim
+    (extractive answers), else the paragraph sentence it overlaps most is."""
+    sentences, pos = [], 0
+    for sentence in split_sentences(text):
+        start = text.find(sentence, pos)
+        if start >= 0:
+            sentences.append((start, start + len(sentence), sentence))
+            pos = start + len(sentence)
+    spans = set()
+    for claim in (s for c in claims for s in split_sentences(c, min_chars=0)):
+        start = text.find(claim)
+        if start >= 0:
+            spans.add((start, start + len(claim)))
+        elif sentences:
+            best = max(sentences, key=lambda s: overlap(claim, s[2]))
+            if overlap(claim, best[2]) > 0:
+                spans.add(best[:2])
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlighted(text: str, spans: list[tuple[int, int]]) -> str:
+    out, last = [], 0
+    for start, end in spans:
+        out.append(html.escape(text[last:start]))
+        out.append(f'<mark class="support">{html.escape(text[start:end])}</mark>')
+        last = end
+    out.append(html.escape(text[last:]))
+    return "".join(out)
+
+
+def meta_line(*values: str) -> str:
+    return " · ".join(html.escape(v) for v in values if v)
+
+
+def paragraph_card(hit: Hit, checks: list[CheckedCitation]) -> str:
+    """One cited paragraph: where it comes from, its full text, the supporting sentence marked."""
+    m = hit.metadata
+    best = max(checks, key=lambda c: c.score, default=None)
+    status = best.status if best else "weak"
+    badge = f"{status} · {best.score:.2f}" if best else "weak"
+    heading = f'<div class="heading">{html.escape(m.get("heading", ""))}</div>' if m.get("heading") else ""
+    text = highlighted(hit.text, support_spans(hit.text, [c.sentence for c in checks]))
+    return (
+        f'<div class="para-card {status}">'
+        f'<div class="card-head">{citation_chip(hit.citation, best)}'
+        f'<span class="badge {status}">{html.escape(badge)}</span></div>'
+        f'<div class="subject">{html.escape(m.get("subject", ""))}</div>'
+        f'<div class="meta">{meta_line(m.get("date", ""), m.get("origin", ""), m.get("classification", ""))}</div>'
+        f'{heading}<p class="para-text">{text}</p></div>'
+    )
+
+
+def paragraphs_html(answer: Answer) -> str:
+    """The side panel: every cited paragraph, or why there is none."""
+    if answer.refused:
+        why = f" ({html.escape(answer.refusal_reason)})" if answer.refusal_reason else ""
+        return ('<div class="panel-note"><span class="refusal">Not answered</span> No paragraph in the '
+                f"index answers this question{why}, so nothing is cited.</div>")
+    if not answer.paragraphs:
+        return '<div class="panel-note">The answer cites no paragraph.</div>'
+    by_citation: dict[Citation, list[CheckedCitation]] = {}
+    for check in answer.citations:
+        by_citation.setdefault(check.citation, []).append(check)
+    return "".join(paragraph_card(hit, by_citation.get(hit.citation, [])) for hit in answer.paragraphs)
+
+
+def cable_html(cable: dict, highlight: int | None) -> str:
+    """The whole cable, paragraph numbers shown, paragraph `highlight` marked (SCROLL_JS finds it)."""
+    rows = []
+    for p in cable["paragraphs"]:
+        hl = " hl" if p["paragraph"] == highlight else ""
+        heading = f'<div class="heading">{html.escape(p["heading"])}</div>' if p["heading"] else ""
+        rows.append(f'<div class="cable-para{hl}"><span class="pnum">¶{p["paragraph"]}</span>'
+                    f'<div>{heading}<div class="para-text">{html.escape(p["text"])}</div></div></div>')
+    missing = highlight is not None and not any(p["paragraph"] == highlight for p in cable["paragraphs"])
+    note = f'<div class="panel-note">This cable has no ¶{highlight}.</div>' if missing else ""
+    meta = meta_line(cable["date"], cable["origin"], cable["classification"], " ".join(cable["tags"]))
+    return (
+        f'<div class="cable"><div class="cable-head"><span class="cable-id">{html.escape(cable["id"])}</span> '
+        f'<span class="subject">{html.escape(cable["subject"])}</span>'
+        f'<div class="meta">{meta}</div></div>'
+        f'{note}<div class="cable-body">{"".join(rows)}</div></div>'
+    )
+
+
+def error_html(message: str) -> str:
+    return f'<div class="panel-note error">{html.escape(message)}</div>'
