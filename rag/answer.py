@@ -123,11 +123,15 @@ class ExtractiveAnswerer:
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])
         prior = np.array([1.0 / (1 + 0.5 * s.hit_rank) for s in sentences])
+        return 0.55 * sims + 0.25 * lex + self.PRIOR * prior + 0.08 * self.typed(question, sentences)
+
+    @staticmethod
+    def typed(question: str, sentences: list[Sentence]) -> np.ndarray:
+        """Whether each sentence holds the kind of answer asked for (a figure, a date, a reason …)."""
         asked = analyse(question)
         asked_words = words_of(question)
-        typed = np.array([bool(asked.wants) and holds_answer_type(asked, strip_markings(s.text), asked_words)
-                          for s in sentences])
-        return 0.55 * sims + 0.25 * lex + self.PRIOR * prior + 0.08 * typed
+        return np.array([bool(asked.wants) and holds_answer_type(asked, strip_markings(s.text), asked_words)
+                         for s in sentences])
 
     def pick(self, question: str, hits: list[Hit], vectors: dict[str, np.ndarray] | None = None
              ) -> tuple[list[tuple[Sentence, float]], float]:
@@ -141,6 +145,12 @@ class ExtractiveAnswerer:
         chosen = [order[0]]
         if len(order) > 1 and scores[order[1]] >= best - self.MARGIN:
             chosen.append(order[1])
+        # The best sentences restate the question but hold nothing of the kind asked for ("that he
+        # refused", not why): the best sentence of their paragraph that does joins them.
+        typed = self.typed(question, sentences)
+        if typed.any() and not typed[chosen].any():
+            holding = [i for i in order if typed[i] and sentences[i].hit_rank == top.hit_rank]
+            chosen += holding[:1]
         if _MULTI_PART.search(question):
             covered = set().union(*(content_words(sentences[i].text) for i in chosen))
             wanted = content_words(question) - covered

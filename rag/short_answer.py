@@ -30,7 +30,7 @@ _TITLE_TOKENS = frozenset(w.lower() for w in re.findall(r"[A-Za-z]+\.?", _TITLE_
 _PERSON = re.compile(rf"\b(?:{_TITLE_WORDS}(?:\s(?:of|for)\s[A-Z][\w-]+(?:\s[A-Z][\w-]+)*)?\s)?"
                      r"[A-Z][a-z'-]+(?:\s(?:al-|bin\s|de\s|van\s|von\s|el-)?[A-Z][\w'-]+){1,3}\b")
 _PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside|of)\s(?:the\s)?([A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})")
-_REASON = re.compile(r"\b(?:because|due to|as a result of|since|in order to|owing to|citing|on the grounds that|"
+_REASON = re.compile(r"\b(?:because|due to|as a result of|since|in order to|owing to|citing|cited|on the grounds that|"
                      r"in protest (?:at|against|of)|in response to)\b[^.;]{3,160}", re.I)
 _SENTENCE = re.compile(r"\bsentenc\w*\s(?:\w+\s){0,3}?to\s[^.;]{3,80}?(?=[.;,]|$)|\b(?:life imprisonment|death (?:penalty|"
                        r"sentence))\b|\b\S+[- ]years? (?:in prison|in jail|of imprisonment)|\bacquitted\b[^.;,]{0,60}", re.I)

@@ -211,3 +211,10 @@ def test_a_question_in_two_parts_is_answered_from_both_paragraphs(pipeline):
     assert {("09PHNOMPENH637", 4), ("09PHNOMPENH637", 6)} <= cited
     assert "Chou" in answer.text and "Siem Reap" in answer.text
     assert {(p.cable_id, p.paragraph) for p in answer.paragraphs} >= {("09PHNOMPENH637", 4), ("09PHNOMPENH637", 6)}
+
+
+def test_a_why_question_gets_the_reason_not_only_the_restated_event(pipeline):
+    answer = pipeline.ask("Why did the president refuse to sign the Icesave law?")
+    assert not answer.refused
+    assert "petition" in answer.text and "[10REYKJAVIK3 ¶2]" in answer.text
+    assert "petition" in answer.short_answer
