@@ -153,8 +153,12 @@ class Store:
             return False
         try:
             return settings.collection in [c.name for c in _client(settings).list_collections()]
-        except Exception:
-            return False
+        except RagError:
+            raise
+        except Exception as exc:
+            # Not "no index": treating an unreachable server as empty would build the demo into it.
+            where = f"the Chroma server at {settings.chroma_url}" if settings.chroma_url else f"the index at {settings.index_dir}"
+            raise RagError(f"cannot read {where}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
     def count(self) -> int:
         return self.collection.count()

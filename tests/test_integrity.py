@@ -272,3 +272,12 @@ def test_kill_9_mid_ingest_then_ask_is_refused_or_consistent_and_ingest_repairs(
     stored = retriever.store.collection.get(include=["metadatas"])
     assert set(np.asarray(retriever.lexical._columns["ids"]).tolist()) == set(stored["ids"])
     assert all(m["subject"].endswith("(REVISED)") for m in stored["metadatas"])
+
+
+def test_an_unreachable_chroma_server_is_one_line_not_an_empty_index(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo would be built at ./index if the server passed for empty
+    assert main(["ask", "Who leads Cambodia's police TIP response?", "--chroma-url", "http://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("rag: error: cannot read the Chroma server at http://127.0.0.1:9")
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "index").exists()
