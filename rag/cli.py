@@ -16,10 +16,10 @@ import textwrap
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.settings import Settings
+from rag.settings import Settings, env_names
 
-EPILOG = ("Environment: RAG_INDEX_DIR, RAG_CHROMA_URL, RAG_LLM, RAG_LLM_BASE_URL, RAG_LLM_MODEL, RAG_RETRIEVAL, "
-          "RAG_ENCODER, RAG_DEVICE, RAG_RANK, RAG_REFUSE.")
+EPILOG = ("Environment (described by 'python -m rag.settings'; an option given here wins): "
+          + ", ".join(n for name in Settings.model_fields for n in env_names(name)) + ".")
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:

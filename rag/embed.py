@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from rag.errors import RagError
+from rag.settings import get_settings
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
@@ -29,16 +30,14 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_INT8_ID = MINILM_ID + "@int8-onnx"
 # all-MiniLM-L6-v2's window (sentence_bert_config.json max_seq_length), special tokens included.
 MINILM_WINDOW = 256
-# Padded word pieces per forward pass (texts are length-sorted, then cut into batches of at most
-# this many tokens and at most `batch_size` texts). On this project's 2-core CPU, ~2k-token
-# batches encode 25-30 % more texts per CPU-second than 64 texts of ~170 pieces (~11k tokens):
-# the activations stay in cache. bench/ingest_bench.py measures it.
-EMBED_TOKENS = int(os.environ.get("RAG_EMBED_TOKENS", "2048"))
 
 
-def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int = EMBED_TOKENS) -> list[np.ndarray]:
+def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
     """Row indices, longest texts first, cut into batches whose padded size (rows × longest)
-    stays within `max_tokens` (at least one text each) and `batch_size` texts."""
+    stays within `max_tokens` (default RAG_EMBED_TOKENS; at least one text each) and `batch_size`
+    texts. On this project's 2-core CPU, ~2k-token batches encode 25-30 % more texts per
+    CPU-second than 64 texts of ~170 pieces (~11k tokens): the activations stay in cache."""
+    max_tokens = max_tokens or get_settings().embed_tokens
     order = np.argsort(-lengths, kind="stable")
     batches, start = [], 0
     while start < len(order):
@@ -66,9 +65,9 @@ def minilm_int8_path() -> Path:
 
 
 def _threads() -> int:
-    """Intra-op threads: $RAG_THREADS (set_threads sets it), else one per core."""
-    if os.environ.get("RAG_THREADS"):
-        return int(os.environ["RAG_THREADS"])
+    """Intra-op threads: RAG_THREADS (set_threads sets it), else one per core."""
+    if threads := get_settings().threads:
+        return threads
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -106,7 +105,7 @@ class OnnxMiniLM:
     def get_embedding_dimension(self) -> int:
         return self.dimension
 
-    def encode(self, texts: list[str], batch_size: int = 64, max_tokens: int = EMBED_TOKENS) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = 64, max_tokens: int | None = None) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in encodings])
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
@@ -183,7 +182,7 @@ class Encoder:
 
     def encode_documents(self, texts: list[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-length float32 vectors, in the order of `texts`. Each call's texts are sorted by
-        length and cut into batches of about EMBED_TOKENS padded word pieces, so callers pass
+        length and cut into batches of about RAG_EMBED_TOKENS padded word pieces, so callers pass
         large lists to keep padding low. `progress(n)` is told of every n texts encoded."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)

@@ -1,16 +1,21 @@
-"""Settings: every path and default in one place, each overridable from the environment.
+"""Settings: every path and default in one place, each overridable from a `RAG_*` variable.
 
 Library functions take `settings: Settings | None = None` and start with
 `settings = get_settings(settings)`, so tests can point the whole tool at a temporary directory
-by setting RAG_INDEX_DIR.
+by setting RAG_INDEX_DIR. The variables are read when a Settings is made, not at import.
+
+`python -m rag.settings` prints the table of every variable that README.md carries (a test keeps
+the two equal).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import RagError
 
@@ -20,59 +25,107 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
-def _env(names: str, default: str) -> str:
-    """The first of the `|`-separated variables that is set, else `default`."""
-    return next((os.environ[n] for n in names.split("|") if n in os.environ), default)
+def _flag(value: Any) -> Any:
+    """A flag from the environment: 0, false, no, off and the empty string are false."""
+    return value.strip().lower() not in ("0", "false", "no", "off", "") if isinstance(value, str) else value
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() not in ("0", "false", "no", "off", "")
+Flag = Annotated[bool, BeforeValidator(_flag)]
+# A count where unset, empty and 0 all mean "the default of the machine".
+Count = Annotated[int, BeforeValidator(lambda value: value or 0)]
 
 
-def setting(env: str, default: str, description: str, cast: Callable = str):
-    """A field read from the environment when Settings() is made (not at import), so tests can
-    point everything at a temporary directory with monkeypatch.setenv. A value that does not
-    parse is a one-line error naming the variable."""
-
-    def read():
-        raw = _env(env, default)
-        try:
-            return cast(raw)
-        except ValueError:
-            kind = {int: "a whole number", float: "a number"}.get(cast, "valid")
-            raise RagError(f"{env.split('|')[0]}={raw!r} is not {kind}: {description}") from None
-
-    return field(default_factory=read, metadata={"description": description})
+def setting(env: str, default: Any, description: str) -> Any:
+    """A field read from `env` (`A|B`: the first of them that is set); `description` is the
+    one-line reference that `--help` and the README table show, and ends a bad value's error."""
+    names = env.split("|")
+    return Field(default, description=description,
+                 validation_alias=AliasChoices(*names) if len(names) > 1 else names[0])
 
 
-@dataclass(frozen=True)
-class Settings:
-    index_dir: Path = setting("RAG_INDEX_DIR", "index", "Directory of the Chroma index and the BM25 index beside it.", Path)
+class Settings(BaseSettings):
+    """Immutable: derive changed settings with `with_`."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True, validate_by_name=True,
+                                      validate_by_alias=True, extra="forbid")
+
+    index_dir: Path = setting("RAG_INDEX_DIR", Path("index"), "Directory of the Chroma index and the BM25 index beside it.")
     chroma_url: str = setting("RAG_CHROMA_URL", "", "http://host:port of a Chroma server; empty = embedded store.")
     collection: str = setting("RAG_COLLECTION", "cables", "Chroma collection name.")
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
     device: str = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
                           "else the CPU), cpu or cuda.")
-    embed_batch_size: int = setting("RAG_EMBED_BATCH", "64", "Texts per forward pass of the encoder.", int)
-    ingest_batch: int = setting("RAG_INGEST_BATCH", "200", "Cables per store round-trip during ingest: large enough that "
-                  "length-sorted encoding removes most padding, small enough that a kill loses little.", int)
+    embed_batch_size: int = setting("RAG_EMBED_BATCH", 64, "Texts per forward pass of the encoder.")
+    embed_tokens: int = setting(
+        "RAG_EMBED_TOKENS", 2048, "Padded word pieces per forward pass: texts are length-sorted, then cut into batches "
+        "of at most this many tokens (and RAG_EMBED_BATCH texts); on a 2-core CPU ~2k tokens keep the activations in "
+        "cache (bench/ingest_bench.py).")
+    threads: Count = setting("RAG_THREADS", 0, "Intra-op threads of the int8 encoder; 0 = one per core.")
+    ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
+                                "length-sorted encoding removes most padding, small enough that a kill loses little.")
     retrieval: str = setting("RAG_RETRIEVAL", "hybrid", "dense | bm25 | hybrid.")
     dense_weight: float = setting(
-        "RAG_DENSE_WEIGHT", "0.2", "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
-        "on the dev set over the full shared corpus (evals/RESULTS.md).", float)
-    top_k: int = setting("RAG_TOP_K", "10", "Paragraphs retrieved per question.", int)
-    rank: bool = setting("RAG_RANK", "1", "Reorder retrieved paragraphs by whether they answer the question "
-                         "(rag/models/ranker.json); 0 keeps retrieval's order.", _flag)
-    refuse: bool = setting("RAG_REFUSE", "1", "Refuse questions the cables do not answer (rag.evidence: stated checks, "
-                           "and rag/models/evidence.json when ranking is on); 0 always answers.", _flag)
+        "RAG_DENSE_WEIGHT", 0.2, "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
+        "on the dev set over the full shared corpus (evals/RESULTS.md).")
+    top_k: int = setting("RAG_TOP_K", 10, "Paragraphs retrieved per question.")
+    rank: Flag = setting("RAG_RANK", True, "Reorder retrieved paragraphs by whether they answer the question "
+                         "(rag/models/ranker.json); 0 keeps retrieval's order.")
+    refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.evidence: stated "
+                           "checks, and rag/models/evidence.json when ranking is on); 0 always answers.")
     reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
     llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
     llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
 
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def __init__(self, **values: Any):
+        """Keyword values first, then the RAG_* variables, then the defaults."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _one_line(exc) from None
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with `changes`, those that are None ignored. Like dataclasses.replace it neither
+        reads the environment nor validates: `rag eval` carries lists of modes through it."""
+        unknown = set(changes) - set(type(self).model_fields)
+        if unknown:
+            raise TypeError(f"Settings has no field {', '.join(sorted(unknown))}")
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
 
 
 def get_settings(settings: Settings | None = None) -> Settings:
     return settings if settings is not None else Settings()
+
+
+def env_names(name: str) -> list[str]:
+    """The variables a field is read from, first first."""
+    alias = Settings.model_fields[name].validation_alias
+    return list(alias.choices) if isinstance(alias, AliasChoices) else [alias]
+
+
+def _one_line(exc: ValidationError) -> RagError:
+    """The first bad value, named by the variable (or keyword) it came from, with its field's description."""
+    error = exc.errors()[0]
+    source = str(error["loc"][0]) if error["loc"] else "settings"
+    name = next((n for n in Settings.model_fields if source == n or source in env_names(n)), None)
+    if name is None:
+        return RagError(f"{source}: {error['msg']}")
+    field = Settings.model_fields[name]
+    kind = {int: "a whole number", float: "a number"}.get(field.annotation, "valid")
+    return RagError(f"{source}={error.get('input')!r} is not {kind}: {field.description}")
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table: variable(s), default, description."""
+    rows = ["| variable | default | description |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        variables = " or ".join(f"`{n}`" for n in env_names(name))
+        default = field.default
+        shown = ("1" if default else "0") if isinstance(default, bool) else str(default)
+        description = field.description.replace("|", "\\|")
+        rows.append(f"| {variables} | {f'`{shown}`' if shown else '(empty)'} | {description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
