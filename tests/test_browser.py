@@ -17,6 +17,7 @@ ANSWER_MS = 180_000
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}: apt-get install -y chromium chromium-driver"),
 ]
 

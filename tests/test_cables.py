@@ -101,6 +101,7 @@ def numbers(cable: Cable) -> list[int]:
     return [p.number for p in cable.paragraphs]
 
 
+@pytest.mark.slow
 def test_all_cables_parse_fast(corpus):
     assert not corpus.errors
     assert len(corpus) == 6835
@@ -108,6 +109,7 @@ def test_all_cables_parse_fast(corpus):
     assert corpus.seconds < 60, f"reading and parsing took {corpus.seconds:.0f} s"
 
 
+@pytest.mark.slow
 def test_printed_numbers_are_the_parsed_numbers(corpus):
     checked, failures = 0, {}
     for cable_id, (raw, cable) in corpus.items():

@@ -65,8 +65,12 @@ def test_smoke_report_has_the_fixed_keys(smoke_run):
 def test_smoke_run_shows_no_unretrieved_citation(smoke_run):
     _, reports = smoke_run
     assert reports[0]["answer"]["unretrieved_citations"] == 0
-    # The public example is the one case every configuration must get right.
-    assert reports[0]["retrieval"]["hit@10"] > 0
+    # The public example is the one case every configuration must get right: its gold
+    # paragraph first, and cited.
+    out, _ = smoke_run
+    example = json.loads((out / "cases.jsonl").read_text().splitlines()[0])
+    assert example["question"] == "Who leads Cambodia's police TIP response?"
+    assert example["retrieved"][0]["gold"] and any(c["gold"] for c in example["citations"])
 
 
 def test_smoke_cases_are_debuggable(smoke_run):

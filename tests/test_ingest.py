@@ -71,6 +71,7 @@ def test_reingest_embeds_nothing_and_changed_cable_replaces_its_chunks(corpus, t
     }
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_index(corpus, tmp_path):
     for f in sorted(DEMO_DIR.glob("*.txt"))[8:40]:
         shutil.copy(f, corpus / f.name)
@@ -155,6 +156,7 @@ def test_stats_without_an_index_is_one_line(tmp_path, capsys):
     assert err.startswith("rag: error: no index at") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path):
     """The path for users who outgrow one process: `chroma run` on loopback, --chroma-url."""
     import socket
