@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from rag.pipeline import Answer
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#|~$])")
-_MD_LINE_START = re.compile(r"^(\s*)(\d+[.)]|[-+>=])", re.MULTILINE)
+_MD_LINE_START = re.compile(r"^(\s*\d*)([.)]|[-+>=])", re.MULTILINE)
 
 
 def md_text(text: str) -> str:
@@ -56,6 +56,8 @@ def answer_markdown(answer: Answer) -> str:
     if answer.short_answer:
         out.append(f'<span class="short-answer">{md_text(answer.short_answer)}</span>\n\n')
     for match, citation in Citation.find_all(answer.text):
+        if citation not in checks:
+            continue  # a tag no check verified (quoted from a cable, or a model's) stays text, not a chip
         out.append(with_answer_marked(answer.text[last : match.start()], answer.short_answer))
         out.append(citation_chip(citation, checks.get(citation)))
         last = match.end()
