@@ -28,6 +28,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from rag.filters import Filters  # noqa: E402 — after the path and the environment
+
 
 def cpu_model() -> str:
     try:
@@ -184,7 +186,7 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     base = open_retriever(settings, "hybrid")
     k = settings.top_k
     rows, raw = [], {}
-    questions = [(condensed(c), {kk: v for kk, v in (c.get("filters") or {}).items() if v}) for c in cases]
+    questions = [(condensed(c), Filters.parse(c.get("filters"))) for c in cases]
     for mode in modes:
         retriever = replace(base, mode=mode)
         for q, f in questions[:warmup]:
@@ -199,11 +201,11 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     if answer:
         pipeline = Pipeline(settings.with_(retrieval="hybrid", llm="extractive"), retriever=replace(base, mode="hybrid"))
         for c in cases[:warmup]:
-            pipeline.ask(c["question"], history=c.get("history") or None, filters=c.get("filters") or None)
+            pipeline.ask(c["question"], history=c.get("history") or None, filters=Filters.parse(c.get("filters")))
         times = []
         for c in cases:
             t = time.perf_counter()
-            pipeline.ask(c["question"], history=c.get("history") or None, filters=c.get("filters") or None)
+            pipeline.ask(c["question"], history=c.get("history") or None, filters=Filters.parse(c.get("filters")))
             times.append((time.perf_counter() - t) * 1000)
         raw["answer"] = times
         rows.append(["hybrid + extractive answer + verification (Pipeline.ask)", pct(times, 50), pct(times, 95), max(times)])
@@ -231,14 +233,14 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
 LATENCY_HEAD = ["what", "p50 ms", "p95 ms", "max ms"]
 
 # From one small embassy to a broad date range: how a filter's share of the corpus moves the cost.
-FILTER_CASES = (
+FILTER_CASES = tuple(Filters.parse(f) for f in (
     {"origin": "Embassy Djibouti"},
     {"origin": "Embassy Phnom Penh"},
     {"origin": "Embassy Mexico", "classification": "SECRET"},
     {"tag": "KTIP"},
     {"classification": "SECRET"},
     {"date_from": "2009-01-01", "date_to": "2009-12-31"},
-)
+))
 FILTERED_HEAD = ["filter", "chunks passing", "Chroma where p50 / max ms", "rows path p50 / max ms",
                  "top-10 agreement"]
 
@@ -266,7 +268,7 @@ def filtered_dense_rows(settings, cases: list[dict], per_filter: int = 5) -> lis
                 top = {h.chunk_id for h in chroma[:10]}
                 if top:
                     agree.append(len(top & {h.chunk_id for h in ours[:10]}) / len(top))
-        label = ", ".join(f"{k}={v}" for k, v in filters.items())
+        label = ", ".join(f"{k}={v}" for k, v in filters.to_json().items())
         rows.append([label, f"{len(passing):,}", f"{fmt(pct(where_ms, 50))} / {fmt(max(where_ms))}",
                      f"{fmt(pct(rows_ms, 50))} / {fmt(max(rows_ms))}" if rows_ms else "– (no vectors in the index)",
                      f"{statistics.mean(agree):.2f}" if agree else "–"])

@@ -81,7 +81,7 @@ def main() -> None:
     questions, lists = [], []
     for case in tqdm(cases, desc="candidates", unit="case"):
         standalone = condense(case.question, list(case.history) or None, None)
-        question, found = pipeline.candidates(case.question, standalone, case.filters or None)
+        question, found = pipeline.candidates(case.question, standalone, case.filters)
         questions.append(question)
         lists.append(found)
     golds = [set(case.gold) for case in cases]

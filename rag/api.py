@@ -14,8 +14,9 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from rag.errors import RagError
+from rag.filters import Filters
 from rag.service import HISTORY_TURNS, CableNotFound, NotReady, Service
-from rag.validate import MAX_QUESTION
+from rag.validate import MAX_QUESTION, check_question
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
     def ask(request: AskRequest) -> dict:
         """Answer a question; the answer, its checked citations, the cited paragraphs, timings."""
         history = [t.model_dump() for t in request.history][-HISTORY_TURNS:]
-        return service.ask(request.question, history, request.filters, request.llm).to_json()
+        question, filters = check_question(request.question), Filters.parse(request.filters)
+        return service.ask(question, history, filters, request.llm).to_json()
 
     @router.get("/cables/{cable_id:path}")
     def cable(cable_id: str) -> dict:

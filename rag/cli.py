@@ -62,10 +62,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def filters_from(args: argparse.Namespace) -> dict:
-    from rag.validate import validate_filters
+def filters_from(args: argparse.Namespace) -> Filters:
+    from rag.filters import FILTER_KEYS, Filters
 
-    return validate_filters({k: getattr(args, k) for k in ("origin", "date_from", "date_to", "classification", "tag")})
+    return Filters.parse({k: getattr(args, k) for k in FILTER_KEYS})
 
 
 def cmd_ingest(args) -> int:

@@ -36,7 +36,7 @@ class CaseResult:
         return {
             "id": case.id, "kind": case.kind, "line": case.line, "config": self.config,
             "question": case.question, "standalone_question": a.standalone,
-            "history": list(case.history), "filters": case.filters,
+            "history": list(case.history), "filters": case.filters.to_json(),
             "answer": a.text, "refused": a.refused, "backend": a.backend, "reference_answer": case.answer,
             "citations": [
                 {"cable_id": c.citation.cable_id, "paragraph": c.citation.paragraph, "supported": c.supported,
@@ -105,7 +105,7 @@ def run_suite(cases: Sequence[Case], pipelines: dict, progress: bool = True) -> 
             pipeline.retriever.search(cases[0].question, pipeline.settings.top_k)
             results[name] = []
             for case in cases:
-                answer = pipeline.ask(case.question, history=list(case.history) or None, filters=case.filters or None)
+                answer = pipeline.ask(case.question, history=list(case.history) or None, filters=case.filters)
                 results[name].append(CaseResult(case, name, answer, score_answer(case, answer)))
                 bar.update()
     return results

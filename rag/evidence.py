@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.aliases import mentioned, spellings
+from rag.filters import Filters
 from rag.question import YEAR, Question, stems
 from rag.rank import FEATURES, PENALTY, Candidate, LinearModel
 from rag.types import CABLE_ID
@@ -119,11 +120,11 @@ def unknown_words(question: Question, document_frequency, names_only: bool = Fal
     return out
 
 
-def filter_reason(filters: dict, vocabulary: dict[str, list[str]]) -> str:
+def filter_reason(filters: Filters, vocabulary: dict[str, list[str]]) -> str:
     """Why filters that match no paragraph match none: a value the index lacks, with the
     nearest that exist; else the combination."""
     for key, plural in (("origin", "origins"), ("classification", "classifications"), ("tag", "tags")):
-        value = filters.get(key)
+        value = getattr(filters, key)
         known = vocabulary.get(plural, [])
         if value and value not in known:
             close = [v for v in known if value.lower() in v.lower()] or difflib.get_close_matches(value, known, n=3)

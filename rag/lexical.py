@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import StaleIndex
+from rag.filters import Filters
 from rag.settings import Settings, get_settings
-from rag.validate import FILTER_KEYS as USER_FILTER_KEYS
 
 DIRNAME = "bm25"
 VECTORS = "vectors.f32"
@@ -48,8 +48,6 @@ GENERATION = "generation"
 LEGACY_STALE = "bm25.stale"
 # Opening a sidecar that a rebuild swaps out meanwhile is retried this many times.
 LOAD_TRIES = 3
-# The filters rag.store.where_clause gives Chroma (the user's, plus cable_id), applied here to the rows.
-FILTER_KEYS = ("cable_id", *USER_FILTER_KEYS)
 # bm25s's defaults (Lucene variant), which the previous builds used.
 K1, B = 1.5, 0.75
 # Rows per block of an exact search: 32k × 384 floats is 48 MiB.
@@ -137,7 +135,7 @@ class LexicalIndex:
 
     def __init__(self, path: Path):
         self.path = path
-        self._last_keep: tuple[tuple, np.ndarray] | None = None
+        self._last_keep: tuple[Filters, np.ndarray] | None = None
         # The generation of the files this object has opened (see `load`).
         self.generation: int | None = None
 
@@ -338,45 +336,46 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self._columns["ids"])
 
-    def filter_rows(self, filters: dict | None) -> np.ndarray | None:
+    def filter_rows(self, filters: Filters) -> np.ndarray | None:
         """The rows (ascending) that pass every filter; None when nothing is filtered."""
         keep = self._keep(filters)
         return None if keep is None else np.flatnonzero(keep)
 
-    def _keep(self, filters: dict | None) -> np.ndarray | None:
-        """True for rows that pass every filter; None when nothing is filtered. The last answer is
-        kept: a hybrid search asks for the same filters twice (dense rows, BM25 scores), and at 3M
-        rows each pass over the columns costs milliseconds."""
-        key = tuple(sorted((k, filters[k]) for k in FILTER_KEYS if filters and filters.get(k)))
-        if not key:
+    def _keep(self, filters: Filters) -> np.ndarray | None:
+        """True for rows that pass every filter (the ones rag.store.where_clause gives Chroma);
+        None when nothing is filtered. The last answer is kept: a hybrid search asks for the same
+        filters twice (dense rows, BM25 scores), and at 3M rows each pass over the columns costs
+        milliseconds."""
+        if not filters:
             return None
         last = self._last_keep
-        if last is not None and last[0] == key:
+        if last is not None and last[0] == filters:
             return last[1]
-        keep = self._compute_keep(dict(key))
-        self._last_keep = (key, keep)
+        keep = self._compute_keep(filters)
+        self._last_keep = (filters, keep)
         return keep
 
-    def _compute_keep(self, filters: dict) -> np.ndarray:
+    def _compute_keep(self, filters: Filters) -> np.ndarray:
         cols, vocab = self._columns, self._vocab
         keep = np.ones(len(self), dtype=bool)
-        if filters.get("cable_id"):
+        if filters.cable_id:
             keep[:] = False
-            keep[self.cable_rows(filters["cable_id"])] = True
-        for key, names, codes in (("origin", "origins", "origin_codes"), ("classification", "classes", "class_codes")):
-            if filters.get(key):
-                code = vocab[names].index(filters[key]) if filters[key] in vocab[names] else -1
+            keep[self.cable_rows(filters.cable_id)] = True
+        for value, names, codes in ((filters.origin, "origins", "origin_codes"),
+                                    (filters.classification, "classes", "class_codes")):
+            if value:
+                code = vocab[names].index(value) if value in vocab[names] else -1
                 keep &= cols[codes] == code
-        if filters.get("tag"):
+        if filters.tag:
             tagged = np.zeros(len(self), dtype=bool)
-            if filters["tag"] in vocab["tags"]:
-                i = vocab["tags"].index(filters["tag"])
+            if filters.tag in vocab["tags"]:
+                i = vocab["tags"].index(filters.tag)
                 tagged[cols["tag_rows"][cols["tag_indptr"][i] : cols["tag_indptr"][i + 1]]] = True
             keep &= tagged
-        if filters.get("date_from"):
-            keep &= cols["date_int"] >= int(filters["date_from"].replace("-", ""))
-        if filters.get("date_to"):
-            keep &= cols["date_int"] <= int(filters["date_to"].replace("-", ""))
+        if filters.day_from:
+            keep &= cols["date_int"] >= filters.day_from
+        if filters.day_to:
+            keep &= cols["date_int"] <= filters.day_to
         return keep
 
     @cached_property
@@ -474,7 +473,7 @@ class LexicalIndex:
         dates = self._columns["date_int"] if self.exists() else np.zeros(0)
         return int(dates.max()) if len(dates) else 0
 
-    def search(self, query: str, k: int, filters: dict | None = None) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, filters: Filters = Filters()) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best `k` rows with a positive score."""
         if not len(self) or k <= 0:
             return []

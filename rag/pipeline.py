@@ -14,6 +14,7 @@ from rag.answer import get_answerer
 from rag.chat import condense
 from rag.cite import REFUSAL, CheckedCitation, Verifier
 from rag.evidence import EvidenceCheck, Verdict, filter_reason
+from rag.filters import Filters
 from rag.question import Question, analyse, parts
 from rag.rank import Candidate, Ranker, candidates, load_model
 from rag.retrieve import Retriever, open_retriever
@@ -99,7 +100,7 @@ class Pipeline:
             out.append(hit)
         return out
 
-    def candidates(self, question: str, standalone: str, filters: dict | None) -> tuple[Question, list[Candidate]]:
+    def candidates(self, question: str, standalone: str, filters: Filters) -> tuple[Question, list[Candidate]]:
         """Retrieval's candidates for the stand-alone question, each with its ranking features
         (from the user's own words), in retrieval order."""
         vector = self.retriever.encoder.encode_query(standalone)
@@ -107,14 +108,14 @@ class Pipeline:
         asked = analyse(question, context=standalone) if standalone != question else analyse(question)
         return asked, candidates(asked, hits, vector, self.retriever.lexical)
 
-    def part_hits(self, piece: str, filters: dict | None) -> list[Hit]:
+    def part_hits(self, piece: str, filters: Filters) -> list[Hit]:
         """The best paragraphs for one part of a question in several parts, searched on its own:
         one search for the whole question finds one part's paragraph and rarely the other's,
         which is often in another cable."""
         _, found = self.candidates(piece, piece, filters)
         return [c.hit for c in self.ranker.rank(found)[: self.settings.top_k]]
 
-    def judge(self, question: Question, ranked: list[Candidate], filters: dict | None) -> Verdict:
+    def judge(self, question: Question, ranked: list[Candidate], filters: Filters) -> Verdict:
         if not self.settings.refuse:
             return Verdict(True)
         lexical = self.retriever.lexical
@@ -126,7 +127,8 @@ class Pipeline:
                 return Verdict(False, f"cable {absent[0]} is not in this index")
         return self.evidence.judge(question, ranked, lexical)
 
-    def stream(self, question: str, history: list[dict] | None = None, filters: dict | None = None) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: list[dict] | None = None,
+               filters: Filters = Filters()) -> Iterator[str | Answer]:
         """Yields the answer's text as it is produced, then the verified `Answer`."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -181,6 +183,6 @@ class Pipeline:
             timings_ms=timings,
         )
 
-    def ask(self, question: str, history: list[dict] | None = None, filters: dict | None = None) -> Answer:
+    def ask(self, question: str, history: list[dict] | None = None, filters: Filters = Filters()) -> Answer:
         *_, answer = self.stream(question, history, filters)
         return answer

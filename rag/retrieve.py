@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError, StaleIndex
+from rag.filters import Filters
 from rag.lexical import LexicalIndex
 from rag.settings import Settings, get_settings
 from rag.store import Store
@@ -69,7 +70,7 @@ class Retriever:
 
         return CrossEncoder(self.reranker_path, device="cpu")
 
-    def dense(self, question: str, k: int, filters: dict | None = None, vector=None) -> list[Hit]:
+    def dense(self, question: str, k: int, filters: Filters = Filters(), vector=None) -> list[Hit]:
         vector = self.encoder.encode_query(question) if vector is None else vector
         rows = self.lexical.filter_rows(filters) if filters and self.lexical.has_vectors() else None
         if rows is None:
@@ -99,7 +100,7 @@ class Retriever:
             hit.score, hit.source = score[hit.chunk_id], source
         return hits
 
-    def bm25(self, question: str, k: int, filters: dict | None = None) -> list[Hit]:
+    def bm25(self, question: str, k: int, filters: Filters = Filters()) -> list[Hit]:
         if not self.lexical.exists():
             raise RagError(f"no BM25 index at {self.lexical.path}: run 'rag ingest' again to build it")
         return self._hits(self.lexical.search(question, k, filters), "bm25")
@@ -111,7 +112,7 @@ class Retriever:
             if self.lexical.has_vectors():
                 hits.extend(self._hits(self.lexical.nearest(vector, self.lexical.cable_rows(cable_id), k), "id"))
             else:
-                hits.extend(replace(h, source="id") for h in self.store.query(vector, k, {"cable_id": cable_id}))
+                hits.extend(replace(h, source="id") for h in self.store.query(vector, k, Filters(cable_id=cable_id)))
         return sorted(hits, key=lambda h: -h.score)
 
     def cable(self, cable_id: str) -> list[Hit]:
@@ -134,9 +135,8 @@ class Retriever:
         self.lexical = fresh
         return True
 
-    def search(self, question: str, k: int = 10, filters: dict | None = None, vector=None) -> list[Hit]:
+    def search(self, question: str, k: int = 10, filters: Filters = Filters(), vector=None) -> list[Hit]:
         """The `k` best paragraphs; `vector` is the question's embedding when the caller has it."""
-        filters = {key: value for key, value in (filters or {}).items() if value}
         depth = max(k, FUSION_DEPTH) if (self.mode == "hybrid" or self.reranker) else k
         named_ids = CABLE_ID.findall(question.upper())
         if vector is None and (self.mode != "bm25" or named_ids):

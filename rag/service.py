@@ -18,12 +18,13 @@ from rag.answer import BACKENDS
 from rag.demo import ensure_index
 from rag.embed import get_encoder
 from rag.errors import RagError
+from rag.filters import Filters
 from rag.pipeline import Answer, Pipeline
 from rag.settings import Settings, get_settings
 from rag.stats import index_stats
 from rag.store import Store
 from rag.types import Hit
-from rag.validate import check_question, validate_cable_id, validate_filters
+from rag.validate import check_question, validate_cable_id
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ class Service:
             self._pipelines[name] = Pipeline(self.settings.with_(llm=name), retriever=self.default.retriever)
         return self._pipelines[name]
 
-    def ask(self, question: str, history: list[dict] | None = None, filters: dict | None = None,
+    def ask(self, question: str, history: list[dict] | None = None, filters: Filters = Filters(),
             llm: str | None = None) -> Answer:
-        question, filters = check_question(question), validate_filters(filters)
+        question = check_question(question)
         self.require_ready()
         with self.lock:
             self._refresh()
@@ -115,10 +116,10 @@ class Service:
             self.choices = filter_choices(self.default)
 
     def stream(self, question: str, history: list[dict] | None = None,
-               filters: dict | None = None) -> Iterator[str | Answer]:
+               filters: Filters = Filters()) -> Iterator[str | Answer]:
         """`Pipeline.stream`, run to completion by a worker thread: a browser that goes away
         mid-answer then never leaves the lock held."""
-        question, filters = check_question(question), validate_filters(filters)
+        question = check_question(question)
         self.require_ready()
         items: queue.Queue = queue.Queue()
         done = object()

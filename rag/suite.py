@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from rag.errors import RagError
+from rag.filters import Filters
 from rag.metrics import Paragraph
-from rag.validate import validate_filters
 
 KINDS = ("factoid", "numeric", "multi", "unanswerable", "filtered", "followup")
 REQUIRED = ("id", "kind", "question", "facts", "citations")
@@ -36,7 +36,7 @@ class Case:
     line: int
     facts: tuple[tuple[str, ...], ...] = ()
     citations: tuple[Paragraph, ...] = ()
-    filters: dict = field(default_factory=dict)
+    filters: Filters = Filters()
     history: tuple[dict, ...] = ()
     answer: str = ""
     notes: str = ""
@@ -85,7 +85,7 @@ def _filter_problems(obj: dict) -> list[str]:
     if not isinstance(filters, dict):
         return ["filters must be an object"]
     try:
-        valid = validate_filters(filters)
+        valid = Filters.parse(filters)
     except RagError as exc:
         return [str(exc)]
     return ["a filtered case needs filters"] if obj["kind"] == "filtered" and not valid else []
@@ -105,7 +105,7 @@ def _case(obj: dict, line: int) -> Case:
         id=obj["id"], kind=obj["kind"], question=obj["question"], line=line,
         facts=tuple(tuple(f) for f in obj["facts"]),
         citations=tuple((c.upper(), p) for c, p in obj["citations"]),
-        filters=validate_filters(obj.get("filters")), history=tuple(obj.get("history") or ()),
+        filters=Filters.parse(obj.get("filters")), history=tuple(obj.get("history") or ()),
         answer=obj.get("answer", ""), notes=obj.get("notes", ""),
     )
 

@@ -24,6 +24,12 @@ def is_cable_id(text: str) -> bool:
     return re.fullmatch(CABLE_ID_PATTERN, text) is not None
 
 
+def yyyymmdd(day: date) -> int:
+    """A date as the integer YYYYMMDD: how the index stores dates (`date_int`), since Chroma can
+    range-filter only numbers ($gte/$lte), and how date filters compare with them."""
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
 @dataclass(frozen=True)
 class Citation:
     """A pointer to one paragraph as a reader of the cable sees it: `[09PHNOMPENH637 ¶6]`."""
@@ -98,8 +104,8 @@ class Cable:
 
     @property
     def date_int(self) -> int:
-        """The date as YYYYMMDD, so Chroma can range-filter it ($gte/$lte need numbers)."""
-        return int(self.date.strftime("%Y%m%d")) if self.date else 0
+        """The date as YYYYMMDD (0 when unknown), so Chroma can range-filter it."""
+        return yyyymmdd(self.date) if self.date else 0
 
     def paragraph(self, number: int) -> Paragraph | None:
         return next((p for p in self.paragraphs if p.number == number), None)

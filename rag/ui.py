@@ -17,10 +17,11 @@ import gradio as gr  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from rag.errors import RagError  # noqa: E402
+from rag.filters import Filters  # noqa: E402
 from rag.pipeline import Answer  # noqa: E402
 from rag.render import answer_markdown, cable_html, error_html, md_text, paragraphs_html, partial_markdown  # noqa: E402
 from rag.service import HISTORY_TURNS, Service  # noqa: E402
-from rag.validate import MAX_QUESTION, validate_cable_id  # noqa: E402
+from rag.validate import MAX_QUESTION, check_question, validate_cable_id  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,11 @@ class ChatUI:
         user = {"role": "user", "content": question, "display": md_text(question), "history": True}
         reply = {"role": "assistant", "content": "", "display": "_Searching the cables…_", "history": True}
         yield self.chat(turns + [user, reply]), turns, "", gr.skip(), gr.skip(), gr.skip()
-        filters = {"origin": origin, "classification": classification, "tag": tag,
-                   "date_from": (date_from or "").strip(), "date_to": (date_to or "").strip()}
         try:
             answer, partial = None, ""
+            question = check_question(question)
+            filters = Filters.parse({"origin": origin, "classification": classification, "tag": tag,
+                                     "date_from": (date_from or "").strip(), "date_to": (date_to or "").strip()})
             for item in self.service.stream(question, history, filters):
                 if isinstance(item, Answer):
                     answer = item

@@ -6,6 +6,7 @@ import pytest
 
 from rag.cite import REFUSAL, Verifier
 from rag.cli import main
+from rag.filters import Filters
 from rag.pipeline import Pipeline
 from rag.types import Citation, Hit
 
@@ -118,7 +119,7 @@ def test_britain_in_a_question_finds_the_uk_in_the_cable(pipeline):
 
 
 def test_a_filter_that_matches_nothing_is_not_mistaken_for_silent_cables(pipeline):
-    answer = pipeline.ask(CAMBODIA, filters={"origin": "Phnom Penh"})
+    answer = pipeline.ask(CAMBODIA, filters=Filters(origin="Phnom Penh"))
     assert answer.refused
     assert answer.refusal_reason == "no cable in the index has origin 'Phnom Penh'; did you mean 'Embassy Phnom Penh'?"
 
@@ -139,11 +140,11 @@ def test_a_cable_id_in_the_question_brings_that_cable_in(pipeline):
 
 
 def test_filters_restrict_retrieval(pipeline):
-    answer = pipeline.ask("police trafficking arrests", filters={"date_from": "2009-01-01", "date_to": "2009-12-31",
-                                                                  "origin": "Embassy Phnom Penh"})
+    answer = pipeline.ask("police trafficking arrests", filters=Filters.parse({"date_from": "2009-01-01", "date_to": "2009-12-31",
+                                                                                "origin": "Embassy Phnom Penh"}))
     assert answer.hits
     assert all(h.metadata["origin"] == "Embassy Phnom Penh" and h.metadata["date"].startswith("2009") for h in answer.hits)
-    tagged = pipeline.ask("police trafficking arrests", filters={"tag": "KTIP"})
+    tagged = pipeline.ask("police trafficking arrests", filters=Filters(tag="KTIP"))
     assert tagged.hits and all("KTIP" in h.metadata["tags"] for h in tagged.hits)
 
 

@@ -18,6 +18,7 @@ import rag.store
 from rag.cli import main
 from rag.demo import DEMO_DIR
 from rag.errors import StaleIndex
+from rag.filters import Filters
 from rag.ingest import Ingester, IngestReport, ingest, iter_sources
 from rag.lexical import GENERATION, LEGACY_STALE, LexicalIndex
 from rag.retrieve import open_retriever
@@ -131,8 +132,8 @@ def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):
     for hit in retriever.cable(TIP_CABLE):
         assert hit.metadata["tags"] == ["PGOV", "KZZZ"] and hit.metadata["classification"] == "CONFIDENTIAL"
     # The sidecar rebuilt from the store filters by the new values, not the old.
-    assert set(retriever.lexical.filter_rows({"tag": "KZZZ"})) == set(rows)
-    assert not set(retriever.lexical.filter_rows({"tag": "KTIP"})) & set(rows)
+    assert set(retriever.lexical.filter_rows(Filters(tag="KZZZ"))) == set(rows)
+    assert not set(retriever.lexical.filter_rows(Filters(tag="KTIP"))) & set(rows)
 
     # Tags removed altogether: Chroma merges metadata on update, so the old list must be cleared.
     rewrite(path, "TAGS: PGOV KZZZ", "TAGS:")

@@ -6,6 +6,7 @@ from rag.aliases import mentioned, words_of
 from rag.cables import read_cable_file
 from rag.demo import DEMO_DIR
 from rag.evidence import after_the_cables, filter_reason, lacks_sentence
+from rag.filters import Filters
 from rag.question import analyse, parts
 from rag.rank import holds_answer_type
 from rag.short_answer import short_answer
@@ -88,9 +89,9 @@ def test_a_question_about_after_the_cables_is_refused_with_the_year(question, re
 
 def test_filters_that_match_nothing_say_which_value_and_suggest_the_real_ones():
     vocabulary = {"origins": ["Embassy Phnom Penh", "Embassy Paris"], "classifications": ["SECRET"], "tags": ["KTIP"]}
-    reason = filter_reason({"origin": "Phnom Penh"}, vocabulary)
+    reason = filter_reason(Filters(origin="Phnom Penh"), vocabulary)
     assert reason == "no cable in the index has origin 'Phnom Penh'; did you mean 'Embassy Phnom Penh'?"
-    assert filter_reason({"origin": "Embassy Paris", "tag": "KTIP"}, vocabulary) == \
+    assert filter_reason(Filters(origin="Embassy Paris", tag="KTIP"), vocabulary) == \
         "no paragraph in the index matches these filters together"
 
 

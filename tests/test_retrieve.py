@@ -5,20 +5,21 @@ import numpy as np
 import pytest
 
 import rag.retrieve
+from rag.filters import Filters
 from rag.ingest import Ingester
 from rag.lexical import LexicalIndex
 from rag.retrieve import open_retriever
 from rag.store import where_clause
 
 QUESTION = "police trafficking arrests"
-FILTERS = [
+FILTERS = [Filters.parse(f) for f in (
     {"origin": "Embassy Phnom Penh"},
     {"date_from": "2009-01-01", "date_to": "2009-12-31"},
     {"tag": "KTIP"},
     {"classification": "SECRET"},
     {"origin": "Embassy Phnom Penh", "date_from": "2009-06-01", "tag": "KTIP"},  # fewer than k pass
     {"date_from": "2001-01-01"},  # passes almost every chunk
-]
+)]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_broad_filter_takes_chroma_neighbours_checked_by_row(retriever, monkeypa
     nearest_ids = retriever.store.nearest_ids
     monkeypatch.setattr(retriever.store, "nearest_ids", lambda v, n: calls.append(n) or nearest_ids(v, n))
     monkeypatch.setattr(rag.retrieve, "EXACT_ROWS", 100)
-    for filters in ({"date_from": "2001-01-01"}, {"date_from": "2009-01-01", "date_to": "2009-12-31"}):
+    for filters in (FILTERS[5], FILTERS[1]):
         truth, _ = exact_top(retriever, vector, filters)
         assert [h.chunk_id for h in retriever.dense(QUESTION, 10, filters, vector)] == truth
     # a near-total filter needs few extra neighbours; a third of the corpus needs about 3 × 3 × k
@@ -74,7 +75,7 @@ def test_broad_filter_takes_chroma_neighbours_checked_by_row(retriever, monkeypa
 def test_named_cable_is_searched_within_that_cable(retriever):
     vector = retriever.encoder.encode_query("Who leads Cambodia's police TIP response?")
     hits = retriever.named_cables(["09PHNOMPENH637"], 3, vector)
-    truth, passing = exact_top(retriever, vector, {"cable_id": "09PHNOMPENH637"}, k=3)
+    truth, passing = exact_top(retriever, vector, Filters(cable_id="09PHNOMPENH637"), k=3)
     assert passing == 7 and [h.chunk_id for h in hits] == truth
     assert {h.source for h in hits} == {"id"} and hits[0].score >= hits[-1].score
     assert retriever.lexical.cable_rows("09PHNOMPENH63").size == 0  # a prefix of an id is not that cable
