@@ -9,6 +9,7 @@ import secrets
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
@@ -81,6 +82,13 @@ def error_responses(app: FastAPI) -> None:
     statuses = ((CableNotFound, 404), (NotReady, 503), (RagError, 400))
     for exc_type, status in statuses:
         app.add_exception_handler(exc_type, lambda _r, exc, s=status: JSONResponse({"detail": str(exc)}, status_code=s))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422 echoes each bad value back: a megabyte question came back whole.
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal(_request: Request, exc: Exception) -> JSONResponse:

@@ -80,6 +80,13 @@ def test_malformed_requests_are_422(client, body):
     assert client.post("/api/ask", json=body).status_code == 422
 
 
+def test_a_huge_question_is_422_without_being_echoed(client):
+    response = client.post("/api/ask", json={"question": "x" * 1_000_000})
+    assert response.status_code == 422
+    assert len(response.content) < 1000 and "xxxx" not in response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "question"]
+
+
 def test_invalid_json_is_422(client):
     response = client.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
