@@ -4,6 +4,7 @@ Example usage:
     rag ask "Who leads Cambodia's police TIP response?"     # builds the demo index on first use
     rag ingest ../shared/cables --index ~/.cache/cablerag/shared
     rag stats --index ~/.cache/cablerag/shared
+    rag show "09PHNOMPENH637 ¶6"
     rag eval --questions evals/smoke.jsonl
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -138,6 +140,17 @@ def cmd_ask(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    from rag.show import format_text, show
+
+    cable = show(" ".join(args.reference), settings_from(args))
+    try:
+        print(json.dumps(cable, indent=2, ensure_ascii=False) if args.json else format_text(cable), flush=True)
+    except BrokenPipeError:  # `rag show ID | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def cmd_eval(args) -> int:
     from rag.evaluate import main as eval_main
 
@@ -179,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_args(p)
     p.add_argument("--json", action="store_true", help="answer, citations with scores, retrieved paragraphs, timings")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("show", help="print a cable, or one paragraph with its neighbours",
+                       description="Print a cable as a reader sees it: its metadata, then each paragraph "
+                       "under its printed number and heading. Given a paragraph, print only that one "
+                       "and the paragraphs before and after it.",
+                       epilog='examples:\n  rag show 09PHNOMPENH637\n  rag show "09PHNOMPENH637 ¶6"   '
+                       '# also 09PHNOMPENH637:6 or "09PHNOMPENH637 para 6"\n  rag show 09PHNOMPENH637:6 --json\n\n'
+                       + textwrap.fill(EPILOG, 78), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("reference", nargs="+", metavar="CABLE",
+                   help="a cable id, optionally with a paragraph: 09PHNOMPENH637, '09PHNOMPENH637 ¶6', 09PHNOMPENH637:6")
+    p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
+    p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
+    p.add_argument("--json", action="store_true", help="the cable view's JSON, with 'focus': the paragraph asked for")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("eval", help="run an evaluation suite (JSONL) and write a report",
                        description="Run every case of a suite through the same code path as 'rag ask' and "

@@ -1,0 +1,151 @@
+"""`rag show`: one cable as a reader sees it, or one paragraph of it with its neighbours.
+
+The cable comes through the same lookup as the cable view (`Retriever.cable`, `cable_json`), on
+a retriever whose encoder is never loaded: showing a cable reads stored text only, so it takes
+about a second, not the several an encoder or an LLM would add. The store is opened with the
+model its collection records, so a cable shows whichever encoder built the index.
+
+The index stores no REF lines yet (the parser reads them, ingest does not keep them), so no
+references are shown.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+from rag.errors import NoIndex, RagError
+from rag.settings import Settings, get_settings
+from rag.types import CABLE_ID_PATTERN
+from rag.validate import validate_cable_id
+
+WIDTH = 100
+# Paragraph text is indented past its "¶N" label.
+INDENT = 6
+
+# "09PHNOMPENH637", "09PHNOMPENH637 ¶6", "09PHNOMPENH637:6", "09PHNOMPENH637 para 6",
+# "09PHNOMPENH637, para. 6", "[09PHNOMPENH637 ¶6]"; matched on the upper-cased text.
+_REFERENCE = re.compile(
+    rf"({CABLE_ID_PATTERN})(?:\s*[,:]?\s*(?:¶|PARA(?:GRAPH)?\.?|P\.)?\s*(\d{{1,4}}))?"
+)
+
+
+class CableNotFound(RagError):
+    """A well-formed cable id that the index does not hold."""
+
+
+class ParagraphNotFound(RagError):
+    """A paragraph number the cable does not print."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    cable_id: str
+    paragraph: int | None = None
+
+    def __str__(self) -> str:
+        return self.cable_id + (f" ¶{self.paragraph}" if self.paragraph is not None else "")
+
+
+def parse_reference(value: str) -> Reference:
+    """A cable id with an optional paragraph, in the forms people write; RagError otherwise."""
+    text = (value or "").strip()
+    if len(text) > 1 and text[0] in "[(" and text[-1] in "])":
+        text = text[1:-1].strip()
+    m = _REFERENCE.fullmatch(text.upper()) if len(text) <= 60 else None
+    if m is None:
+        head = re.split(r"[\s,:¶]", text, maxsplit=1)[0]
+        cable_id = validate_cable_id(head)  # "not a cable id: …" unless the id itself is fine
+        raise RagError(f"not a cable or paragraph reference: {value!r} "
+                       f"(expected e.g. {cable_id}, '{cable_id} ¶6' or {cable_id}:6)")
+    return Reference(validate_cable_id(m.group(1)), int(m.group(2)) if m.group(2) else None)
+
+
+def open_reader(settings: Settings | None = None):
+    """A retriever for reading cables: the store and the BM25 sidecar (whose row index finds a
+    cable's chunks), with an encoder that is never loaded."""
+    from rag.demo import ensure_index
+    from rag.embed import Encoder
+    from rag.retrieve import Retriever, require_in_step
+    from rag.store import Store, _client
+
+    try:  # the row index of the module split (rag.rows), or the module it was split from
+        from rag.rows import RowIndex
+    except ImportError:
+        from rag.lexical import LexicalIndex as RowIndex
+
+    settings = get_settings(settings)
+    ensure_index(settings)
+    try:
+        recorded = _client(settings).get_collection(settings.collection, embedding_function=None).metadata or {}
+        store = Store(settings, model_id=recorded.get("embed_model"),
+                      dimension=int(recorded.get("embed_dim", -1)), create=False)
+    except RagError:
+        raise
+    except Exception as exc:
+        where = settings.chroma_url or settings.index_dir
+        raise NoIndex(f"cannot open the index at {where}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    lexical = RowIndex.at(settings).load()
+    require_in_step(store.generation, lexical.generation, settings)
+    return Retriever(store, lexical, Encoder(settings.encoder, device="cpu"), settings.retrieval)
+
+
+def number_ranges(numbers: list[int]) -> str:
+    """"¶1–¶7", or "¶1–¶5, ¶7" when a number is missing."""
+    spans: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"¶{a}" if a == b else f"¶{a}–¶{b}" for a, b in spans)
+
+
+def show(reference: str, settings: Settings | None = None) -> dict:
+    """The cable of `reference` as the cable view's JSON; for a paragraph reference, only that
+    paragraph and the one before and after, with `focus` set to its number."""
+    from rag.service import cable_json
+
+    ref = parse_reference(reference)
+    hits = open_reader(settings).cable(ref.cable_id)
+    if not hits:
+        raise CableNotFound(f"cable {ref.cable_id} is not in this index")
+    cable = cable_json(ref.cable_id, hits)
+    paragraphs = cable["paragraphs"]
+    if ref.paragraph is None:
+        return {**cable, "focus": None}
+    at = [i for i, p in enumerate(paragraphs) if p["paragraph"] == ref.paragraph]
+    if not at:
+        raise ParagraphNotFound(f"cable {ref.cable_id} has no ¶{ref.paragraph}; it has "
+                                f"{number_ranges([p['paragraph'] for p in paragraphs])}")
+    # A number printed twice shows both paragraphs, and what lies between them.
+    start = max(at[0] - 1, 0)
+    shown = paragraphs[start : at[-1] + 2]
+    # The heading the first shown paragraph sits under, when the cable prints it further up.
+    section = next((p["heading"] for p in reversed(paragraphs[: start + 1]) if p["heading"]), "")
+    if section and not shown[0]["heading"]:
+        shown = [{**shown[0], "section": section}, *shown[1:]]
+    return {**cable, "paragraphs": shown, "focus": ref.paragraph}
+
+
+def format_text(cable: dict) -> str:
+    """The cable for a terminal: metadata, then each paragraph under its heading and number."""
+    lines = [cable["id"]]
+    for label, value in (("Subject", cable["subject"]), ("Date", cable["date"]), ("Origin", cable["origin"]),
+                         ("Classification", cable["classification"]), ("Tags", ", ".join(cable["tags"]))):
+        lines.append(textwrap.fill(value or "—", WIDTH, initial_indent=f"{label + ':':<16}",
+                                   subsequent_indent=" " * 16))
+    focus = cable.get("focus")
+    for p in cable["paragraphs"]:
+        lines.append("")
+        if p.get("section"):
+            lines.append(f"({p['section']})")
+        if p["heading"]:
+            lines.append(p["heading"])
+        label = f"{'▸' if focus is not None and p['paragraph'] == focus else ''}¶{p['paragraph']}"
+        # Lines break at spaces only: a hyphenated word or a long id or link stays whole.
+        lines.append(textwrap.fill(p["text"], WIDTH, initial_indent=f"{label:<{INDENT}}",
+                                   subsequent_indent=" " * INDENT, break_on_hyphens=False,
+                                   break_long_words=False))
+    return "\n".join(lines)
