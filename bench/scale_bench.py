@@ -12,7 +12,7 @@ be in reality either: the context line embedded with a paragraph names its new c
 
 Nothing is encoded: the store side of `rag ingest` is measured (rag.ingest.Ingester with a
 stub encoder that returns those vectors and no-op token counts: hash lookup, Chroma upsert)
-and then the BM25 rebuild as `rag ingest` runs it (LexicalIndex.build over store.iter_all()).
+and then the BM25 rebuild as `rag ingest` runs it (RowIndex.build over store.iter_all()).
 The corpus grows in place from one size to the next. At each size, a fresh process opens the
 index and times the 80 dev questions (dense, BM25, hybrid, stages) and reports its memory.
 

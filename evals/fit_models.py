@@ -115,7 +115,7 @@ def main() -> None:
     answerable = np.array([bool(g) for g in golds])
     rule_refused = np.array([v is not None and not v.answerable for v in ruled])
     open_ = np.array([v is None for v in ruled])
-    xe = np.stack([signals(q, r, lexical.idf) for q, r in zip(questions, ranked)])[open_]
+    xe = np.stack([signals(q, r, lexical.bm25.idf) for q, r in zip(questions, ranked)])[open_]
     ye = answerable[open_].astype(int)
     oof_e = np.zeros(len(ye))
     for train, test in StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=SEED).split(xe, ye):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from rag.lexical import stemmer
+from rag.bm25 import stemmer
 
 # One group a line: every spelling in a group names the same thing. Demonyms are here because
 # a question's "Chinese financing" is answered by a cable's "China"; capitals are not, since

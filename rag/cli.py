@@ -81,13 +81,13 @@ def cmd_ingest(args) -> int:
 def cmd_stats(args) -> int:
     from rag.embed import get_encoder
     from rag.ingest import open_store
-    from rag.lexical import LexicalIndex
+    from rag.rows import RowIndex
     from rag.stats import index_stats
 
     settings = settings_from(args)
     if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
         raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
-    stats = index_stats(open_store(settings, get_encoder(settings.encoder, settings.embed_batch_size, settings.device), create=False), LexicalIndex.at(settings))
+    stats = index_stats(open_store(settings, get_encoder(settings.encoder, settings.embed_batch_size, settings.device), create=False), RowIndex.at(settings))
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

@@ -169,7 +169,7 @@ class EvidenceCheck:
 
     def rule(self, question: Question, ranked: list[Candidate], lexical) -> Verdict | None:
         """The verdict of the stated checks, or None when they leave it to the model.
-        `lexical` is the index's rag.lexical.LexicalIndex (idfs, document frequencies, dates)."""
+        `lexical` is the index's rag.rows.RowIndex (idfs, document frequencies, dates)."""
         if not ranked:
             return Verdict(False, "nothing in the index matched the question")
         last_date = lexical.last_date
@@ -177,7 +177,7 @@ class EvidenceCheck:
         if later:
             end = f"{last_date // 10000}-{last_date // 100 % 100:02d}"
             return Verdict(False, f"the question asks about {later}; the cables in this index end in {end}")
-        unknown = unknown_words(question, lexical.document_frequency, names_only=len(lexical) < WORDS_NEED_CHUNKS)
+        unknown = unknown_words(question, lexical.bm25.document_frequency, names_only=len(lexical) < WORDS_NEED_CHUNKS)
         if unknown:
             return Verdict(False, f"no paragraph in the index mentions {', '.join(repr(w) for w in unknown)}")
         if lacks_sentence(question, [c.hit.text for c in ranked[:3]]):
@@ -193,7 +193,7 @@ class EvidenceCheck:
             return ruled
         if self.model is None:
             return Verdict(True)
-        score = float(self.model.score(signals(question, ranked, lexical.idf))[0])
+        score = float(self.model.score(signals(question, ranked, lexical.bm25.idf))[0])
         if score >= self.model.threshold:
             return Verdict(True)
-        return Verdict(False, explain(question, ranked, lexical.idf))
+        return Verdict(False, explain(question, ranked, lexical.bm25.idf))

@@ -19,7 +19,7 @@ from rag.cables import CableError, iter_csv_cables, read_cable_file
 from rag.chunk import chunk_cables
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError
-from rag.lexical import LEGACY_STALE, LexicalIndex
+from rag.rows import LEGACY_STALE, RowIndex
 from rag.settings import Settings, get_settings
 from rag.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
 from rag.types import Cable
@@ -111,7 +111,7 @@ class Ingester:
         self.settings = get_settings(settings)
         self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
         self.store = open_store(self.settings, self.encoder)
-        self.lexical = LexicalIndex.at(self.settings)
+        self.lexical = RowIndex.at(self.settings)
         # A sidecar in step with the store at the start knows every stored chunk id by cable: see _stored.
         in_step = self.lexical.generation_on_disk() == self.store.generation and self.lexical.has_vectors()
         self.row_index = self.lexical if in_step else None
@@ -215,7 +215,7 @@ class Ingester:
         with tqdm(total=self.store.count(), unit="paragraph", desc="bm25", disable=not progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             pages = self.store.iter_all(include=("documents", "metadatas", "embeddings"))
-            self.lexical = LexicalIndex.build(self.lexical.path, pages, generation, progress=bar.update)
+            self.lexical = RowIndex.build(self.lexical.path, pages, generation, progress=bar.update)
         (self.settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
 
 

@@ -10,7 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from rag.lexical import tokenize
+from rag.bm25 import tokenize
 from rag.text import STOPWORDS, key_names
 from rag.types import CABLE_ID
 

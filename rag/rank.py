@@ -23,7 +23,7 @@ from importlib import resources
 import numpy as np
 
 from rag.aliases import mentioned, words_of
-from rag.lexical import tokenize
+from rag.bm25 import tokenize
 from rag.question import YEAR, Question, figures
 from rag.text import split_sentences
 from rag.types import Hit
@@ -92,7 +92,7 @@ def _coverage(terms: list[str], weights: np.ndarray, present: set[str]) -> float
 
 def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, lexical) -> list[Candidate]:
     """One feature row per hit, in retrieval's order. `lexical` is the index's
-    rag.lexical.LexicalIndex: BM25 idfs and scores come from it.
+    rag.rows.RowIndex: BM25 idfs and scores come from it.
 
     Retrieval's rank is not a feature: the fused rank is what this stage corrects, and with it
     the model learned to trust it (out-of-fold hit@1 0.65 with it, 0.70 without). Neither is
@@ -100,7 +100,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
     ~0.4 s of encoding per question on two cores."""
     if not hits:
         return []
-    idf = lexical.idf
+    idf = lexical.bm25.idf
     bm25 = lexical.scores_of(question.text, [h.chunk_id for h in hits])
     bm25 = bm25 / max(float(bm25.max()), 1e-9)
     terms = list(question.terms)

@@ -16,7 +16,7 @@ import numpy as np
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError, StaleIndex
 from rag.filters import Filters
-from rag.lexical import LexicalIndex
+from rag.rows import RowIndex
 from rag.settings import Settings, get_settings
 from rag.store import Store
 from rag.types import CABLE_ID, Hit
@@ -52,7 +52,7 @@ class Retriever:
     """Searches one index; `search` is the API."""
 
     store: Store
-    lexical: LexicalIndex
+    lexical: RowIndex
     encoder: Encoder
     mode: str = "hybrid"
     reranker_path: str = ""
@@ -78,7 +78,7 @@ class Retriever:
         return self._dense_within(vector, k, rows)
 
     def _dense_within(self, vector, k: int, rows) -> list[Hit]:
-        """Dense search restricted to `rows` of the lexical index (see rag.lexical on why not
+        """Dense search restricted to `rows` of the lexical index (see rag.rows on why not
         Chroma's `where`)."""
         ranked = None
         if len(rows) > EXACT_ROWS:
@@ -129,7 +129,7 @@ class Retriever:
         generation = self.store.generation
         if generation == self.lexical.generation:
             return False
-        fresh = LexicalIndex(self.lexical.path)
+        fresh = RowIndex(self.lexical.path)
         if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
             return False
         self.lexical = fresh
@@ -176,7 +176,7 @@ def check_in_step(settings: Settings | None = None) -> None:
     """`require_in_step` for the index of `settings`, when there is one, without loading a model."""
     settings = get_settings(settings)
     if Store.exists(settings):
-        require_in_step(Store.generation_at(settings), LexicalIndex.at(settings).generation_on_disk(), settings)
+        require_in_step(Store.generation_at(settings), RowIndex.at(settings).generation_on_disk(), settings)
 
 
 def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
@@ -184,6 +184,6 @@ def open_retriever(settings: Settings | None = None, mode: str | None = None) ->
     settings = get_settings(settings)
     encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
-    lexical = LexicalIndex.at(settings).load()
+    lexical = RowIndex.at(settings).load()
     require_in_step(store.generation, lexical.generation, settings)
     return Retriever(store, lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight)

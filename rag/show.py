@@ -68,12 +68,8 @@ def open_reader(settings: Settings | None = None):
     from rag.demo import ensure_index
     from rag.embed import Encoder
     from rag.retrieve import Retriever, require_in_step
+    from rag.rows import RowIndex
     from rag.store import Store, _client
-
-    try:  # the row index of the module split (rag.rows), or the module it was split from
-        from rag.rows import RowIndex
-    except ImportError:
-        from rag.lexical import LexicalIndex as RowIndex
 
     settings = get_settings(settings)
     ensure_index(settings)

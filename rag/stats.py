@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.lexical import LexicalIndex
+from rag.rows import RowIndex
 from rag.store import Store
 
 
@@ -26,7 +26,7 @@ def chunk_counts(ids_sorted: np.ndarray) -> tuple[int, int]:
     return cables, int(np.count_nonzero((per_row == 1) | ((per_row == 2) & part_zero)))
 
 
-def index_stats(store: Store, lexical: LexicalIndex) -> dict:
+def index_stats(store: Store, lexical: RowIndex) -> dict:
     """Counts come from the sidecar's columns (one row per chunk), so stats on millions of chunks
     take no scan of the store."""
     meta = store.metadata

@@ -18,7 +18,7 @@ from rag.demo import DEMO_DIR
 from rag.embed import get_encoder
 from rag.errors import IndexMismatch
 from rag.ingest import ingest, open_store
-from rag.lexical import LexicalIndex
+from rag.rows import RowIndex
 from rag.settings import Settings
 from rag.store import Store
 
@@ -95,7 +95,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_index(corpus, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     killed = Settings(index_dir=tmp_path / "killed")
     assert snapshot(killed) == snapshot(reference)
-    killed_sidecar = LexicalIndex.at(killed).load()
+    killed_sidecar = RowIndex.at(killed).load()
     assert killed_sidecar.generation == open_store(killed, get_encoder(), create=False).generation
     assert sorted(killed_sidecar._columns["ids"].tolist()) == sorted(snapshot(killed))
 

@@ -20,7 +20,7 @@ from rag.demo import DEMO_DIR
 from rag.errors import StaleIndex
 from rag.filters import Filters
 from rag.ingest import Ingester, IngestReport, ingest, iter_sources
-from rag.lexical import GENERATION, LEGACY_STALE, LexicalIndex
+from rag.rows import GENERATION, LEGACY_STALE, RowIndex
 from rag.retrieve import open_retriever
 from rag.settings import Settings
 from rag.stats import chunk_counts
@@ -78,7 +78,7 @@ def test_every_write_advances_the_generation_and_the_sidecar_records_it(corpus, 
     rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang S.")
     ingest([corpus], indexed, progress=False)
     assert retriever.store.generation > first
-    assert LexicalIndex.at(indexed).generation_on_disk() == retriever.store.generation
+    assert RowIndex.at(indexed).generation_on_disk() == retriever.store.generation
 
 
 def test_a_sidecar_behind_its_store_is_refused_in_one_line_and_ingest_repairs_it(corpus, indexed, capsys, tmp_path):
@@ -196,7 +196,7 @@ def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answ
 
 
 def test_stats_counts_match_the_ids(indexed, capsys):
-    lexical = LexicalIndex.at(indexed).load()
+    lexical = RowIndex.at(indexed).load()
     keys = {i.rsplit(":", 1)[0] if i.count(":") > 1 else i for i in lexical._columns["ids"].tolist()}
     assert chunk_counts(lexical._sorted_ids[0]) == (len({k.split(":", 1)[0] for k in keys}), len(keys))
     assert main(["stats", "--index", str(indexed.index_dir), "--json"]) == 0

@@ -7,7 +7,7 @@ import pytest
 import rag.retrieve
 from rag.filters import Filters
 from rag.ingest import Ingester
-from rag.lexical import LexicalIndex
+from rag.rows import RowIndex
 from rag.retrieve import open_retriever
 from rag.store import where_clause
 
@@ -83,7 +83,7 @@ def test_named_cable_is_searched_within_that_cable(retriever):
 
 def test_an_index_built_before_the_vectors_is_brought_up_to_date(demo_settings, tmp_path):
     ingester = Ingester(demo_settings)
-    old = LexicalIndex.build(tmp_path / "bm25", ingester.store.iter_all(), ingester.store.generation)  # no embeddings
+    old = RowIndex.build(tmp_path / "bm25", ingester.store.iter_all(), ingester.store.generation)  # no embeddings
     assert old.exists() and not old.has_vectors()
     ingester.lexical = old
     ingester.refresh_lexical(progress=False)

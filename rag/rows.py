@@ -1,40 +1,33 @@
-"""The BM25 index, persisted beside the Chroma index and rebuilt from it after ingest.
+"""The row index: the sidecar persisted beside the Chroma index and rebuilt from it after ingest.
 
-Names, numbers and cable ids that the embedder blurs are matched exactly here. Filter columns
-(origin, classification, date, tags) are kept as numpy arrays so a filtered search masks the
-scores instead of filtering a top-k after the fact.
+One row per chunk, the same row order in every file: the chunk ids (and a sorted copy for
+id → row lookups), the filter columns (origin, classification, date, tags) as numpy arrays, a
+memory-mapped copy of the normalised vectors, and the BM25 score matrix (rag.bm25). A filtered
+search masks the scores instead of filtering a top-k after the fact.
 
-Built to hold the full release (~3 million chunks) on a laptop:
-- the build streams: each page of the store is tokenized to integer ids against one growing
-  vocabulary and reduced to (row, token, tf) arrays spilled to disk, so no list of Python
-  strings per token is ever held for the whole corpus (bm25s.index on lists of strings needs
-  ~5 KB per chunk, ~14 GB at 3M); a second pass scores them into memory-mapped arrays (peak
-  ~0.9 KB per chunk, most of it file pages the kernel can drop);
-- the score matrix is written in bm25s's on-disk format (bm25s.BM25.load reads it) and opened
-  memory-mapped; the chunk ids are a memory-mapped .npy too, so a query touches only the pages
-  of the postings and rows it needs;
-- a query sums its tokens' postings with one np.bincount and ranks only the rows that scored.
+The vectors and filter columns are here because Chroma's filtered search does not hold at
+scale: its `where` is evaluated in SQLite over every matching metadata row (a date range over
+73k chunks: 155 ms, and linear in the corpus), and a small allowed set makes its HNSW walk most
+of the graph (one embassy, 55 chunks: 50 ms). With the filter columns here, a filtered dense
+search is an exact dot product over the rows that pass (`nearest`), or, for a broad filter,
+Chroma's unfiltered top-n checked against the filter by row (`rows_of`).
 
-It also keeps, in the same row order, a memory-mapped copy of the vectors and the chunk ids
-sorted, because Chroma's filtered search does not hold at scale: its `where` is evaluated in
-SQLite over every matching metadata row (a date range over 73k chunks: 155 ms, and linear in
-the corpus), and a small allowed set makes its HNSW walk most of the graph (one embassy, 55
-chunks: 50 ms). With the filter columns here, a filtered dense search is an exact dot product
-over the rows that pass (`nearest`), or, for a broad filter, Chroma's unfiltered top-n checked
-against the filter by row (`rows_of`).
+The sidecar carries the store generation it was built from (rag.store), is built in a temporary
+folder swapped into place, and is opened whole (`load`), so ids and rows always come from one
+build. The chunk ids are a memory-mapped .npy, so a query touches only the rows it needs.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
-from functools import cached_property, lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from rag.bm25 import BM25, Builder
 from rag.errors import StaleIndex
 from rag.filters import Filters
 from rag.settings import Settings, get_settings
@@ -48,31 +41,8 @@ GENERATION = "generation"
 LEGACY_STALE = "bm25.stale"
 # Opening a sidecar that a rebuild swaps out meanwhile is retried this many times.
 LOAD_TRIES = 3
-# bm25s's defaults (Lucene variant), which the previous builds used.
-K1, B = 1.5, 0.75
 # Rows per block of an exact search: 32k × 384 floats is 48 MiB.
 _BLOCK = 32_768
-
-
-@lru_cache(maxsize=1)
-def stemmer():
-    """The English Snowball stemmer BM25 indexes with (one per process)."""
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def tokenize(texts: list[str]) -> list[list[str]]:
-    """Each text's tokens as BM25 indexes them: bm25s's English stop words, Snowball stems.
-    One call for many texts: bm25s's per-call overhead dominates for short ones."""
-    import bm25s
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=False, show_progress=False)
-
-
-def lexical_text(document: str, meta: dict) -> str:
-    """What BM25 sees: the paragraph plus the words a reader uses to find it (id, subject, heading)."""
-    return " ".join([meta.get("cable_id", ""), meta.get("subject", ""), meta.get("heading", ""), document])
 
 
 class _Codes:
@@ -91,47 +61,8 @@ class _Codes:
         return list(self.codes)
 
 
-def _write_scores(tmp: Path, pieces: list[Path], vocab: dict[str, int], df: np.ndarray, lengths: np.ndarray,
-                  n: int) -> None:
-    """Pass 2 of the build: the BM25 score matrix in bm25s's on-disk format (CSC, one column per
-    token, rows ascending), written through memory maps; bm25s.BM25.load(mmap=True) reads it."""
-    import bm25s
-
-    vocab[""] = len(vocab)  # bm25s's empty token: an empty column
-    df = np.concatenate([df, [0]])
-    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5)).astype(np.float32)
-    norm = (K1 * ((1 - B) + B * lengths / max(float(lengths.mean()), 1e-9))).astype(np.float32)
-    indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-    np.cumsum(df, out=indptr[1:])
-    nnz = int(indptr[-1])
-    data = np.lib.format.open_memmap(tmp / "data.csc.index.npy", mode="w+", dtype=np.float32, shape=(nnz,))
-    indices = np.lib.format.open_memmap(tmp / "indices.csc.index.npy", mode="w+", dtype=np.int32, shape=(nnz,))
-    cursor = indptr[:-1].copy()
-    for piece in pieces:
-        with np.load(piece) as z:
-            rows, toks, tf = z["rows"], z["toks"], z["tf"].astype(np.float32)
-        score = idf[toks] * tf / (norm[rows] + tf)
-        order = np.argsort(toks, kind="stable")  # rows stay ascending within a token
-        toks, rows, score = toks[order], rows[order], score[order]
-        starts = np.flatnonzero(np.r_[True, toks[1:] != toks[:-1]])
-        runs = np.diff(np.r_[starts, len(toks)])
-        pos = cursor[toks] + (np.arange(len(toks)) - np.repeat(starts, runs))
-        indices[pos] = rows
-        data[pos] = score
-        cursor[toks[starts]] += runs
-    data.flush()
-    indices.flush()
-    del data, indices
-    np.save(tmp / "indptr.csc.index.npy", indptr)
-    (tmp / "vocab.index.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    ref = bm25s.BM25(k1=K1, b=B)
-    params = dict(k1=ref.k1, b=ref.b, delta=ref.delta, method=ref.method, idf_method=ref.idf_method,
-                  dtype=ref.dtype, int_dtype=ref.int_dtype, num_docs=n, version=bm25s.__version__, backend=ref.backend)
-    (tmp / "params.index.json").write_text(json.dumps(params, indent=4))
-
-
-class LexicalIndex:
-    """BM25 over every chunk, with the chunk ids and filter columns in the same row order."""
+class RowIndex:
+    """The sidecar: every chunk's id, filter columns, vector and BM25 scores, in one row order."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -140,7 +71,7 @@ class LexicalIndex:
         self.generation: int | None = None
 
     @classmethod
-    def at(cls, settings: Settings | None = None) -> "LexicalIndex":
+    def at(cls, settings: Settings | None = None) -> "RowIndex":
         return cls(get_settings(settings).index_dir / DIRNAME)
 
     def exists(self) -> bool:
@@ -157,7 +88,7 @@ class LexicalIndex:
                 return None
             return 0
 
-    def load(self) -> "LexicalIndex":
+    def load(self) -> "RowIndex":
         """Open every file of the sidecar now, not on first use: a rebuild that swaps the
         directory later then cannot pair this generation's ids with the next one's rows (the
         memory maps keep the files they opened after the swap removes them). A load that
@@ -180,27 +111,21 @@ class LexicalIndex:
                          "wait for the running 'rag ingest' to finish, then try again")
 
     @classmethod
-    def build(cls, path: Path, pages, generation: int, progress=None) -> "LexicalIndex":
+    def build(cls, path: Path, pages, generation: int, progress=None) -> "RowIndex":
         """Build from `pages` of Chroma `get` results, read from the store at `generation`, and
         write atomically (a temp dir renamed into place, its generation file written last), so an
         interrupted build never leaves a half-written index.
 
-        Scores equal bm25s's (BM25 Lucene variant, k1=1.5, b=0.75, English stop words, Snowball
-        stemmer). Two passes, so memory stays about one page plus ~110 bytes per chunk (ids,
-        lengths, filter columns) and the vocabulary: pass 1 tokenizes each page to integer ids
-        against one growing vocabulary and spills its (row, token, tf) triples to disk; pass 2,
-        once document frequencies and the mean length are known, scores each page's triples and
-        scatters them into the memory-mapped CSC arrays. Pages that carry `embeddings` are
+        Memory stays about one page plus ~110 bytes per chunk (ids, lengths, filter columns) and
+        the BM25 vocabulary: the score matrix is built in two passes by rag.bm25.Builder (scores
+        equal bm25s's), the columns as the pages come. Pages that carry `embeddings` are
         appended, normalised, to the row-aligned vectors file as they come."""
-        import bm25s
-
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         spill = tmp / "spill"
         spill.mkdir(parents=True)
-        vocab: dict[str, int] = {}
-        df = np.zeros(0, dtype=np.int64)
-        len_parts, id_parts, pieces = [], [], []
+        bm25 = Builder(spill)
+        id_parts = []
         origins, classes, tags = _Codes(), _Codes(), _Codes()
         origin_parts, class_parts, date_parts, tag_row_parts, tag_code_parts = [], [], [], [], []
         n = 0
@@ -215,29 +140,7 @@ class LexicalIndex:
                     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
                     dim = vecs.shape[1]
                     vectors.write(vecs.tobytes())
-                texts = [lexical_text(d, m) for d, m in zip(docs, metas)]
-                tok = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), return_ids=True, show_progress=False)
-                local = np.empty(max(len(tok.vocab), 1), dtype=np.int64)
-                for word, lid in tok.vocab.items():
-                    gid = vocab.get(word)
-                    if gid is None:
-                        gid = vocab[word] = len(vocab)
-                    local[lid] = gid
-                lens = np.fromiter((len(d) for d in tok.ids), dtype=np.int64, count=len(texts))
-                flat = np.fromiter(itertools.chain.from_iterable(tok.ids), dtype=np.int64, count=int(lens.sum()))
-                del tok
-                width = max(len(vocab), 1)
-                keys = np.repeat(np.arange(len(texts), dtype=np.int64), lens) * width + local[flat]
-                pairs, counts = np.unique(keys, return_counts=True)  # sorted by (row, token)
-                toks = (pairs % width).astype(np.int32)
-                piece = spill / f"{len(pieces):06d}.npz"
-                np.savez(piece, rows=(pairs // width + n).astype(np.int32), toks=toks,
-                         tf=np.minimum(counts, 65535).astype(np.uint16))
-                pieces.append(piece)
-                grown = np.zeros(len(vocab), dtype=np.int64)
-                grown[: len(df)] = df
-                df = grown + np.bincount(toks, minlength=len(vocab))
-                len_parts.append(lens.astype(np.int32))
+                bm25.add(docs, metas, n)
                 id_parts.append(np.array(page_ids, dtype=str))
                 origin_parts.append(np.fromiter((origins(m.get("origin", "") or "") for m in metas), np.int32, len(metas)))
                 class_parts.append(np.fromiter((classes(m.get("classification", "") or "") for m in metas), np.int32, len(metas)))
@@ -253,7 +156,7 @@ class LexicalIndex:
         if not dim:
             (tmp / VECTORS).unlink()
         if n:
-            _write_scores(tmp, pieces, vocab, df, np.concatenate(len_parts), n)
+            bm25.write(tmp, n)
         shutil.rmtree(spill, ignore_errors=True)
         ids = np.concatenate(id_parts) if id_parts else np.array([], dtype=str)
         np.save(tmp / "ids.npy", ids)
@@ -299,10 +202,10 @@ class LexicalIndex:
         for name in ("_columns", "_vocab", "_vectors", "_sorted_ids"):
             getattr(self, name)
         if len(self):  # an empty index has no score matrix
-            getattr(self, "_retriever")
+            getattr(self, "bm25")
 
     def _forget_files(self) -> None:
-        for name in ("_columns", "_vocab", "_vectors", "_sorted_ids", "_retriever", "last_date"):
+        for name in ("_columns", "_vocab", "_vectors", "_sorted_ids", "bm25", "last_date"):
             self.__dict__.pop(name, None)
         self._last_keep = None
 
@@ -320,10 +223,9 @@ class LexicalIndex:
         return json.loads((self.path / "vocab.json").read_text())
 
     @cached_property
-    def _retriever(self):
-        import bm25s
-
-        return bm25s.BM25.load(str(self.path), mmap=True)
+    def bm25(self) -> BM25:
+        """The BM25 score matrix over these rows (rag.bm25): idfs, document frequencies, scores."""
+        return BM25(self.path, len(self))
 
     def vocabulary(self) -> dict[str, list[str]]:
         """Every origin, classification and tag the index holds: the values filters can take."""
@@ -428,39 +330,9 @@ class LexicalIndex:
         ids = self._columns["ids"]
         return [(str(ids[r]), float(scores[i])) for r, i in zip(rows[top], top)]
 
-    def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, BM25 scores) of every row that shares a token with the query."""
-        retriever = self._retriever
-        token_ids = retriever.get_tokens_ids(tokenize([query])[0])
-        if not token_ids:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        data, indices, indptr = retriever.scores["data"], retriever.scores["indices"], retriever.scores["indptr"]
-        spans = [(int(indptr[t]), int(indptr[t + 1])) for t in token_ids]  # a repeated token counts twice, as in bm25s
-        rows = np.concatenate([indices[a:b] for a, b in spans])
-        weights = np.concatenate([data[a:b] for a, b in spans])
-        if len(rows) > len(self) // 16:
-            dense = np.bincount(rows, weights=weights, minlength=len(self))
-            hit = np.flatnonzero(dense)
-            return hit, dense[hit]
-        hit, inverse = np.unique(rows, return_inverse=True)
-        return hit, np.bincount(inverse, weights=weights, minlength=len(hit))
-
-    def document_frequency(self, terms: list[str]) -> np.ndarray:
-        """How many chunks hold each stemmed term (0 for a term the index has never seen)."""
-        retriever = self._retriever
-        indptr = retriever.scores["indptr"]
-        return np.array([int(indptr[t + 1] - indptr[t]) if (t := retriever.vocab_dict.get(term)) is not None else 0
-                         for term in terms], dtype=np.int64)
-
-    def idf(self, terms: list[str]) -> np.ndarray:
-        """BM25's idf of each stemmed term (a term the index lacks gets the idf of a term seen
-        once: rarer than anything it holds)."""
-        df = np.maximum(self.document_frequency(terms), 1).astype(np.float64)
-        return np.log(1 + (len(self) - df + 0.5) / (df + 0.5))
-
     def scores_of(self, query: str, ids: list[str]) -> np.ndarray:
         """The BM25 score of each chunk id for `query` (0 for an id not held or not matched)."""
-        rows, scores = self.scores(query)
+        rows, scores = self.bm25.scores(query)
         at = self.rows_of(ids)
         if not len(rows):
             return np.zeros(len(ids))
@@ -477,7 +349,7 @@ class LexicalIndex:
         """(chunk id, BM25 score) of the best `k` rows with a positive score."""
         if not len(self) or k <= 0:
             return []
-        rows, scores = self.scores(query)
+        rows, scores = self.bm25.scores(query)
         keep = self._keep(filters)
         if keep is not None and len(rows):
             scores = np.where(keep[rows], scores, 0.0)
