@@ -1,5 +1,6 @@
-"""The JSON API under /api: ask, cables, health. Each route calls the `Service`; errors become
-one-line JSON with a 4xx status (503 while the index is not open).
+"""The JSON API under /api: ask, cables, health, and its schema (openapi.json), all behind the
+login when there is one. Each route calls the `Service`; errors become one-line JSON with a 4xx
+status (503 while the index is not open).
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
     def health() -> dict:
         return service.health()
 
-    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    @router.get("/openapi.json", include_in_schema=False)
+    def openapi(request: Request) -> dict:
+        """The API's schema, behind the same login as the API (FastAPI's own route would not be)."""
+        return request.app.openapi()
+
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     def unknown(rest: str) -> JSONResponse:
         return JSONResponse({"detail": "no such API endpoint"}, status_code=404)
 

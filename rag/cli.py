@@ -158,9 +158,16 @@ def cmd_eval(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from rag.web import serve
+    if args.auth is not None:  # a password on the command line shows in `ps`
+        print("rag serve: error: --auth on the command line is not accepted (it shows in ps): "
+              "set RAG_AUTH=USER:PASSWORD or use --auth-file PATH", file=sys.stderr)
+        return 2
+    from rag.web import read_auth_file, serve
 
-    return serve(settings_from(args), host=args.host, port=args.port, auth=args.auth)
+    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
+    if args.auth_file:
+        settings = settings.with_(auth=read_auth_file(args.auth_file))
+    return serve(settings, host=args.host, port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,7 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     _answer_args(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--auth", metavar="USER:PASSWORD", help="require a login")
+    p.add_argument("--auth-file", metavar="PATH",
+                   help="require a login: the file holds USER:PASSWORD (or set RAG_AUTH=USER:PASSWORD)")
+    p.add_argument("--auth", nargs="?", const="", help=argparse.SUPPRESS)  # refused: it would show in ps
+    p.add_argument("--allowed-hosts", metavar="NAMES",
+                   help="comma-separated host names to answer besides localhost, 127.0.0.1, ::1 and --host "
+                   "(or $RAG_ALLOWED_HOSTS); any other Host header is refused")
     p.set_defaults(func=cmd_serve)
     return parser
 

@@ -35,12 +35,12 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Count = Annotated[int, BeforeValidator(lambda value: value or 0)]
 
 
-def setting(env: str, default: Any, description: str) -> Any:
+def setting(env: str, default: Any, description: str, **field: Any) -> Any:
     """A field read from `env` (`A|B`: the first of them that is set); `description` is the
     one-line reference that `--help` and the README table show, and ends a bad value's error."""
     names = env.split("|")
     return Field(default, description=description,
-                 validation_alias=AliasChoices(*names) if len(names) > 1 else names[0])
+                 validation_alias=AliasChoices(*names) if len(names) > 1 else names[0], **field)
 
 
 class Settings(BaseSettings):
@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
     llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
+    auth: str = setting("RAG_AUTH", "", "USER:PASSWORD that `rag serve` requires (HTTP Basic for the API and its "
+                        "schema, the login page for the chat); `--auth-file PATH` reads it from a file instead; "
+                        "empty = no login.", repr=False)
+    allowed_hosts: str = setting("RAG_ALLOWED_HOSTS", "", "Host names `rag serve` answers besides localhost, "
+                                 "127.0.0.1, ::1 and its --host, comma-separated; any other Host header is a 400 "
+                                 "(a DNS-rebinding page cannot reach the loopback server).")
+    max_body: int = setting("RAG_MAX_BODY", 1_048_576, "Largest request body `rag serve` accepts, in bytes; a "
+                            "larger one is a 413 before it is read.")
 
     def __init__(self, **values: Any):
         """Keyword values first, then the RAG_* variables, then the defaults."""

@@ -266,4 +266,5 @@ def mount_ui(app: FastAPI, service: Service, credentials: tuple[str, str] | None
     return gr.mount_gradio_app(
         app, ChatUI(service).build(), path="/", auth=credentials, css=CSS, js=CLICK_JS,
         footer_links=["settings"], run_history=False, ssr_mode=False,
+        app_kwargs={"openapi_url": None},  # gradio's own schema would be outside the API's login
     )

@@ -7,19 +7,26 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.api import api_router, error_responses
 from rag.errors import RagError
 from rag.retrieve import check_in_step
 from rag.service import Service
-from rag.settings import Settings
+from rag.settings import Settings, get_settings
 from rag.ui import mount_ui
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 def parse_auth(auth: str | None) -> tuple[str, str] | None:
@@ -27,29 +34,112 @@ def parse_auth(auth: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = auth.partition(":")
     if not sep or not user or not password:
-        raise RagError("--auth must be USER:PASSWORD")
+        raise RagError("RAG_AUTH (or the --auth-file) must be USER:PASSWORD")
     return user, password
 
 
-def create_app(service: Service, credentials: tuple[str, str] | None = None) -> FastAPI:
-    """One FastAPI app: the JSON API under /api, the chat UI at /."""
-    # No Swagger page: it loads its scripts from a CDN, and the app must work offline.
-    app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+def login(settings: Settings, auth: str | None = None) -> tuple[str, str] | None:
+    """The user and password to require: `auth`, else RAG_AUTH (or --auth-file's, put there by the CLI)."""
+    return parse_auth(auth if auth is not None else settings.auth)
+
+
+def read_auth_file(path: str | Path) -> str:
+    """USER:PASSWORD from the first line of a file (so the password never shows in `ps`)."""
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RagError(f"cannot read --auth-file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not lines or not lines[0].strip():
+        raise RagError(f"--auth-file {path} is empty: it must hold USER:PASSWORD")
+    return lines[0].strip()
+
+
+def allowed_hosts(host: str = "127.0.0.1", extra: str = "") -> list[str]:
+    """The Host names the server answers: loopback, the address it binds, and `extra` (comma-separated)."""
+    names = (n.strip().strip("[]").lower() for n in [*LOOPBACK, host, *extra.split(",")])
+    # An IPv6 address arrives bracketed: Host: [::1]:7860
+    return list(dict.fromkeys(f"[{n}]" if ":" in n else n for n in names if n))
+
+
+class BodyLimit:
+    """A request body over `limit` bytes is a 413 with one line of JSON, before the app reads
+    any of it: a declared Content-Length is checked at once, a chunked body is read up to the
+    limit and then handed on whole."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None:
+            if not length.strip().isdigit() or int(length) > self.limit:
+                return await self.refuse(send)
+            return await self.app(scope, receive, send)
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            return await self.app(scope, receive, send)
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await self.refuse(send)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def refuse(self, send: Send) -> None:
+        content = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": content})
+
+
+def create_app(service: Service, credentials: tuple[str, str] | None = None, hosts: list[str] | None = None,
+               max_body: int | None = None) -> FastAPI:
+    """One FastAPI app: the JSON API under /api, the chat UI at /. Only requests whose Host is
+    one of `hosts` (default: loopback) are answered, and no body over `max_body` bytes is read."""
+    # No Swagger page: it loads its scripts from a CDN, and the app must work offline. The schema
+    # is served by the API's router, behind its login.
+    app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url=None)
     error_responses(app)
     app.include_router(api_router(service, credentials))
-    return mount_ui(app, service, credentials)
+    app = mount_ui(app, service, credentials)
+    app.add_middleware(BodyLimit, limit=max_body if max_body is not None else service.settings.max_body)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or allowed_hosts(), www_redirect=False)
+    return app
 
 
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> int:
     """Serve the app until interrupted. The index opens (or the demo index is built) in the
-    background, so the page is up at once and shows the build's progress."""
-    credentials = parse_auth(auth)
+    background, so the page is up at once and shows the build's progress. The login is `auth`,
+    else RAG_AUTH (never a command-line value: it would show in `ps`)."""
+    settings = get_settings(settings)
+    credentials = login(settings, auth)
     check_in_step(settings)  # a sidecar out of step stops the server here, with the repair, not in a page
     service = Service(settings)
     threading.Thread(target=service.load, name="index", daemon=True).start()
-    app = create_app(service, credentials)
-    if host not in ("127.0.0.1", "localhost", "::1") and credentials is None:
-        print(f"warning: serving on {host} without --auth: anyone who reaches the port can use it", file=sys.stderr)
+    hosts = allowed_hosts(host, settings.allowed_hosts)
+    app = create_app(service, credentials, hosts)
+    if host not in LOOPBACK and credentials is None:
+        print(f"warning: serving on {host} without a login (RAG_AUTH or --auth-file): anyone who reaches the port "
+              "can use it", file=sys.stderr)
+    if host not in LOOPBACK and not settings.allowed_hosts:
+        print(f"note: only requests for {', '.join(hosts)} are answered; add the names clients use with "
+              "--allowed-hosts or RAG_ALLOWED_HOSTS", file=sys.stderr)
     print(f"cablerag: chat at http://{host}:{port}/ , JSON API at http://{host}:{port}/api (Ctrl+C stops)",
           file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -63,7 +153,8 @@ class BackgroundServer:
         self.service = Service(settings)
         self.service.load()
         self.service.require_ready()
-        app = create_app(self.service, parse_auth(auth))
+        settings = self.service.settings
+        app = create_app(self.service, login(settings, auth), allowed_hosts("127.0.0.1", settings.allowed_hosts))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()

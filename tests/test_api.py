@@ -177,13 +177,49 @@ def test_chat_page_is_served(client):
     assert response.status_code == 200 and "<html" in response.text.lower()
 
 
-def test_auth_protects_api_and_ui(demo_settings):
-    running = BackgroundServer(demo_settings, auth="reader:s3cret")
+def test_auth_protects_api_schema_and_ui(demo_settings):
+    running = BackgroundServer(demo_settings.with_(auth="reader:s3cret"))  # what RAG_AUTH or --auth-file sets
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
             assert http.get("/api/health").status_code == 401
             assert http.get("/api/health", auth=("reader", "wrong")).status_code == 401
             assert http.get("/api/health", auth=("reader", "s3cret")).status_code == 200
             assert http.get("/config").status_code == 401  # gradio's own login guards the UI
+            assert http.get("/api/openapi.json").status_code == 401
+            schema = http.get("/api/openapi.json", auth=("reader", "s3cret"))
+            assert schema.status_code == 200 and "/api/ask" in schema.json()["paths"]
+            for path in ("/openapi.json", "/docs", "/redoc", "/gradio_api/openapi.json"):  # no schema or docs outside it
+                assert http.get(path).status_code in (401, 404), path
     finally:
         running.stop()
+
+
+def test_schema_is_served_without_a_login_when_there_is_none(client):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200 and set(response.json()["paths"]) == {"/api/ask", "/api/cables/{cable_id}",
+                                                                             "/api/health"}
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "127.0.0.1.evil.example", "10.0.0.1"])
+@pytest.mark.parametrize("path", ["/api/health", "/"])
+def test_a_foreign_host_header_is_400(client, host, path):
+    # A page that rebinds its DNS name to 127.0.0.1 sends its own name as Host.
+    assert client.get(path, headers={"Host": host}).status_code == 400
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:7860", "127.0.0.1:7860", "[::1]:7860", "LOCALHOST"])
+def test_loopback_host_headers_are_answered(client, host):
+    assert client.get("/api/health", headers={"Host": host}).status_code == 200
+
+
+def test_a_huge_body_is_413_before_it_is_read(client):
+    response = client.post("/api/ask", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json() == {"detail": "request body over 1048576 bytes"}
+    assert len(response.text.splitlines()) == 1
+    chunked = client.post("/api/ask", content=iter([b"x" * 100_000] * 20), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    small = client.post("/api/ask", content=iter([b'{"question": ', f'"{CAMBODIA}"}}'.encode()]),
+                        headers={"content-type": "application/json"})
+    assert small.status_code == 200, small.text  # a chunked body under the limit reaches the route whole
+    assert client.get("/api/health").status_code == 200
