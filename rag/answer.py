@@ -115,15 +115,17 @@ class ExtractiveAnswerer:
             if not is_injection(s)
         ]
 
-    def score(self, question: str, sentences: list[Sentence], vectors: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """`vectors`: embeddings already made of the question and the sentences, by text."""
+    def score(self, question: str, sentences: list[Sentence], typed: np.ndarray,
+              vectors: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """`typed`: self.typed of the sentences; `vectors`: embeddings already made of the
+        question and the sentences, by text."""
         texts = [question] + [s.text for s in sentences]
         matrix = np.stack([vectors[t] for t in texts]) if vectors else self.encoder.encode_documents(texts)
         sims = matrix[1:] @ matrix[0]
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])
         prior = np.array([1.0 / (1 + 0.5 * s.hit_rank) for s in sentences])
-        return 0.55 * sims + 0.25 * lex + self.PRIOR * prior + 0.08 * self.typed(question, sentences)
+        return 0.55 * sims + 0.25 * lex + self.PRIOR * prior + 0.08 * typed
 
     @staticmethod
     def typed(question: str, sentences: list[Sentence]) -> np.ndarray:
@@ -138,7 +140,8 @@ class ExtractiveAnswerer:
         sentences = self.candidates(hits)
         if not sentences:
             return [], 0.0
-        scores = self.score(question, sentences, vectors)
+        typed = self.typed(question, sentences)
+        scores = self.score(question, sentences, typed, vectors)
         order = [int(i) for i in np.argsort(-scores)]
         best = float(scores[order[0]])
         top = sentences[order[0]]
@@ -147,7 +150,6 @@ class ExtractiveAnswerer:
             chosen.append(order[1])
         # The best sentences restate the question but hold nothing of the kind asked for ("that he
         # refused", not why): the best sentence of their paragraph that does joins them.
-        typed = self.typed(question, sentences)
         if typed.any() and not typed[chosen].any():
             holding = [i for i in order if typed[i] and sentences[i].hit_rank == top.hit_rank]
             chosen += holding[:1]

@@ -16,10 +16,10 @@ from rag.types import CABLE_ID
 
 YEAR = re.compile(r"\b(19[5-9]\d|20[0-3]\d)\b")
 # A month of a year a question asks about: "March 2010", "the end of 2010", "mid-2010".
-_MONTH_OF_YEAR = re.compile(r"\b(January|February|March|April|May|June|July|August|September|October|November|"
-                            r"December|end of|late|mid-?)\s*(?:of\s+)?(19[5-9]\d|20[0-3]\d)\b", re.I)
-_MONTH_NUMBER = {m.lower(): i for i, m in enumerate(
-    "January February March April May June July August September October November December".split(), 1)}
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+_MONTH_OF_YEAR = re.compile(rf"\b({'|'.join(MONTHS)}|end of|late|mid-?)\s*(?:of\s+)?(19[5-9]\d|20[0-3]\d)\b", re.I)
+_MONTH_NUMBER = {m.lower(): i for i, m in enumerate(MONTHS, 1)}
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
 
 # The answer a wh-phrase asks for. Order matters: a court's sentence before "how many" ("how many
@@ -86,7 +86,6 @@ _NEXT_PART = re.compile(rf"(?:,?\s+and|;)\s+(?={_WH}|(?:did|does|do)\s|(?:at|on|
                         rf"(?:\w+\s+)?(?:what|which|whom|how)\b)|,\s+(?=(?:how|what)\b)", re.I)
 _ASKS = re.compile(rf"\b{_WH}|^\W*(?:did|does|do)\b", re.I)
 _CAPITALISED_WORD = re.compile(r"(?<!^)\b[A-Z][\w'.-]*\w")
-_MONTH_NAME = re.compile(r"^(?:January|February|March|April|May|June|July|August|September|October|November|December)$")
 
 
 def _asks(piece: str) -> bool:
@@ -110,7 +109,7 @@ def parts(text: str) -> list[str]:
         return [text]
     bounds = [0] + [x for cut in cuts for x in cut] + [len(text)]
     pieces = [text[a:b].strip(" ,;?") for a, b in zip(bounds[::2], bounds[1::2])]
-    names = [w for w in _CAPITALISED_WORD.findall(pieces[0]) if not _MONTH_NAME.match(w)]
+    names = [w for w in _CAPITALISED_WORD.findall(pieces[0]) if w not in MONTHS]
     context = f" ({' '.join(dict.fromkeys(names))})" if names else ""
     return [f"{pieces[0]}?"] + [f"{p[0].upper()}{p[1:]}?{context}" for p in pieces[1:]]
 
