@@ -184,6 +184,11 @@ def open_retriever(settings: Settings | None = None, mode: str | None = None) ->
     settings = get_settings(settings)
     encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
+    return retriever_over(store, encoder, settings, mode)
+
+
+def retriever_over(store: Store, encoder: Encoder, settings: Settings, mode: str | None = None) -> Retriever:
+    """A retriever over `store` and its sidecar, loaded whole; StaleIndex when out of step."""
     lexical = RowIndex.at(settings).load()
     require_in_step(store.generation, lexical.generation, settings)
     return Retriever(store, lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight)

@@ -15,7 +15,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from rag.errors import NoIndex, RagError
+from rag.errors import RagError
 from rag.settings import Settings, get_settings
 from rag.types import CABLE_ID_PATTERN
 from rag.validate import validate_cable_id
@@ -29,10 +29,6 @@ INDENT = 6
 _REFERENCE = re.compile(
     rf"({CABLE_ID_PATTERN})(?:\s*[,:]?\s*(?:¶|PARA(?:GRAPH)?\.?|P\.)?\s*(\d{{1,4}}))?"
 )
-
-
-class CableNotFound(RagError):
-    """A well-formed cable id that the index does not hold."""
 
 
 class ParagraphNotFound(RagError):
@@ -67,24 +63,14 @@ def open_reader(settings: Settings | None = None):
     cable's chunks), with an encoder that is never loaded."""
     from rag.demo import ensure_index
     from rag.embed import Encoder
-    from rag.retrieve import Retriever, require_in_step
-    from rag.rows import RowIndex
-    from rag.store import Store, _client
+    from rag.retrieve import retriever_over
+    from rag.store import Store
 
     settings = get_settings(settings)
     ensure_index(settings)
-    try:
-        recorded = _client(settings).get_collection(settings.collection, embedding_function=None).metadata or {}
-        store = Store(settings, model_id=recorded.get("embed_model"),
-                      dimension=int(recorded.get("embed_dim", -1)), create=False)
-    except RagError:
-        raise
-    except Exception as exc:
-        where = settings.chroma_url or settings.index_dir
-        raise NoIndex(f"cannot open the index at {where}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-    lexical = RowIndex.at(settings).load()
-    require_in_step(store.generation, lexical.generation, settings)
-    return Retriever(store, lexical, Encoder(settings.encoder, device="cpu"), settings.retrieval)
+    # Opened whatever encoder built the index: only stored text is read.
+    store = Store(settings, model_id=None, dimension=None, create=False)
+    return retriever_over(store, Encoder(settings.encoder, device="cpu"), settings)
 
 
 def number_ranges(numbers: list[int]) -> str:
@@ -101,7 +87,7 @@ def number_ranges(numbers: list[int]) -> str:
 def show(reference: str, settings: Settings | None = None) -> dict:
     """The cable of `reference` as the cable view's JSON; for a paragraph reference, only that
     paragraph and the one before and after, with `focus` set to its number."""
-    from rag.service import cable_json
+    from rag.service import CableNotFound, cable_json
 
     ref = parse_reference(reference)
     hits = open_reader(settings).cable(ref.cable_id)

@@ -93,7 +93,10 @@ def _hit(chunk_id: str, text: str, meta: dict, score: float, source: str, vector
 class Store:
     """A Chroma collection of paragraph chunks embedded by one model."""
 
-    def __init__(self, settings: Settings | None = None, *, model_id: str, dimension: int, create: bool = True):
+    def __init__(self, settings: Settings | None = None, *, model_id: str | None, dimension: int | None,
+                 create: bool = True):
+        """`model_id=None` (with create=False) opens the collection whatever encoder built it:
+        for reading stored text only, never for searching with vectors."""
         self.settings = get_settings(settings)
         if not create and not self.settings.chroma_url and not (self.settings.index_dir / "chroma").exists():
             raise NoIndex(f"no index at {self.settings.index_dir}: run 'rag ingest PATH' first")
@@ -113,7 +116,8 @@ class Store:
             except Exception as exc:
                 raise NoIndex(f"no index at {self.location}: run 'rag ingest PATH' first") from exc
         meta = self.collection.metadata or {}
-        if meta.get("embed_model") != model_id or int(meta.get("embed_dim", -1)) != dimension:
+        recorded = (meta.get("embed_model"), int(meta.get("embed_dim", -1)))
+        if model_id is not None and recorded != (model_id, dimension):
             raise IndexMismatch(
                 f"the index at {self.location} was built with {meta.get('embed_model')} "
                 f"({meta.get('embed_dim')} dims), not {model_id} ({dimension} dims): "
