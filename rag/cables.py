@@ -23,6 +23,7 @@ of regex-based steps over one string:
 from __future__ import annotations
 
 import csv
+import io
 import re
 from datetime import date, datetime
 from pathlib import Path
@@ -138,11 +139,15 @@ def iter_csv_cables(path: str | Path) -> Iterator[Cable | CableError]:
     """
     csv.field_size_limit(2**31 - 1)  # a whole cable is one field
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        rows = csv.reader(_unescape_mysql(f), strict=False)
         columns = list(CSV_COLUMNS)
         row_number = 0
-        try:
-            for row_number, row in enumerate(rows, start=1):
+        for text, closed in _csv_records(_unescape_mysql(f)):
+            if not closed:
+                row_number += 1
+                yield CableError(f"CSV row {row_number}: a quoted field is never closed (the row is cut short)", str(path))
+                continue
+            for row in csv.reader(io.StringIO(text, newline=""), strict=False):
+                row_number += 1
                 if row_number == 1 and row and row[0].strip().lower() == "id":
                     columns = [name.strip().lower() for name in row]
                     continue
@@ -152,8 +157,48 @@ def iter_csv_cables(path: str | Path) -> Iterator[Cable | CableError]:
                     yield _cable_from_row(dict(zip(columns, row)))
                 except CableError as e:
                     yield CableError(f"CSV row {row_number}: {e.reason}", str(path))
-        except csv.Error as e:  # the reader cannot find the next row after this
-            yield CableError(f"CSV row {row_number + 1}: {e}", str(path))
+
+
+# A physical line that can begin a row: the release's numeric id column, then a comma.
+_ROW_START = re.compile(r'"?\d+"?,')
+
+
+def _csv_records(lines: Iterator[str]) -> Iterator[tuple[str, bool]]:
+    """Group physical lines into rows, so that one broken row costs only itself.
+
+    A row ends where a line that can begin a row follows with every quote closed. A row whose
+    quote never closes (a cut-short row) would otherwise swallow every row after it: once it
+    has run past MAX_FILE_BYTES, or at the end of the file, it is given up — yielded with
+    `closed` False — and reading resumes at the first line inside it that could begin a row.
+
+    Yields:
+        (the row's text, whether its quotes all closed).
+    """
+    source = iter(lines)
+    replay: list[str] = []  # lines to read again after a row was given up, last first
+    record: list[str] = []
+    size, open_quote = 0, False
+    restarts: list[int] = []  # where, inside an open quote, a line could begin a row
+    while True:
+        line = replay.pop() if replay else next(source, None)
+        if line is not None and record and _ROW_START.match(line):
+            if not open_quote:
+                yield "".join(record), True
+                record, size, restarts = [], 0, []
+            else:
+                restarts.append(len(record))
+        if line is not None:
+            record.append(line)
+            size += len(line)
+            open_quote ^= line.count('"') % 2 == 1
+        if open_quote and restarts and (line is None or size > MAX_FILE_BYTES):
+            yield "".join(record[:restarts[0]]), False
+            replay.extend(reversed(record[restarts[0]:]))
+            record, size, restarts, open_quote = [], 0, [], False
+        elif line is None:
+            break
+    if record:
+        yield "".join(record), not open_quote
 
 
 def parse_body(cable_id: str, text: str, origin: str = "", classification: str = "") -> ParsedBody:

@@ -1,8 +1,10 @@
 """Shared fixtures: the real data beside the checkout, and one demo index per test session."""
 
+import fcntl
 import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -33,19 +35,31 @@ def index_code_key() -> str:
     return digest.hexdigest()[:12]
 
 
+# An older code version's test index is removed once no run has used it for this long: a test
+# run still going on the previous version keeps its index.
+STALE_AFTER_S = 6 * 3600
+
+
 @pytest.fixture(scope="session")
 def demo_settings(request) -> Settings:
     """The bundled demo corpus, indexed once per version of the code that builds indexes: the
-    cache under ~/.cache is keyed by that code, and older versions' caches are removed."""
+    cache under ~/.cache is keyed by that code. Building holds a lock, so test runs started side
+    by side never ingest into one directory at once; indexes of older versions go once unused."""
     cache = Path.home() / ".cache" / "cablerag"
+    cache.mkdir(parents=True, exist_ok=True)
     index = Path(os.environ.get("RAG_TEST_DEMO_INDEX", cache / f"test-demo-index-{index_code_key()}"))
     settings = Settings(index_dir=index)
-    if not index.exists():
-        for old in cache.glob("test-demo-index*"):
-            shutil.rmtree(old, ignore_errors=True)
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"building the demo index for the tests at {index} (about 1.5 minutes, once)")
-    report = ingest([DEMO_DIR], settings, progress=False)
-    assert report.ok, [str(s) for s in report.skipped]
+    with open(cache / "test-demo-index.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for old in cache.glob("test-demo-index-*"):
+            used = old / ".last-used"
+            if old != index and (not used.exists() or time.time() - used.stat().st_mtime > STALE_AFTER_S):
+                shutil.rmtree(old, ignore_errors=True)
+        if not index.exists():
+            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"building the demo index for the tests at {index} (about 1.5 minutes, once)")
+        report = ingest([DEMO_DIR], settings, progress=False)
+        assert report.ok, [str(s) for s in report.skipped]
+        (index / ".last-used").touch()
     return settings

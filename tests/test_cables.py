@@ -429,5 +429,24 @@ def test_csv_bad_rows_are_reported_and_skipped(tmp_path):
     assert str(bad_date) == "CSV row 4: bad date 'yesterday'"
 
 
+def test_csv_row_cut_short_costs_only_itself(tmp_path):
+    """A row whose quoted field never closes would swallow every row after it."""
+    rows = [",".join(_mysql(f) for f in ["1", "2009-08-28 06:47", f"09TEST{n}", "Embassy X", "UNCLASSIFIED", "",
+                                         "VZCZC", f"SUBJECT: S{n}\n\n1. (U) Row {n}.\n\n2. (U) Two."]) + "\n"
+            for n in (1, 2, 3, 4)]
+    rows[1] = rows[1][: rows[1].index("1. (U)")] + "\n"  # cut inside `content`: its quote never closes
+    path = tmp_path / "cables.csv"
+    path.write_text("id,date,refid,origin,classification,references,header,content\n" + "".join(rows))
+    items = list(iter_csv_cables(path))
+    assert [getattr(item, "id", str(item)) for item in items] == [
+        "09TEST1", "CSV row 3: a quoted field is never closed (the row is cut short)", "09TEST3", "09TEST4"]
+    assert items[2].paragraph(1).text == "(U) Row 3."
+    # A cable quoting a CSV row of itself inside its content is one row, not two.
+    quoting = ",".join(_mysql(f) for f in ["5", "2009-08-28", "09TEST5", "Embassy X", "UNCLASSIFIED", "", "",
+                                           "1. (U) Five.\n12,2009-08-28,09TEST5,\"x\n\n2. (U) Six."]) + "\n"
+    path.write_text(quoting + rows[3])
+    assert [c.id for c in iter_csv_cables(path)] == ["09TEST5", "09TEST4"]
+
+
 def _cable_text(cable_id: str, body: str, subject: str = "A SUBJECT") -> str:
     return f"{cable_id}\n{subject}\nFri Aug 28 00:00:00 +0200 2009\nUNCLASSIFIED\nEmbassy Test\n{body}"
