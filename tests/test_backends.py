@@ -1,13 +1,18 @@
 """The LLM backends for real: an OpenAI-compatible server (llama.cpp's, serving SmolLM2 on
-127.0.0.1) and the in-process llama.cpp backend. SmolLM2-135M is weak, so these check the
-plumbing and the verification, not the wording. Plus: a planted paragraph cannot steer citations.
+127.0.0.1) and the in-process llama.cpp backend. SmolLM2-135M is weak and may decline, so
+those check that the server was really used; a scripted OpenAI-compatible server, which says
+exactly what a test needs, checks the plumbing strictly: the prompt, streaming, tag replacement,
+a decline, the condensed follow-up. Plus: a planted paragraph cannot steer citations.
 """
 
+import json
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -139,6 +144,113 @@ def test_openai_backend_follow_up_is_condensed_by_the_llm(indexes, llm_server):
     assert answer.standalone != "How many arrests did he report?"
     assert "09PHNOMPENH637" in answer.standalone
     _check_plumbing(answer)
+
+
+class ScriptedServer:
+    """An OpenAI-compatible chat server on a free loopback port that always replies `reply`,
+    streamed word by word when asked to stream, and keeps every request it was sent. Unlike
+    SmolLM2 it says exactly what a test needs, so the tests of the plumbing can fail."""
+
+    def __init__(self, reply: str):
+        self.reply, self.requests = reply, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                if body.get("stream"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    words = server.reply.split(" ")
+                    for i, word in enumerate(words):
+                        self._event({"delta": {"content": word + (" " if i < len(words) - 1 else "")},
+                                     "finish_reason": None}, "chat.completion.chunk")
+                    self._event({"delta": {}, "finish_reason": "stop"}, "chat.completion.chunk")
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                payload = json.dumps(self._shape({"message": {"role": "assistant", "content": server.reply},
+                                                  "finish_reason": "stop"}, "chat.completion")).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _shape(self, choice: dict, kind: str) -> dict:
+                return {"id": "scripted", "object": kind, "created": 0, "model": "scripted",
+                        "choices": [{"index": 0, **choice}]}
+
+            def _event(self, choice: dict, kind: str) -> None:
+                self.wfile.write(b"data: " + json.dumps(self._shape(choice, kind)).encode() + b"\n\n")
+                self.wfile.flush()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(reply: str) -> ScriptedServer:
+        servers.append(ScriptedServer(reply))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_openai_backend_answer_is_verified_against_what_was_retrieved(indexes, scripted):
+    _, planted = indexes
+    server = scripted("Lieutenant General Kang Sokhorn is in charge of the police response to trafficking "
+                      "[09PHNOMPENH637 ¶1]. Police made 100 TIP arrests in the first six months of 2009 "
+                      "[99FAKE1 ¶1].")
+    pipeline = Pipeline(planted.with_(llm="openai", llm_base_url=server.url, llm_model="scripted"))
+    pieces = list(pipeline.stream(CAMBODIA))
+    answer = pieces[-1]
+    assert answer.raw == "".join(pieces[:-1]) == server.reply
+    assert not answer.refused
+    prompt = json.dumps(server.requests[-1]["messages"], ensure_ascii=False)
+    assert CAMBODIA in prompt and "[09PHNOMPENH637 ¶1]" in prompt  # the question, the paragraphs tagged
+    # The invented tag is replaced by a retrieved paragraph that reports the arrests (¶1 and ¶6 both do).
+    assert "99FAKE1" not in answer.text
+    first, second = answer.citations
+    assert str(first.citation) == "09PHNOMPENH637 ¶1" and first.replaced == ""
+    assert second.replaced == "[99FAKE1 ¶1]" and second.citation.cable_id == "09PHNOMPENH637"
+    cited = next(h for h in answer.hits if h.citation == second.citation)
+    assert "100" in cited.text and "arrests" in cited.text
+    assert first.status == second.status == "supported"
+    _check_plumbing(answer)
+
+
+def test_openai_backend_decline_becomes_the_refusal(indexes, scripted):
+    clean, _ = indexes
+    server = scripted("The provided paragraphs do not contain that information.")
+    answer = Pipeline(clean.with_(llm="openai", llm_base_url=server.url, llm_model="scripted")).ask(
+        "What did Kang Sokhorn eat for breakfast?")
+    assert answer.refused and answer.text == REFUSAL and not answer.citations
+
+
+def test_openai_backend_condenses_a_follow_up_through_the_server(indexes, scripted):
+    clean, _ = indexes
+    server = scripted("How many TIP arrests did Lieutenant General Kang Sokhorn report?")
+    pipeline = Pipeline(clean.with_(llm="openai", llm_base_url=server.url, llm_model="scripted"))
+    history = [{"role": "user", "content": CAMBODIA},
+               {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]
+    answer = pipeline.ask("How many arrests did he report?", history=history)
+    assert answer.standalone == "How many TIP arrests did Lieutenant General Kang Sokhorn report? 09PHNOMPENH637"
+    assert answer.hits[0].citation.cable_id == "09PHNOMPENH637"
 
 
 def test_openai_backend_with_no_server_is_one_line_error(indexes):
