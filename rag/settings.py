@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,11 @@ def _flag(value: Any) -> Any:
 Flag = Annotated[bool, BeforeValidator(_flag)]
 # A count where unset, empty and 0 all mean "the default of the machine".
 Count = Annotated[int, BeforeValidator(lambda value: value or 0)]
+# The values a choice may take: a bad RAG_* value stops at Settings(), before a model loads.
+Device = Literal["auto", "cpu", "cuda"]
+Retrieval = Literal["dense", "bm25", "hybrid"]
+Backend = Literal["extractive", "openai", "llamacpp"]
+DEVICES, RETRIEVALS, BACKENDS = get_args(Device), get_args(Retrieval), get_args(Backend)
 
 
 def setting(env: str, default: Any, description: str, **field: Any) -> Any:
@@ -53,7 +58,7 @@ class Settings(BaseSettings):
     chroma_url: str = setting("RAG_CHROMA_URL", "", "http://host:port of a Chroma server; empty = embedded store.")
     collection: str = setting("RAG_COLLECTION", "cables", "Chroma collection name.")
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
-    device: str = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
+    device: Device = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
                           "else the CPU), cpu or cuda.")
     embed_batch_size: int = setting("RAG_EMBED_BATCH", 64, "Texts per forward pass of the encoder.")
     embed_tokens: int = setting(
@@ -63,7 +68,8 @@ class Settings(BaseSettings):
     threads: Count = setting("RAG_THREADS", 0, "Intra-op threads of the int8 encoder; 0 = one per core.")
     ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
                                 "length-sorted encoding removes most padding, small enough that a kill loses little.")
-    retrieval: str = setting("RAG_RETRIEVAL", "hybrid", "dense | bm25 | hybrid.")
+    retrieval: Retrieval = setting("RAG_RETRIEVAL", "hybrid", "How paragraphs are found: dense (embeddings), bm25 "
+                                     "(words) or hybrid (both, fused).")
     dense_weight: float = setting(
         "RAG_DENSE_WEIGHT", 0.2, "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
         "on the dev set over the full shared corpus (evals/RESULTS.md).")
@@ -73,7 +79,8 @@ class Settings(BaseSettings):
     refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.evidence: stated "
                            "checks, and rag/models/evidence.json when ranking is on); 0 always answers.")
     reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
-    llm: str = setting("RAG_LLM", "extractive", "extractive | openai | llamacpp.")
+    llm: Backend = setting("RAG_LLM", "extractive", "Answer backend: extractive (quotes, offline), openai (an "
+                           "OpenAI-compatible server) or llamacpp (a local GGUF file).")
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
     llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
     auth: str = setting("RAG_AUTH", "", "USER:PASSWORD that `rag serve` requires (HTTP Basic for the API and its "
@@ -119,7 +126,9 @@ def _one_line(exc: ValidationError) -> RagError:
     if name is None:
         return RagError(f"{source}: {error['msg']}")
     field = Settings.model_fields[name]
-    kind = {int: "a whole number", float: "a number"}.get(field.annotation, "valid")
+    choices = get_args(field.annotation) if getattr(field.annotation, "__origin__", None) is Literal else ()
+    kind = "one of " + ", ".join(choices) if choices else {int: "a whole number", float: "a number"}.get(
+        field.annotation, "valid")
     return RagError(f"{source}={error.get('input')!r} is not {kind}: {field.description}")
 
 

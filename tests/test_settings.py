@@ -57,6 +57,9 @@ def test_with_ignores_none_and_settings_are_immutable(tmp_path):
 @pytest.mark.parametrize("var, value, message", [
     ("RAG_DENSE_WEIGHT", "heavy", "RAG_DENSE_WEIGHT='heavy' is not a number: Weight of the dense ranking"),
     ("RAG_THREADS", "two", "RAG_THREADS='two' is not a whole number: Intra-op threads"),
+    ("RAG_RETRIEVAL", "semantic", "RAG_RETRIEVAL='semantic' is not one of dense, bm25, hybrid: How paragraphs"),
+    ("RAG_LLM", "gpt", "RAG_LLM='gpt' is not one of extractive, openai, llamacpp: Answer backend"),
+    ("RAG_DEVICE", "gpu", "RAG_DEVICE='gpu' is not one of auto, cpu, cuda: Where the fp32 encoder runs"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(monkeypatch, var, value, message):
     monkeypatch.setenv(var, value)
