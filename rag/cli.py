@@ -6,6 +6,7 @@ Example usage:
     rag stats --index ~/.cache/cablerag/shared
     rag show "09PHNOMPENH637 ¶6"
     rag eval --questions evals/smoke.jsonl
+    rag mcp                                                   # MCP tools over stdio, for agents
 """
 
 from __future__ import annotations
@@ -170,6 +171,13 @@ def cmd_serve(args) -> int:
     return serve(settings, host=args.host, port=args.port)
 
 
+def cmd_mcp(args) -> int:
+    from rag.mcp_server import run
+
+    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
+    return run(settings, http=args.http, host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rag", description=__doc__.split("\n\n")[0], epilog=EPILOG,
@@ -242,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated host names to answer besides localhost, 127.0.0.1, ::1 and --host "
                    "(or $RAG_ALLOWED_HOSTS); any other Host header is refused")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mcp", help="serve search, ask, get_cable and get_paragraph as MCP tools for agents",
+                       description="Serve the cables as MCP (Model Context Protocol) tools: search, ask, "
+                       "get_cable, get_paragraph. Over stdio by default, for a client that starts this "
+                       "command itself; --http serves streamable HTTP at http://HOST:PORT/mcp.", epilog=EPILOG)
+    _index_args(p)
+    _answer_args(p)
+    p.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="with --http: address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7861, help="with --http: port (default 7861)")
+    p.add_argument("--allowed-hosts", metavar="NAMES",
+                   help="with --http: comma-separated host names to answer besides localhost, 127.0.0.1, ::1 "
+                   "and --host (or $RAG_ALLOWED_HOSTS)")
+    p.set_defaults(func=cmd_mcp)
     return parser
 
 

@@ -1,8 +1,9 @@
 """The chat app and the JSON API, served together by one uvicorn server.
 
 `python app.py` and `rag serve` call `serve()`. One FastAPI app holds the API (`rag.api`, under
-/api) and the chat UI (`rag.ui`, gradio, mounted at /); both answer through one `Service`
-(`rag.service`), which owns the pipelines and serialises calls to them.
+/api), the OpenAI-compatible API (`rag.openai_api`, mounted at /v1) and the chat UI (`rag.ui`,
+gradio, mounted at /); all answer through one `Service` (`rag.service`), which owns the
+pipelines and serialises calls to them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.api import api_router, error_responses
 from rag.errors import RagError
+from rag.openai_api import openai_app
 from rag.retrieve import check_in_step
 from rag.service import Service
 from rag.settings import Settings, get_settings
@@ -110,13 +112,15 @@ class BodyLimit:
 
 def create_app(service: Service, credentials: tuple[str, str] | None = None, hosts: list[str] | None = None,
                max_body: int | None = None) -> FastAPI:
-    """One FastAPI app: the JSON API under /api, the chat UI at /. Only requests whose Host is
-    one of `hosts` (default: loopback) are answered, and no body over `max_body` bytes is read."""
+    """One FastAPI app: the JSON API under /api, the OpenAI-compatible API under /v1, the chat UI
+    at /. Only requests whose Host is one of `hosts` (default: loopback) are answered, and no
+    body over `max_body` bytes is read."""
     # No Swagger page: it loads its scripts from a CDN, and the app must work offline. The schema
     # is served by the API's router, behind its login.
     app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url=None)
     error_responses(app)
     app.include_router(api_router(service, credentials))
+    app.mount("/v1", openai_app(service, credentials))
     app = mount_ui(app, service, credentials)
     app.add_middleware(BodyLimit, limit=max_body if max_body is not None else service.settings.max_body)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or allowed_hosts(), www_redirect=False)
@@ -140,7 +144,8 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     if host not in LOOPBACK and not settings.allowed_hosts:
         print(f"note: only requests for {', '.join(hosts)} are answered; add the names clients use with "
               "--allowed-hosts or RAG_ALLOWED_HOSTS", file=sys.stderr)
-    print(f"cablerag: chat at http://{host}:{port}/ , JSON API at http://{host}:{port}/api (Ctrl+C stops)",
+    print(f"cablerag: chat at http://{host}:{port}/ , JSON API at http://{host}:{port}/api , OpenAI-compatible API "
+          f"at http://{host}:{port}/v1 (Ctrl+C stops)",
           file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0

@@ -1,0 +1,128 @@
+"""`rag mcp` through the MCP SDK's own client over stdio: the command an MCP client's config
+runs, as a subprocess, on the demo index. One session calls every tool; the tests read its
+results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[1]
+CABLE = "09PHNOMPENH637"
+ARRESTS = "police had made 100 TIP arrests in the first six months of 2009"
+
+CALLS = {
+    "search": ("search", {"query": "TIP arrests by Cambodian police in the first six months of 2009", "k": 5}),
+    "search_filtered": ("search", {"query": "arrests", "filters": {"origin": "Embassy Phnom Penh", "tag": "KTIP"}}),
+    "ask": ("ask", {"question": "Who leads Cambodia's police TIP response?"}),
+    "refused": ("ask", {"question": "Who won Cambodia's 2013 national election?"}),
+    "cable": ("get_cable", {"cable_id": CABLE.lower()}),
+    "paragraph": ("get_paragraph", {"cable_id": CABLE, "paragraph": 1}),
+    "no_cable": ("get_cable", {"cable_id": "09NOWHERE123"}),
+    "not_an_id": ("get_cable", {"cable_id": "../../etc/passwd"}),
+    "no_paragraph": ("get_paragraph", {"cable_id": CABLE, "paragraph": 99}),
+    "bad_filter": ("search", {"query": "arrests", "filters": {"planet": "Mars"}}),
+    "bad_date": ("ask", {"question": "Who was arrested?", "filters": {"date_from": "last year"}}),
+    "k_too_big": ("search", {"query": "arrests", "k": 5000}),
+}
+
+
+@pytest.fixture(scope="module")
+def session(demo_settings) -> dict:
+    params = StdioServerParameters(command=sys.executable, cwd=ROOT, env={"HF_HUB_OFFLINE": "1"},
+                                   args=["-m", "rag", "mcp", "--index", str(demo_settings.index_dir)])
+    stray: list[Exception] = []  # what reached the client's stdin and was not a protocol message
+
+    async def on_message(message) -> None:
+        if isinstance(message, Exception):
+            stray.append(message)
+
+    async def run() -> dict:
+        async with Client(params, message_handler=on_message, read_timeout_seconds=300) as client:
+            out = {"tools": (await client.list_tools()).tools}
+            for name, (tool, arguments) in CALLS.items():
+                out[name] = await client.call_tool(tool, arguments)
+            return out
+
+    out = anyio.run(run)
+    out["stray"] = stray
+    return out
+
+
+def ok(session, name) -> dict:
+    result = session[name]
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
+
+
+def error(session, name) -> str:
+    result = session[name]
+    assert result.is_error
+    return result.content[0].text
+
+
+def test_the_tools_are_listed_read_only_with_their_parameters(session):
+    tools = {t.name: t for t in session["tools"]}
+    assert set(tools) == {"search", "ask", "get_cable", "get_paragraph"}
+    assert all(t.annotations.read_only_hint and t.description for t in tools.values())
+    assert set(tools["search"].input_schema["properties"]) == {"query", "filters", "k"}
+    assert tools["get_paragraph"].input_schema["required"] == ["cable_id", "paragraph"]
+
+
+def test_stdout_carries_only_the_protocol(session):
+    assert session["stray"] == []
+
+
+def test_search_finds_the_paragraph_with_its_tag_score_and_text(session):
+    found = ok(session, "search")["paragraphs"]
+    assert len(found) == 5 and [p["score"] for p in found] == sorted((p["score"] for p in found), reverse=True)
+    first = next(p for p in found if p["tag"] == f"[{CABLE} ¶1]")
+    assert (first["cable_id"], first["paragraph"], first["origin"]) == (CABLE, 1, "Embassy Phnom Penh")
+    assert ARRESTS in first["text"] and first["score"] > 0
+
+
+def test_search_filters_restrict_the_paragraphs(session):
+    result = ok(session, "search_filtered")
+    assert result["filters"] == {"origin": "Embassy Phnom Penh", "tag": "KTIP"}
+    assert result["paragraphs"] and {p["origin"] for p in result["paragraphs"]} == {"Embassy Phnom Penh"}
+
+
+def test_ask_answers_with_verified_citations_and_their_paragraphs(session):
+    answer = ok(session, "ask")
+    assert not answer["refused"] and "Kang Sokhorn" in answer["answer"] and f"[{CABLE} ¶1]" in answer["answer"]
+    cited = next(c for c in answer["citations"] if c["tag"] == f"[{CABLE} ¶1]")
+    assert cited["status"] == "supported" and ARRESTS in cited["text"] and cited["subject"]
+
+
+def test_ask_refuses_with_the_reason(session):
+    answer = ok(session, "refused")
+    assert answer["refused"] and "2013" in answer["refusal_reason"] and answer["citations"] == []
+
+
+def test_get_cable_is_the_whole_cable_in_order(session):
+    cable = ok(session, "cable")
+    assert cable["id"] == CABLE and cable["origin"] == "Embassy Phnom Penh" and "KTIP" in cable["tags"]
+    numbers = [p["paragraph"] for p in cable["paragraphs"]]
+    assert numbers == sorted(numbers) and numbers[0] == 1 and ARRESTS in cable["paragraphs"][0]["text"]
+
+
+def test_get_paragraph_is_the_paragraph_with_its_cable(session):
+    paragraph = ok(session, "paragraph")
+    assert paragraph["tag"] == f"[{CABLE} ¶1]" and paragraph["subject"] == "CAMBODIA: TIP ACTION PLAN DELIVERED"
+    assert ARRESTS in paragraph["text"] and paragraph["date"] == "2009-08-28"
+
+
+@pytest.mark.parametrize("name, says", [
+    ("no_cable", "no cable 09NOWHERE123 in this index"),
+    ("not_an_id", "not a cable id"),
+    ("no_paragraph", f"cable {CABLE} has no ¶99; it has ¶1–¶7"),
+    ("bad_filter", "planet"),
+    ("bad_date", "date_from must be a date YYYY-MM-DD"),
+    ("k_too_big", "less than or equal to 50"),
+])
+def test_bad_input_is_a_tool_error_that_says_what_is_wrong(session, name, says):
+    assert says in error(session, name)
