@@ -1,5 +1,6 @@
 """An OpenAI-compatible endpoint under /v1, so chat front-ends (Open WebUI, LibreChat) and any
-OpenAI client can ask the cables: `GET /v1/models` and `POST /v1/chat/completions`.
+OpenAI client can ask the cables: `GET /v1/models` (and `/v1/models/{id}`) and `POST
+/v1/chat/completions`.
 
 The messages become a question (the last user message) and its history (the user and
 assistant turns before it); system messages are ignored, since the answer's wording and
@@ -82,6 +83,11 @@ def models(settings: Settings) -> dict[str, str]:
     return {MODEL: settings.llm, **{f"{MODEL}-{name}": name for name in BACKENDS if name in usable}}
 
 
+def unknown_model(name: str, settings: Settings) -> OpenAIError:
+    return OpenAIError(404, f"the model {name[:80]!r} does not exist: use one of {', '.join(models(settings))}",
+                       param="model", code="model_not_found")
+
+
 def text_of(message: Message, at: int) -> str:
     """A message's text: a string, or its text parts joined."""
     if message.content is None or isinstance(message.content, str):
@@ -155,17 +161,24 @@ def openai_app(service: Service, credentials: tuple[str, str] | None = None) -> 
     started = int(time.time())
     openai_errors(app)
 
+    def model(name: str) -> dict:
+        return {"id": name, "object": "model", "created": started, "owned_by": MODEL}
+
     @app.get("/models")
     def list_models() -> dict:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": started, "owned_by": MODEL}
-                                           for name in models(service.settings)]}
+        return {"object": "list", "data": [model(name) for name in models(service.settings)]}
+
+    @app.get("/models/{name}")
+    def get_model(name: str) -> dict:
+        if name not in models(service.settings):
+            raise unknown_model(name, service.settings)
+        return model(name)
 
     @app.post("/chat/completions")
     def chat_completions(request: ChatRequest):
         backend = models(service.settings).get(request.model)
         if backend is None:
-            raise OpenAIError(404, f"the model {request.model[:80]!r} does not exist: use one of "
-                              f"{', '.join(models(service.settings))}", param="model", code="model_not_found")
+            raise unknown_model(request.model, service.settings)
         question, history = question_and_history(request.messages)
         try:
             filters = Filters.parse(request.filters)

@@ -40,7 +40,9 @@ def test_models_are_cablerag_and_each_configured_backend(client, demo_settings):
     ids = [m.id for m in client.models.list()]
     assert ids[0] == "cablerag" and "cablerag-extractive" in ids
     assert ("cablerag-openai" in ids) == bool(demo_settings.llm_base_url)
-    assert client.models.list().data[0].owned_by == "cablerag"
+    assert client.models.retrieve("cablerag-extractive").owned_by == "cablerag"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")
 
 
 def test_reply_is_the_answer_with_its_tags_and_the_checked_citations(cambodia):
