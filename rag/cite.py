@@ -113,13 +113,17 @@ class Verifier:
     def __init__(self, encoder: Encoder):
         self.encoder = encoder
 
-    def support(self, claims: list[str], hits: list[Hit]) -> np.ndarray:
-        """support[i, j]: how well paragraph j backs claim i, in [0, 1]."""
+    def support(self, claims: list[str], hits: list[Hit], claim_vectors: np.ndarray | None = None) -> np.ndarray:
+        """support[i, j]: how well paragraph j backs claim i, in [0, 1]. `claim_vectors` are the
+        claims' embeddings when the caller has them (rag.check encodes every claim in one call)."""
         if not claims or not hits:
             return np.zeros((len(claims), len(hits)))
         missing = [h.text for h in hits if h.vector is None]
-        vectors = self.encoder.encode_documents(claims + missing)
-        claim_vecs, fresh = vectors[: len(claims)], iter(vectors[len(claims):])
+        if claim_vectors is None:
+            vectors = self.encoder.encode_documents(claims + missing)
+            claim_vecs, fresh = vectors[: len(claims)], iter(vectors[len(claims):])
+        else:
+            claim_vecs, fresh = claim_vectors, iter(self.encoder.encode_documents(missing) if missing else [])
         para_vecs = np.stack([h.vector if h.vector is not None else next(fresh) for h in hits])
         sims = claim_vecs @ para_vecs.T
         lex = np.array([[overlap(c, h.text) for h in hits] for c in claims])

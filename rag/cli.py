@@ -5,6 +5,7 @@ Example usage:
     rag ingest ../shared/cables --index ~/.cache/cablerag/shared
     rag stats --index ~/.cache/cablerag/shared
     rag show "09PHNOMPENH637 ¶6"
+    rag check draft.md
     rag eval --questions evals/smoke.jsonl
     rag mcp                                                   # MCP tools over stdio, for agents
 """
@@ -152,6 +153,29 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from rag.check import Checker, annotate, format_report, read_text
+    from rag.demo import ensure_index
+    from rag.retrieve import open_retriever
+
+    # Exit 1 means "a citation does not hold": a text or an index that cannot be read is a 2.
+    try:
+        text = read_text(args.file)
+        settings = settings_from(args)
+        ensure_index(settings)
+        report = Checker(open_retriever(settings)).check(text)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    elif args.markdown:
+        print(annotate(report, text), end="" if text.endswith("\n") else "\n")
+    else:
+        print(format_report(report, text))
+    return 0 if report.ok else 1
+
+
 def cmd_eval(args) -> int:
     from rag.evaluate import main as eval_main
 
@@ -221,6 +245,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
     p.add_argument("--json", action="store_true", help="the cable view's JSON, with 'focus': the paragraph asked for")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("check", help="check a text's citations against the cables",
+                       description=textwrap.fill("Check the cable citations of a text (plain text or Markdown): each claim "
+                       "(a sentence, or the sentences a citation closing a paragraph covers) is scored against "
+                       "the paragraph it cites, like the citations of 'rag ask'. Each citation is supported, weak, "
+                       "unsupported, unknown_cable (not in the index) or unknown_paragraph (the cable prints no "
+                       "such paragraph), with the paragraph to cite instead when another backs the claim "
+                       "better; an uncited claim gets one it could cite. Citations are read as people write "
+                       "them: [ID ¶6], ID ¶6, ID ¶¶4-6, 'ID, para. 6', (ID para 6), ID:6, a bare ID (the "
+                       "cable's best paragraph) and WikiLeaks cable links.", 78),
+                       epilog=textwrap.fill("exit status: 0 every citation is supported, 1 one is not, 2 the text "
+                       "(or the index) cannot be read: empty, binary, over 10 MB, missing.", 78) + "\n\nexamples:\n  rag check draft.md\n"
+                       "  rag check --markdown draft.md > checked.md\n  pbpaste | rag check - --json\n\n"
+                       + textwrap.fill(EPILOG, 78), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", nargs="?", default="-", metavar="FILE",
+                   help="the text to check, plain text or Markdown; - or nothing reads stdin")
+    _index_args(p)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="each claim with its offsets, status, citations (status, score, suggested) and a summary")
+    output.add_argument("--markdown", action="store_true",
+                        help="the text back with each citation followed by its status and what to cite instead")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("eval", help="run an evaluation suite (JSONL) and write a report",
                        description="Run every case of a suite through the same code path as 'rag ask' and "

@@ -2,8 +2,9 @@
 and the lock that serialises answers.
 
 `Service.load` opens the index (building the demo index first when there is none), `ask` and
-`stream` answer under the lock, moving to a newer generation of the index between answers, and
-`cable` and `health` serve the cable view and the status. The UI and the API only call this.
+`stream` answer under the lock, moving to a newer generation of the index between answers,
+`check` checks a text's citations (`rag check`) under the same lock, and `cable` and `health`
+serve the cable view and the status. The UI and the API only call this.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from typing import Iterator
 
 from rag.answer import BACKENDS
+from rag.check import Checker, Report, check_text
 from rag.demo import ensure_index
 from rag.embed import get_encoder
 from rag.errors import RagError
@@ -147,6 +149,15 @@ class Service:
         if not hits:
             raise CableNotFound(f"no cable {cable_id} in this index")
         return cable_json(cable_id, hits)
+
+    def check(self, text: str) -> Report:
+        """`rag check` for a text: every claim and citation checked against the index."""
+        text = check_text(text)
+        self.require_ready()
+        with self.lock:
+            self._refresh()
+            pipeline = self.default
+            return Checker(pipeline.retriever, pipeline.verifier).check(text)
 
     def health(self) -> dict:
         status = "error" if self.error else "ok" if self.ready.is_set() else "building"

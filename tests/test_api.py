@@ -196,8 +196,8 @@ def test_auth_protects_api_schema_and_ui(demo_settings):
 
 def test_schema_is_served_without_a_login_when_there_is_none(client):
     response = client.get("/api/openapi.json")
-    assert response.status_code == 200 and set(response.json()["paths"]) == {"/api/ask", "/api/cables/{cable_id}",
-                                                                             "/api/health"}
+    assert response.status_code == 200 and set(response.json()["paths"]) == {"/api/ask", "/api/check",
+                                                                             "/api/cables/{cable_id}", "/api/health"}
     assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
 
 
