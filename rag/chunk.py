@@ -23,7 +23,10 @@ def context_line(cable: Cable, paragraph: Paragraph) -> str:
 
 
 def chunk_metadata(cable: Cable, paragraph: Paragraph, part: int, parts: int) -> dict:
-    """Chroma metadata: scalar values (and the tag list) that filters and the UI need."""
+    """Chroma metadata: scalar values (and the tag and reference lists) that filters and the UI
+    need. `refs` (the cables its REF lines name) is cable-level, like the tags, and stored on
+    every chunk so that any chunk read back describes its cable; the sidecar turns it into the
+    reference lookups of the cable view (rag.rows)."""
     meta = {
         "cable_id": cable.id,
         "paragraph": paragraph.number,
@@ -38,8 +41,11 @@ def chunk_metadata(cable: Cable, paragraph: Paragraph, part: int, parts: int) ->
         "subject": cable.subject,
         "heading": paragraph.heading,
     }
+    # Chroma refuses an empty list: a cable without tags or references has no such key.
     if cable.tags:
         meta["tags"] = list(cable.tags)
+    if cable.refs:
+        meta["refs"] = list(cable.refs)
     return meta
 
 

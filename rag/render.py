@@ -156,8 +156,29 @@ def paragraphs_html(answer: Answer) -> str:
     return "".join(paragraph_card(hit, by_citation.get(hit.citation, [])) for hit in answer.paragraphs)
 
 
+def cable_link(cable: dict) -> str:
+    """One cable of a reference list: its id as a link that opens it in the cable view (see
+    CLICK_JS) when the index holds it, plain text marked "not in this index" when not; its
+    date and subject beside it."""
+    cable_id = html.escape(cable["id"])
+    if not cable.get("in_index", True):
+        return (f'<div class="cable-ref"><span class="ref-absent">{cable_id}</span> '
+                f'<span class="meta">not in this index</span></div>')
+    return (f'<div class="cable-ref"><a class="cable-link" href="#cable={cable_id}">{cable_id}</a> '
+            f'<span class="meta">{meta_line(cable.get("date", ""), cable.get("subject", ""))}</span></div>')
+
+
+def references_html(cable: dict) -> str:
+    """The cables this cable references and the cables of the index that reference it."""
+    lists = [(label, cable.get(key) or []) for label, key in
+             (("References", "references"), ("Referenced by", "referenced_by"))]
+    return "".join(f'<div class="cable-refs"><div class="refs-label">{label} ({len(cables)})</div>'
+                   f'{"".join(cable_link(c) for c in cables)}</div>' for label, cables in lists if cables)
+
+
 def cable_html(cable: dict, highlight: int | None) -> str:
-    """The whole cable, paragraph numbers shown, paragraph `highlight` marked (SCROLL_JS finds it)."""
+    """The whole cable, paragraph numbers shown, paragraph `highlight` marked (SCROLL_JS finds
+    it), after the cables it references and that reference it."""
     rows = []
     for p in cable["paragraphs"]:
         hl = " hl" if p["paragraph"] == highlight else ""
@@ -171,7 +192,7 @@ def cable_html(cable: dict, highlight: int | None) -> str:
         f'<div class="cable"><div class="cable-head"><span class="cable-id">{html.escape(cable["id"])}</span> '
         f'<span class="subject">{html.escape(cable["subject"])}</span>'
         f'<div class="meta">{meta}</div></div>'
-        f'{note}<div class="cable-body">{"".join(rows)}</div></div>'
+        f'{note}<div class="cable-body">{references_html(cable)}{"".join(rows)}</div></div>'
     )
 
 

@@ -3,7 +3,10 @@
 One row per chunk, the same row order in every file: the chunk ids (and a sorted copy for
 id → row lookups), the filter columns (origin, classification, date, tags) as numpy arrays, a
 memory-mapped copy of the normalised vectors, and the BM25 score matrix (rag.bm25). A filtered
-search masks the scores instead of filtering a top-k after the fact.
+search masks the scores instead of filtering a top-k after the fact. Beside the rows, the
+references between cables (their REF lines, stored on every chunk as `refs`) as two sorted edge
+lists, so the cable view finds what a cable references, and which cables of the index reference
+it, by binary search instead of a scan of every chunk's metadata.
 
 The vectors and filter columns are here because Chroma's filtered search does not hold at
 scale: its `where` is evaluated in SQLite over every matching metadata row (a date range over
@@ -59,6 +62,17 @@ class _Codes:
 
     def names(self) -> list[str]:
         return list(self.codes)
+
+
+def _reference_lists(edges: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    """The (citing, cited) edges twice, as UTF-8 arrays: sorted by the citing cable (a cable's
+    references keep their REF-line order) and by the cited one, then the citing one."""
+    citing = np.char.encode(np.array([a for a, _ in edges], dtype=str), "utf-8")
+    cited = np.char.encode(np.array([b for _, b in edges], dtype=str), "utf-8")
+    by_citing = np.argsort(citing, kind="stable")
+    by_cited = np.lexsort((citing, cited))
+    return {"ref_from": citing[by_citing], "ref_to": cited[by_citing],
+            "ref_cited": cited[by_cited], "ref_citing": citing[by_cited]}
 
 
 class RowIndex:
@@ -127,6 +141,10 @@ class RowIndex:
         bm25 = Builder(spill)
         id_parts = []
         origins, classes, tags = _Codes(), _Codes(), _Codes()
+        # (citing cable, cited cable), read from the first chunk of each cable: every chunk
+        # carries its cable's references.
+        ref_edges: list[tuple[str, str]] = []
+        cables_seen: set[str] = set()
         origin_parts, class_parts, date_parts, tag_row_parts, tag_code_parts = [], [], [], [], []
         n = 0
         dim = 0
@@ -149,6 +167,9 @@ class RowIndex:
                     for tag in m.get("tags") or []:
                         tag_row_parts.append(n + i)
                         tag_code_parts.append(tags(tag))
+                    if m["cable_id"] not in cables_seen:
+                        cables_seen.add(m["cable_id"])
+                        ref_edges.extend((m["cable_id"], ref) for ref in m.get("refs") or [])
                 n += len(page_ids)
                 if progress:
                     progress(len(page_ids))
@@ -184,6 +205,7 @@ class RowIndex:
             date_int=np.concatenate(date_parts) if date_parts else empty,
             tag_indptr=tag_indptr,
             tag_rows=tag_rows[order],
+            **_reference_lists(ref_edges),
         )
         (tmp / "vocab.json").write_text(
             json.dumps({"origins": origins.names(), "classes": classes.names(), "tags": sorted_names,
@@ -211,7 +233,7 @@ class RowIndex:
 
     @cached_property
     def _columns(self) -> dict[str, np.ndarray]:
-        """The filter columns, read into memory, and the ids, memory-mapped."""
+        """The filter columns and reference lists, read into memory, and the ids, memory-mapped."""
         with np.load(self.path / "columns.npz") as npz:
             columns = {key: npz[key] for key in npz.files}
         if "ids" not in columns:  # builds before the ids moved out of columns.npz kept them there
@@ -311,6 +333,34 @@ class RowIndex:
         bounds = np.char.encode(np.array([f"{cable_id}:", f"{cable_id};"]), "utf-8")  # ';' follows ':'
         lo, hi = np.searchsorted(ids_sorted, bounds)
         return np.sort(order[lo:hi]).astype(np.int64)
+
+    def chunk_of_each(self, cable_ids: list[str]) -> dict[str, str]:
+        """One chunk id of each of these cables that the index holds (every chunk carries its
+        cable's subject and date)."""
+        ids = self._columns["ids"]
+        found = {}
+        for cable_id in dict.fromkeys(cable_ids):
+            rows = self.cable_rows(cable_id)
+            if len(rows):
+                found[cable_id] = str(ids[rows[0]])
+        return found
+
+    def references(self, cable_id: str) -> list[str]:
+        """The cables this cable's REF lines name, in their order, whether the index holds them
+        or not; [] also for a sidecar built before references were stored."""
+        return self._edges("ref_from", "ref_to", cable_id)
+
+    def referenced_by(self, cable_id: str) -> list[str]:
+        """The cables of the index whose REF lines name this cable, in id order."""
+        return self._edges("ref_cited", "ref_citing", cable_id)
+
+    def _edges(self, key_column: str, value_column: str, cable_id: str) -> list[str]:
+        cols = self._columns if self.exists() else {}
+        if key_column not in cols:
+            return []
+        keys, key = cols[key_column], cable_id.encode("utf-8")
+        lo, hi = np.searchsorted(keys, key, side="left"), np.searchsorted(keys, key, side="right")
+        return [value.decode("utf-8") for value in cols[value_column][lo:hi]]
 
     def ids_of_cables(self, cable_ids: list[str]) -> list[str]:
         """The chunk ids of these cables, cable by cable, each cable's in row order."""

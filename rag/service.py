@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from rag.answer import BACKENDS
 from rag.check import Checker, Report, check_text
@@ -22,6 +22,7 @@ from rag.embed import get_encoder
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.pipeline import Answer, Pipeline
+from rag.retrieve import Retriever
 from rag.settings import Settings, get_settings
 from rag.stats import index_stats
 from rag.store import Store
@@ -143,12 +144,13 @@ class Service:
             yield item
 
     def cable(self, value: str) -> dict:
-        """The whole cable as JSON; the id is validated before it reaches the store."""
+        """The whole cable as JSON, with its references both ways; the id is validated before it
+        reaches the store."""
         cable_id = validate_cable_id(value)
-        hits = self.default.retriever.cable(cable_id)
-        if not hits:
+        cable = cable_view(self.default.retriever, cable_id)
+        if cable is None:
             raise CableNotFound(f"no cable {cable_id} in this index")
-        return cable_json(cable_id, hits)
+        return cable
 
     def check(self, text: str) -> Report:
         """`rag check` for a text: every claim and citation checked against the index."""
@@ -187,8 +189,41 @@ def filter_choices(pipeline: Pipeline) -> dict[str, list[str]]:
     return pipeline.retriever.lexical.vocabulary()
 
 
-def cable_json(cable_id: str, hits: list[Hit]) -> dict:
-    """A cable from its stored chunks (in reading order), parts of a split paragraph re-joined."""
+def cable_view(retriever: Retriever, cable_id: str) -> dict | None:
+    """The cable view's JSON (`cable_json`) of a cable and its references both ways; None when
+    the index does not hold it."""
+    hits = retriever.cable(cable_id)
+    return cable_json(cable_id, hits, **cable_references(retriever, cable_id)) if hits else None
+
+
+def cable_references(retriever: Retriever, cable_id: str) -> dict[str, list[dict]]:
+    """What the cable's REF lines name and which cables of the index name it, looked up in the
+    sidecar's reference lists (rag.rows), with the subject and date of each cable the index
+    holds, read from one of its chunks.
+
+    Returns:
+        `references`: [{"id", "in_index", and "subject", "date" when in the index}] in REF-line
+        order; `referenced_by`: [{"id", "subject", "date"}], oldest first. Both are empty for an
+        index ingested before references were stored, until `rag ingest` rewrites its metadata.
+    """
+    lexical = retriever.lexical
+    cited, citing = lexical.references(cable_id), lexical.referenced_by(cable_id)
+    held = lexical.chunk_of_each(cited + citing)
+    stored = retriever.store.chunk_metadata(list(held.values()))
+    about = {cable: stored.get(chunk_id, {}) for cable, chunk_id in held.items()}
+
+    def described(cable: str) -> dict:
+        return {"subject": about[cable].get("subject", ""), "date": about[cable].get("date", "")}
+
+    references = [{"id": c, "in_index": c in about, **(described(c) if c in about else {})} for c in cited]
+    referenced_by = sorted(({"id": c, **described(c)} for c in citing), key=lambda c: (c["date"], c["id"]))
+    return {"references": references, "referenced_by": referenced_by}
+
+
+def cable_json(cable_id: str, hits: list[Hit], references: Sequence[dict] = (),
+               referenced_by: Sequence[dict] = ()) -> dict:
+    """A cable from its stored chunks (in reading order), parts of a split paragraph re-joined,
+    with its references both ways as `cable_references` gives them."""
     paragraphs: list[dict] = []
     last_key = None
     for hit in hits:
@@ -202,5 +237,6 @@ def cable_json(cable_id: str, hits: list[Hit]) -> dict:
     return {
         "id": cable_id, "subject": meta.get("subject", ""), "date": meta.get("date", ""),
         "origin": meta.get("origin", ""), "classification": meta.get("classification", ""),
-        "tags": list(meta.get("tags") or []), "paragraphs": paragraphs,
+        "tags": list(meta.get("tags") or []), "references": list(references),
+        "referenced_by": list(referenced_by), "paragraphs": paragraphs,
     }

@@ -1,12 +1,13 @@
 """`rag show`: one cable as a reader sees it, or one paragraph of it with its neighbours.
 
-The cable comes through the same lookup as the cable view (`Retriever.cable`, `cable_json`), on
+The cable comes through the same lookup as the cable view (`rag.service.cable_view`), on
 a retriever whose encoder is never loaded: showing a cable reads stored text only, so it takes
 about a second, not the several an encoder or an LLM would add. The store is opened with the
 model its collection records, so a cable shows whichever encoder built the index.
 
-The index stores no REF lines yet (the parser reads them, ingest does not keep them), so no
-references are shown.
+After the metadata come the cable's references both ways: the cables its REF lines name (with
+their subject when the index holds them) and the cables of the index whose REF lines name it.
+Ingest stores them and the sidecar indexes them (rag.rows), so this is two lookups, not a scan.
 """
 
 from __future__ import annotations
@@ -84,16 +85,25 @@ def number_ranges(numbers: list[int]) -> str:
     return ", ".join(f"¶{a}" if a == b else f"¶{a}–¶{b}" for a, b in spans)
 
 
+def reference_line(cable: dict) -> str:
+    """One cable of a reference list on one line: its id, then its date and subject when the
+    index holds it, cut to fit past the label."""
+    if not cable.get("in_index", True):
+        return f"{cable['id']}  (not in this index)"
+    line = "  ".join(v for v in (cable["id"], cable["date"], " ".join(cable["subject"].split())) if v)
+    room = WIDTH - 16
+    return line if len(line) <= room else line[: room - 1].rstrip() + "…"
+
+
 def show(reference: str, settings: Settings | None = None) -> dict:
     """The cable of `reference` as the cable view's JSON; for a paragraph reference, only that
     paragraph and the one before and after, with `focus` set to its number."""
-    from rag.service import CableNotFound, cable_json
+    from rag.service import CableNotFound, cable_view
 
     ref = parse_reference(reference)
-    hits = open_reader(settings).cable(ref.cable_id)
-    if not hits:
+    cable = cable_view(open_reader(settings), ref.cable_id)
+    if cable is None:
         raise CableNotFound(f"cable {ref.cable_id} is not in this index")
-    cable = cable_json(ref.cable_id, hits)
     paragraphs = cable["paragraphs"]
     if ref.paragraph is None:
         return {**cable, "focus": None}
@@ -112,12 +122,18 @@ def show(reference: str, settings: Settings | None = None) -> dict:
 
 
 def format_text(cable: dict) -> str:
-    """The cable for a terminal: metadata, then each paragraph under its heading and number."""
+    """The cable for a terminal: metadata, references both ways, then each paragraph under its
+    heading and number."""
     lines = [cable["id"]]
     for label, value in (("Subject", cable["subject"]), ("Date", cable["date"]), ("Origin", cable["origin"]),
                          ("Classification", cable["classification"]), ("Tags", ", ".join(cable["tags"]))):
         lines.append(textwrap.fill(value or "—", WIDTH, initial_indent=f"{label + ':':<16}",
                                    subsequent_indent=" " * 16))
+    references = [reference_line(r) for r in cable["references"]]
+    referenced_by = [reference_line(r) for r in cable["referenced_by"]]
+    for label, entries in (("References", references), ("Referenced by", referenced_by)):
+        for i, entry in enumerate(entries or ["—"]):
+            lines.append(f"{label + ':' if i == 0 else '':<16}{entry}")
     focus = cable.get("focus")
     for p in cable["paragraphs"]:
         lines.append("")

@@ -26,6 +26,8 @@ META_HASH_KEY = "meta_hash"
 GENERATION_KEY = "generation"
 # Part of every metadata hash: bump it when what a stored metadata value means changes while the
 # value itself does not, so the next ingest rewrites every chunk's metadata (without re-embedding).
+# A new key (the `refs` of cables with REF lines) changes the hash of the chunks that carry it by
+# itself, so only those are rewritten.
 SCHEMA_VERSION = 1
 
 

@@ -85,10 +85,17 @@ mark.support { background: #fff0a0; color: #1f1f1f; padding: 0 .1em; border-radi
 .cable-para { display: flex; gap: .6em; padding: .35em .5em; border-radius: 6px; }
 .cable-para.hl { background: #fff6c9; color: #1f1f1f; outline: 2px solid #e5c100; }
 .pnum { min-width: 2.6em; font-weight: 600; color: var(--body-text-color-subdued); }
+.cable-refs { padding: .2em .5em .5em; }
+.refs-label { font-size: .82em; font-weight: 600; color: var(--body-text-color-subdued); }
+.cable-ref { font-size: .9em; }
+.cable-link, .ref-absent { font-family: ui-monospace, Consolas, monospace; }
+.cable-link { cursor: pointer; }
+.ref-absent { color: var(--body-text-color-subdued); }
 """
 
-# Citation chips are plain links (the chat's HTML sanitiser keeps those); a click puts the
-# citation into the cable box and presses Open, so chips and typed ids take the same path.
+# Citation chips and the cable view's references are plain links (the chat's HTML sanitiser
+# keeps those); a click puts the citation or cable id into the cable box and presses Open, so
+# chips, references and typed ids take the same path.
 CLICK_JS = """
 () => {
   document.addEventListener("click", (event) => {
@@ -96,11 +103,11 @@ CLICK_JS = """
     if (!link) return;
     event.preventDefault();
     event.stopPropagation();
-    const match = /^#cable=([A-Z0-9-]+)&p=(\\d+)$/.exec(link.getAttribute("href"));
+    const match = /^#cable=([A-Z0-9-]+)(?:&p=(\\d+))?$/.exec(link.getAttribute("href"));
     const box = document.querySelector("#cable-input textarea, #cable-input input");
     const open = document.querySelector("#cable-open");
     if (!match || !box || !open) return;
-    box.value = match[1] + " ¶" + match[2];
+    box.value = match[2] ? match[1] + " ¶" + match[2] : match[1];
     box.dispatchEvent(new Event("input", { bubbles: true }));
     setTimeout(() => open.click(), 0);
   }, true);

@@ -130,6 +130,23 @@ def test_cable_is_whole_and_in_order(client):
     assert "Kang Sokhorn" in cable["paragraphs"][0]["text"]
 
 
+def test_cable_lists_its_references_both_ways(client):
+    """In the demo, 09PHNOMPENH957's REF lines name 09PHNOMPENH953, which the demo lacks, among
+    five it holds; four demo cables name 09PHNOMPENH954 (tests/test_references.py checks every
+    demo cable against the parser)."""
+    cable = client.get("/api/cables/09PHNOMPENH957").json()
+    assert [(r["id"], r["in_index"]) for r in cable["references"]] == [
+        ("09PHNOMPENH954", True), ("09PHNOMPENH953", False), ("09PHNOMPENH934", True),
+        ("09PHNOMPENH926", True), ("09PHNOMPENH925", True), ("09PHNOMPENH913", True)]
+    assert cable["references"][1] == {"id": "09PHNOMPENH953", "in_index": False}
+    assert cable["references"][0]["date"] == "2009-12-21" and "UIGHUR" in cable["references"][0]["subject"]
+
+    cited = client.get("/api/cables/09PHNOMPENH954").json()
+    assert sorted(r["id"] for r in cited["referenced_by"]) == [
+        "09PHNOMPENH957", "09PHNOMPENH958", "09PHNOMPENH959", "09PHNOMPENH960"]
+    assert all(r.keys() == {"id", "subject", "date"} and r["date"] >= cited["date"] for r in cited["referenced_by"])
+
+
 def test_split_paragraphs_are_rejoined(client, demo_settings):
     retriever = open_retriever(demo_settings)
     split = next((m for page in retriever.store.iter_all(include=("metadatas",)) for m in page["metadatas"]

@@ -101,6 +101,28 @@ def test_typed_cable_id_opens_and_bad_ids_are_refused(server, page):
     expect(view).to_contain_text("not a cable id", timeout=30_000)
 
 
+def test_a_reference_opens_that_cable_in_the_same_panel(server, page, tmp_path):
+    """09PHNOMPENH957 of the demo names 09PHNOMPENH954 (a link) and 09PHNOMPENH953 (not in the
+    demo: text); 954 lists 957 among the cables that name it."""
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    box = page.locator("#cable-input textarea")
+    view = page.locator("#cable-view")
+    box.fill("09PHNOMPENH957")
+    box.press("Enter")
+    refs = view.locator(".cable-refs")
+    expect(refs.first).to_contain_text("09PHNOMPENH953 not in this index", timeout=30_000)
+    assert view.locator("a.cable-link", has_text="09PHNOMPENH953").count() == 0
+    page.screenshot(path=tmp_path / "references.png", full_page=True)
+    view.locator("a.cable-link", has_text="09PHNOMPENH954").first.click()
+    expect(view.locator(".cable-id").first).to_have_text("09PHNOMPENH954", timeout=30_000)
+    expect(box).to_have_value("09PHNOMPENH954")
+    expect(view.locator(".cable-refs").last).to_contain_text("Referenced by (4)")
+    view.locator(".cable-refs").last.locator("a.cable-link", has_text="09PHNOMPENH957").click()
+    expect(view.locator(".cable-id").first).to_have_text("09PHNOMPENH957", timeout=30_000)
+
+
 def test_user_text_is_escaped(server, page):
     from playwright.sync_api import expect
 

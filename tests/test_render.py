@@ -118,10 +118,11 @@ def markdown(md: str) -> str:
 
 
 def chips(out: str) -> list[Citation]:
-    """The citation chips of `out`, read from their links."""
+    """The citation chips of `out`, read from their links (the cable view's links to other
+    cables are not chips: see `cable_links`)."""
     found = []
     for name, attrs in safe_tags(out, MARKDOWN_TAGS):
-        if name == "a":
+        if name == "a" and attrs["class"] != "cable-link":
             assert attrs["class"].split()[0] == "cite", attrs
             m = CHIP_HREF.fullmatch(attrs["href"])
             assert m, attrs
@@ -326,9 +327,28 @@ def test_best_checks_keeps_the_best_scored_check_per_paragraph():
     assert render.best_checks(answer(HOSTILE, checks=[low, high, other])) == {REAL: high, other.citation: other}
 
 
+def cable_links(out: str) -> list[str]:
+    """The cable ids the cable view's reference links of `out` open (CLICK_JS reads the href)."""
+    found = []
+    for name, attrs in safe_tags(out):
+        if name == "a" and attrs["class"] == "cable-link":
+            assert attrs["href"].startswith("#cable="), attrs
+            found.append(html.unescape(attrs["href"])[len("#cable="):])
+    return found
+
+
+def hostile_references() -> dict:
+    """Reference lists whose ids, subjects and dates are each a payload."""
+    return {
+        "references": [{"id": p, "in_index": i % 2 == 0, **({"subject": p, "date": p} if i % 2 == 0 else {})}
+                       for i, p in enumerate(PAYLOADS)],
+        "referenced_by": [{"id": p, "subject": p, "date": p} for p in PAYLOADS],
+    }
+
+
 def hostile_cable() -> dict:
     hits = [real_hit(p.number, text=f"{p.text} {HOSTILE}", metadata=hostile_metadata()) for p in CABLE.paragraphs]
-    cable = cable_json(CABLE.id, hits)
+    cable = cable_json(CABLE.id, hits, **hostile_references())
     cable["id"] = f"{CABLE.id} {HOSTILE}"
     cable["tags"] = PAYLOADS
     return cable
@@ -343,6 +363,11 @@ def test_cable_html_hostile_cable(highlight):
     assert seen.count(flat(HOSTILE)) >= 4 + 2 * len(CABLE.paragraphs)
     rows = [attrs["class"] for name, attrs in safe_tags(out) if attrs.get("class", "").startswith("cable-para")]
     assert len(rows) == len(CABLE.paragraphs)
+    # Cables the index holds are links whose href gives back the id whole; the others are text.
+    refs = hostile_references()
+    assert cable_links(out) == [r["id"] for r in refs["references"] if r["in_index"]] + \
+        [r["id"] for r in refs["referenced_by"]]
+    assert seen.count("not in this index") == sum(not r["in_index"] for r in refs["references"])
     assert rows.count("cable-para hl") == (1 if highlight == 1 else 0)
     assert ("This cable has no ¶99." in seen) == (highlight == 99)
 
@@ -360,6 +385,30 @@ def test_cable_html_of_a_real_cable():
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
+def test_cable_link_hostile_id_subject_and_date(payload):
+    held = render.cable_link({"id": payload, "in_index": True, "subject": payload, "date": payload})
+    assert cable_links(held) == [payload]
+    assert visible(held) == flat(f"{payload} {payload} · {payload}")
+    absent = render.cable_link({"id": payload, "in_index": False})
+    assert cable_links(absent) == [] and visible(absent) == flat(f"{payload} not in this index")
+
+
+def test_references_html_of_real_cables():
+    """09PHNOMPENH954 of the demo names 934 (in the demo) and 925 (not); 957 names it."""
+    cited, citing = (read_cable_file(DEMO_DIR / f"{c}.txt") for c in ("09PHNOMPENH934", "09PHNOMPENH957"))
+    cable = {"references": [{"id": cited.id, "in_index": True, "subject": cited.subject, "date": cited.date_iso},
+                            {"id": "09PHNOMPENH925", "in_index": False}],
+             "referenced_by": [{"id": citing.id, "subject": citing.subject, "date": citing.date_iso}]}
+    out = render.references_html(cable)
+    assert cable_links(out) == ["09PHNOMPENH934", "09PHNOMPENH957"]
+    assert visible(out) == flat(f"References (2) 09PHNOMPENH934 {cited.date_iso} · {cited.subject} "
+                                f"09PHNOMPENH925 not in this index "
+                                f"Referenced by (1) 09PHNOMPENH957 {citing.date_iso} · {citing.subject}")
+    assert render.references_html({"references": [], "referenced_by": []}) == ""
+    assert render.references_html({}) == ""
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
 def test_error_html(payload):
     out = render.error_html(payload)
     assert safe_tags(out) == [("div", {"class": "panel-note error"})]
@@ -372,5 +421,5 @@ def test_every_public_renderer_is_covered():
               if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == render.__name__}
     covered = {"md_text", "partial_markdown", "answer_markdown", "with_answer_marked", "citation_chip",
                "best_checks", "support_spans", "highlighted", "meta_line", "paragraph_card",
-               "paragraphs_html", "cable_html", "error_html"}
+               "paragraphs_html", "cable_html", "cable_link", "references_html", "error_html"}
     assert public == covered

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -116,9 +117,11 @@ def test_json_is_the_cable_view_with_focus(demo_settings, capsys, parsed):
     code, out, _ = run(demo_settings, capsys, CABLE, "--json")
     assert code == 0
     cable = json.loads(out)
-    assert cable.keys() == {"id", "subject", "date", "origin", "classification", "tags", "paragraphs", "focus"}
+    assert cable.keys() == {"id", "subject", "date", "origin", "classification", "tags", "references",
+                            "referenced_by", "paragraphs", "focus"}
     assert (cable["id"], cable["subject"], cable["date"], cable["origin"], cable["classification"], cable["tags"]) == (
         CABLE, parsed.subject, parsed.date_iso, parsed.origin, parsed.classification, parsed.tags)
+    assert cable["references"] == [{"id": "09STATE87525", "in_index": False}] and cable["referenced_by"] == []
     assert cable["focus"] is None
     assert [(p["paragraph"], p["heading"], p["text"]) for p in cable["paragraphs"]] == [
         (p.number, p.heading, p.text) for p in parsed.paragraphs]
@@ -127,6 +130,42 @@ def test_json_is_the_cable_view_with_focus(demo_settings, capsys, parsed):
     window = json.loads(out)
     assert window["focus"] == 6 and [p["paragraph"] for p in window["paragraphs"]] == [5, 6, 7]
     assert window["paragraphs"][0]["section"] == "Ministry of Interior"
+
+
+def test_references_both_ways_come_after_the_metadata(demo_settings, capsys):
+    """Each reference is one line: its id, then date and subject when the index holds it. On the
+    demo, 09PHNOMPENH957's REF lines name five demo cables and 09PHNOMPENH953, which the demo
+    lacks; 09PHNOMPENH954 is named by four demo cables."""
+    demo = {c.id: c for c in map(read_cable_file, sorted(DEMO_DIR.glob("*.txt")))}
+
+    def listed(cable_id: str, label: str) -> list[str]:
+        code, out, err = run(demo_settings, capsys, f"{cable_id} ¶2")
+        assert code == 0 and err == "" and max(map(len, out.splitlines())) <= 100
+        head = out.split("\n\n")[0].splitlines()
+        labels = [line.split(":")[0] for line in head if not line.startswith(" ")]
+        assert labels[-3:] == ["Tags", "References", "Referenced by"]  # after the metadata, before ¶
+        at = next(i for i, line in enumerate(head) if line.startswith(f"{label}:"))
+        lines = [head[at]] + list(itertools.takewhile(lambda line: line.startswith(" " * 16), head[at + 1 :]))
+        return [line[16:] for line in lines]
+
+    refs = listed("09PHNOMPENH957", "References")
+    assert [line.split()[0] for line in refs] == demo["09PHNOMPENH957"].refs
+    assert "09PHNOMPENH953  (not in this index)" in refs
+    for line in refs:
+        cable = demo.get(line.split()[0])
+        if cable is None:
+            assert line.endswith("  (not in this index)")
+            continue
+        subject = line.split("  ", 2)[2]
+        assert line.startswith(f"{cable.id}  {cable.date_iso}  ") and flat(subject.rstrip("…")) in flat(cable.subject)
+    assert sum(line.endswith("(not in this index)") for line in refs) == 1
+
+    citing = sorted((c for c in demo.values() if "09PHNOMPENH954" in c.refs), key=lambda c: (c.date_iso, c.id))
+    assert [line.split()[:2] for line in listed("09PHNOMPENH954", "Referenced by")] == [
+        [c.id, c.date_iso] for c in citing] and len(citing) == 4
+
+    code, out, _ = run(demo_settings, capsys, CABLE)
+    assert "References:     09STATE87525  (not in this index)\nReferenced by:  —\n" in out
 
 
 @pytest.mark.parametrize("reference, message", [
