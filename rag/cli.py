@@ -81,14 +81,14 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_stats(args) -> int:
+    settings = settings_from(args)
+    if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
+        raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
     from rag.embed import get_encoder
     from rag.ingest import open_store
     from rag.rows import RowIndex
     from rag.stats import index_stats
 
-    settings = settings_from(args)
-    if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
-        raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
     stats = index_stats(open_store(settings, get_encoder(settings.encoder, settings.embed_batch_size, settings.device), create=False), RowIndex.at(settings))
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -125,14 +125,15 @@ def print_answer(answer) -> None:
 
 
 def cmd_ask(args) -> int:
-    from rag.demo import ensure_index
-    from rag.pipeline import Pipeline
-
     from rag.validate import check_question
 
+    # Bad input stops here, before the pipeline's imports.
     question = check_question(args.question)
     settings = settings_from(args)
     filters = filters_from(args)
+    from rag.demo import ensure_index
+    from rag.pipeline import Pipeline
+
     ensure_index(settings)
     answer = Pipeline(settings).ask(question, filters=filters)
     if args.json:

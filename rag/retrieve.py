@@ -182,7 +182,7 @@ def check_in_step(settings: Settings | None = None) -> None:
 def open_retriever(settings: Settings | None = None, mode: str | None = None) -> Retriever:
     """The retriever of the index of `settings`; StaleIndex when its sidecar is out of step."""
     settings = get_settings(settings)
-    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
+    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device, queries=True)
     store = Store(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
     return retriever_over(store, encoder, settings, mode)
 

@@ -1,6 +1,10 @@
-"""The encoders: the int8 ONNX MiniLM agrees with fp32, and an index refuses the other one."""
+"""The encoders: the fp32 ONNX copy equals sentence-transformers, the int8 ONNX MiniLM agrees
+with fp32, and an index refuses the other one."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +12,13 @@ import pytest
 
 from rag.cables import read_cable_file
 from rag.demo import DEMO_DIR
-from rag.embed import MINILM, MINILM_INT8, Encoder, get_encoder
+from rag.embed import MINILM, MINILM_INT8, Encoder, OnnxMiniLM, get_encoder, minilm_path
 from rag.errors import IndexMismatch
 from rag.ingest import ingest, open_store
+from rag.onnx_export import ensure_onnx, model_key, onnx_path
 from rag.retrieve import open_retriever
 from rag.settings import Settings
+from rag.text import split_sentences
 
 CABLES = ["09PHNOMPENH637", "06PHNOMPENH983"]
 
@@ -37,6 +43,114 @@ def paragraphs(n: int = 20) -> list[str]:
     texts.sort(key=len)
     step = max(1, len(texts) // n)
     return texts[::step][: n - 1] + [texts[-1]]
+
+
+def sentences(n: int = 120) -> list[str]:
+    """Real sentences of the demo cables, as the extractive answerer and the verifier encode them."""
+    texts = [s for p in paragraphs(40) for s in split_sentences(p)]
+    return texts[:: max(1, len(texts) // n)][:n]
+
+
+QUESTIONS = ["Who leads Cambodia's police TIP response?", "What did the embassy report about trafficking arrests?"]
+
+
+@pytest.fixture(scope="module")
+def st_encoder() -> Encoder:
+    encoder = get_encoder(MINILM, device="cpu")
+    assert not isinstance(encoder.model, OnnxMiniLM)
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def query_encoder() -> Encoder:
+    """The encoder `rag ask` uses: the fp32 ONNX copy, made in the user's cache if missing."""
+    encoder = get_encoder(MINILM, queries=True)
+    assert isinstance(encoder.model, OnnxMiniLM)
+    return encoder
+
+
+def test_the_onnx_copy_gives_sentence_transformers_vectors(st_encoder, query_encoder):
+    """Within 1e-5 of sentence-transformers on real paragraphs, sentences and questions, batched
+    and one at a time: an index built with sentence-transformers is queried without re-embedding."""
+    texts = paragraphs(40) + sentences() + QUESTIONS
+    a, b = st_encoder.encode_documents(texts), query_encoder.encode_documents(texts)
+    assert b.shape == a.shape == (len(texts), 384) and b.dtype == np.float32
+    assert np.abs(a - b).max() <= 1e-5
+    for q in QUESTIONS:
+        assert np.abs(st_encoder.encode_query(q) - query_encoder.encode_query(q)).max() <= 1e-5
+    assert (query_encoder.model_id, query_encoder.dimension) == (st_encoder.model_id, st_encoder.dimension)
+
+
+def test_ask_encodes_with_the_onnx_copy(demo_settings, query_encoder):
+    """The retriever's encoder, which the extractive answerer and the verifier share, is the fast one."""
+    from rag.pipeline import Pipeline
+
+    pipeline = Pipeline(demo_settings)
+    assert pipeline.retriever.encoder is query_encoder
+    assert pipeline.answerer.encoder is query_encoder and pipeline.verifier.encoder is query_encoder
+    answer = pipeline.ask(QUESTIONS[0])
+    assert not answer.refused and "Kang Sokhorn" in answer.text
+
+
+def test_the_onnx_copy_is_made_once_and_atomically(tmp_path, monkeypatch, query_encoder):
+    import torch
+
+    import rag.onnx_export
+
+    model_dir = minilm_path()
+    path = onnx_path(model_dir, tmp_path)
+    stale = tmp_path / "minilm-fp32-0.onnx.killed.tmp"  # left by an export killed an hour ago
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    running = tmp_path / "minilm-fp32-0.onnx.running.tmp"  # another process exporting now
+    running.write_bytes(b"half")
+
+    def killed(model, args, f, **kwargs):
+        Path(f).write_bytes(b"the first bytes of a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch.onnx, "export", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_onnx(model_dir, tmp_path)
+    assert not path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [running.name]
+
+    monkeypatch.undo()
+    assert ensure_onnx(model_dir, tmp_path) == path
+    made = path.stat()
+    texts = sentences(20)
+    assert np.abs(OnnxMiniLM(path, model_dir / "tokenizer.json").encode(texts)
+                  - query_encoder.encode_documents(texts)).max() <= 1e-5
+
+    def again(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(rag.onnx_export, "export", again)
+    assert ensure_onnx(model_dir, tmp_path) == path and path.stat().st_ino == made.st_ino
+
+
+def test_the_copy_is_keyed_by_the_model_files(tmp_path):
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_text("{}")
+    key = model_key(tmp_path)
+    assert model_key(tmp_path) == key
+    (tmp_path / "model.safetensors").write_text('{"other": "weights"}')
+    assert model_key(tmp_path) != key
+
+
+@pytest.mark.slow
+def test_processes_making_the_copy_at_once_each_leave_a_whole_one(tmp_path, query_encoder):
+    make = "import sys; from rag.embed import minilm_path; from rag.onnx_export import ensure_onnx; " \
+           "print(ensure_onnx(minilm_path(), __import__('pathlib').Path(sys.argv[1])))"
+    procs = [subprocess.Popen([sys.executable, "-c", make, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[1]) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    path = onnx_path(minilm_path(), tmp_path)
+    assert [p.returncode for p in procs] == [0, 0] and outs == [str(path)] * 2
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    texts = sentences(20)
+    assert np.abs(OnnxMiniLM(path, minilm_path() / "tokenizer.json").encode(texts)
+                  - query_encoder.encode_documents(texts)).max() <= 1e-5
 
 
 def test_model_ids_differ():
@@ -108,4 +222,5 @@ def test_an_unavailable_or_unknown_device_is_one_line(demo_settings, monkeypatch
             "rag: error: --device cuda, but torch sees no CUDA GPU: use --device cpu (or auto)"
     monkeypatch.setenv("RAG_DEVICE", "gpu")
     assert main(["ask", "Who leads Cambodia's police TIP response?", "--index", str(demo_settings.index_dir)]) == 1
-    assert capsys.readouterr().err.strip() == "rag: error: unknown device 'gpu': choose one of auto, cpu, cuda"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rag: error: RAG_DEVICE='gpu' is not one of auto, cpu, cuda"), err
