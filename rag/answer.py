@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import groupby
 from importlib import util as importlib_util
 from pathlib import Path
@@ -103,25 +104,37 @@ class ExtractiveAnswerer:
     # whether they answer, its first paragraph earns trust: on dev, 0.6 against the former 0.2
     # raised citation precision 0.56 → 0.69 for citation recall 0.75 → 0.71 (evals/RESULTS.md).
     PRIOR = 0.6
+    # Paragraphs whose sentence vectors are kept (~9 KiB each): encoding the sentences of the top
+    # paragraphs was ~0.16 s of a 0.22 s answer, and popular questions bring the same paragraphs back.
+    CACHED_PARAGRAPHS = 4096
 
     def __init__(self, encoder: Encoder):
         self.encoder = encoder
+        # Keyed by the paragraph's text, which alone decides its sentences and their vectors: an
+        # entry stays right across generations of the index. lru_cache is safe to share between
+        # threads (two that miss at once both encode, and get equal vectors).
+        self.sentence_vectors = lru_cache(maxsize=self.CACHED_PARAGRAPHS)(self._encode_sentences)
+
+    @staticmethod
+    def _sentences(text: str) -> list[tuple[int, str]]:
+        """(position, sentence) of a paragraph's sentences, those that read as instructions left out."""
+        return [(pos, s) for pos, s in enumerate(split_sentences(text)) if not is_injection(s)]
+
+    def _encode_sentences(self, text: str) -> np.ndarray:
+        """The vectors of a paragraph's candidate sentences, in one encoder call of their own, so
+        they are the same whatever else is being answered; read-only, since answers share them."""
+        vectors = self.encoder.encode_documents([s for _, s in self._sentences(text)])
+        vectors.flags.writeable = False
+        return vectors
 
     def candidates(self, hits: list[Hit]) -> list[Sentence]:
-        return [
-            Sentence(rank, pos, s)
-            for rank, hit in enumerate(hits[: self.PARAGRAPHS])
-            for pos, s in enumerate(split_sentences(hit.text))
-            if not is_injection(s)
-        ]
+        return [Sentence(rank, pos, s) for rank, hit in enumerate(hits[: self.PARAGRAPHS])
+                for pos, s in self._sentences(hit.text)]
 
-    def score(self, question: str, sentences: list[Sentence], typed: np.ndarray,
-              vectors: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """`typed`: self.typed of the sentences; `vectors`: embeddings already made of the
-        question and the sentences, by text."""
-        texts = [question] + [s.text for s in sentences]
-        matrix = np.stack([vectors[t] for t in texts]) if vectors else self.encoder.encode_documents(texts)
-        sims = matrix[1:] @ matrix[0]
+    def score(self, question: str, sentences: list[Sentence], typed: np.ndarray, hits: list[Hit]) -> np.ndarray:
+        """`typed`: self.typed of the sentences, the candidates of `hits`."""
+        matrix = np.concatenate([self.sentence_vectors(hit.text) for hit in hits[: self.PARAGRAPHS]])
+        sims = matrix @ self.encoder.encode_query(question)
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])
         prior = np.array([1.0 / (1 + 0.5 * s.hit_rank) for s in sentences])
@@ -135,13 +148,12 @@ class ExtractiveAnswerer:
         return np.array([bool(asked.wants) and holds_answer_type(asked, strip_markings(s.text), asked_words)
                          for s in sentences])
 
-    def pick(self, question: str, hits: list[Hit], vectors: dict[str, np.ndarray] | None = None
-             ) -> tuple[list[tuple[Sentence, float]], float]:
+    def pick(self, question: str, hits: list[Hit]) -> tuple[list[tuple[Sentence, float]], float]:
         sentences = self.candidates(hits)
         if not sentences:
             return [], 0.0
         typed = self.typed(question, sentences)
-        scores = self.score(question, sentences, typed, vectors)
+        scores = self.score(question, sentences, typed, hits)
         order = [int(i) for i in np.argsort(-scores)]
         best = float(scores[order[0]])
         top = sentences[order[0]]
@@ -166,13 +178,11 @@ class ExtractiveAnswerer:
 
     def stream_parts(self, parts: list[tuple[str, list[Hit]]]) -> Iterator[str]:
         """A question in several parts, each with its own paragraphs: the best sentences for
-        each part, the sentences of one paragraph quoted together under its one tag."""
-        # Every part's question and candidate sentences in one encoder call: parts share paragraphs.
-        texts = list(dict.fromkeys(t for question, hits in parts for t in [question] + [s.text for s in self.candidates(hits)]))
-        vectors = dict(zip(texts, self.encoder.encode_documents(texts)))
+        each part, the sentences of one paragraph quoted together under its one tag (parts often
+        share paragraphs, whose sentences are then encoded once)."""
         quoted: dict[Citation, dict[int, str]] = {}  # paragraph → its sentences by position, in first-use order
         for question, hits in parts:
-            picked, _ = self.pick(question, hits, vectors)
+            picked, _ = self.pick(question, hits)
             for s, _ in picked:
                 quoted.setdefault(hits[s.hit_rank].citation, {})[s.position] = strip_markings(s.text)
         if not quoted:
