@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from contextlib import closing
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
@@ -205,15 +207,19 @@ class ExtractiveAnswerer:
 
 
 class LlamaIndexAnswerer:
-    """Any llama-index LLM, prompted to cite; streams when the LLM does."""
+    """Any llama-index LLM, prompted to cite; streams when the LLM does. An answer that takes
+    longer than `timeout` seconds stops: the openai backend's client enforces it on each request,
+    and the stream is given up between tokens, which is the only check llama.cpp in process
+    allows (its evaluation of the prompt cannot be interrupted)."""
 
     can_stream = True
     wants_standalone = True
     answers_parts = False
 
-    def __init__(self, llm, name: str):
+    def __init__(self, llm, name: str, timeout: float = 120.0):
         self.llm = llm
         self.name = name
+        self.timeout = timeout
 
     def messages(self, question: str, hits: list[Hit]):
         from llama_index.core.llms import ChatMessage, MessageRole
@@ -227,10 +233,14 @@ class LlamaIndexAnswerer:
         if not hits:
             yield REFUSAL
             return
+        deadline = time.monotonic() + self.timeout
         try:
-            for chunk in self.llm.stream_chat(self.messages(question, hits)):
-                if chunk.delta:
-                    yield chunk.delta
+            with closing(self.llm.stream_chat(self.messages(question, hits))) as chunks:
+                for chunk in chunks:
+                    if chunk.delta:
+                        yield chunk.delta
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"no answer within {self.timeout:g} s (RAG_LLM_TIMEOUT)")
         except Exception as exc:  # network and server errors reach the user as one line
             raise RagError(f"the {self.name} backend failed: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
@@ -256,7 +266,7 @@ def openai_llm(settings: Settings):
         is_chat_model=True,
         temperature=0.0,
         max_tokens=300,
-        timeout=120,
+        timeout=settings.llm_timeout,
         max_retries=1,
     )
 
@@ -279,7 +289,7 @@ def get_answerer(settings: Settings | None, encoder: Encoder) -> Answerer:
     if settings.llm == "extractive":
         return ExtractiveAnswerer(encoder)
     if settings.llm == "openai":
-        return LlamaIndexAnswerer(openai_llm(settings), "openai")
+        return LlamaIndexAnswerer(openai_llm(settings), "openai", settings.llm_timeout)
     if settings.llm == "llamacpp":
-        return LlamaIndexAnswerer(llamacpp_llm(settings), "llamacpp")
+        return LlamaIndexAnswerer(llamacpp_llm(settings), "llamacpp", settings.llm_timeout)
     raise RagError(f"unknown --llm {settings.llm!r}: choose one of {', '.join(BACKENDS)}")

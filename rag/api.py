@@ -1,6 +1,8 @@
 """The JSON API under /api: ask, check, cables, health, and its schema (openapi.json), all behind the
 login when there is one. Each route calls the `Service`; errors become one-line JSON with a 4xx
-status (503 while the index is not open).
+status (503 while the index is not open, or with Retry-After when a question waited too long for
+its turn). Questions wait and are answered in the service's own threads (`Service.run`), and
+health and the login check run on the event loop, so neither waits behind questions.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from rag.errors import RagError
 from rag.filters import Filters
-from rag.service import HISTORY_TURNS, CableNotFound, NotReady, Service
+from rag.service import HISTORY_TURNS, Busy, CableNotFound, NotReady, Service
 from rag.validate import MAX_QUESTION, check_question
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ def basic_auth(credentials: tuple[str, str] | None):
     gradio's login protects only the UI."""
     security = HTTPBasic(auto_error=False)
 
-    def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
+    async def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
         if credentials is None:
             return
         ok = given is not None and secrets.compare_digest(given.username.encode(), credentials[0].encode()) \
@@ -64,16 +66,16 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
     router = APIRouter(prefix="/api", dependencies=[Depends(basic_auth(credentials))])
 
     @router.post("/ask")
-    def ask(request: AskRequest) -> dict:
+    async def ask(request: AskRequest) -> dict:
         """Answer a question; the answer, its checked citations, the cited paragraphs, timings."""
         history = [t.model_dump() for t in request.history][-HISTORY_TURNS:]
         question, filters = check_question(request.question), Filters.parse(request.filters)
-        return service.ask(question, history, filters, request.llm).to_json()
+        return (await service.run(service.ask, question, history, filters, request.llm)).to_json()
 
     @router.post("/check")
-    def check(request: CheckRequest) -> dict:
+    async def check(request: CheckRequest) -> dict:
         """Check a text's cable citations, claim by claim, as `rag check --json` does."""
-        return service.check(request.text).to_json()
+        return (await service.run(service.check, request.text)).to_json()
 
     @router.get("/cables/{cable_id:path}")
     def cable(cable_id: str) -> dict:
@@ -82,7 +84,7 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
         return service.cable(cable_id)
 
     @router.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return service.health()
 
     @router.get("/openapi.json", include_in_schema=False)
@@ -102,6 +104,10 @@ def error_responses(app: FastAPI) -> None:
     statuses = ((CableNotFound, 404), (NotReady, 503), (RagError, 400))
     for exc_type, status in statuses:
         app.add_exception_handler(exc_type, lambda _r, exc, s=status: JSONResponse({"detail": str(exc)}, status_code=s))
+
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -37,7 +37,7 @@ from rag.answer import BACKENDS
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.pipeline import Answer, paragraph_json
-from rag.service import HISTORY_TURNS, NotReady, Service
+from rag.service import HISTORY_TURNS, Busy, NotReady, Service
 from rag.settings import Settings
 from rag.validate import check_question
 
@@ -175,7 +175,7 @@ def openai_app(service: Service, credentials: tuple[str, str] | None = None) -> 
         return model(name)
 
     @app.post("/chat/completions")
-    def chat_completions(request: ChatRequest):
+    async def chat_completions(request: ChatRequest):
         backend = models(service.settings).get(request.model)
         if backend is None:
             raise unknown_model(request.model, service.settings)
@@ -184,7 +184,7 @@ def openai_app(service: Service, credentials: tuple[str, str] | None = None) -> 
             filters = Filters.parse(request.filters)
         except RagError as exc:
             raise OpenAIError(400, str(exc), param="filters") from None
-        answer = service.ask(question, history, filters, backend)
+        answer = await service.run(service.ask, question, history, filters, backend)  # out of the default pool
         reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": request.model}
         if request.stream:
             return StreamingResponse(chunks(reply, answer), media_type="text/event-stream",
@@ -238,6 +238,10 @@ def openai_errors(app: FastAPI) -> None:
     @app.exception_handler(NotReady)
     async def not_ready(_request: Request, exc: NotReady) -> JSONResponse:
         return reply(503, str(exc), type="server_error", code="not_ready")
+
+    @app.exception_handler(Busy)
+    async def busy(_request: Request, exc: Busy) -> JSONResponse:
+        return reply(503, str(exc), type="server_error", code="busy", headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RagError)
     async def rag_error(_request: Request, exc: RagError) -> JSONResponse:

@@ -6,6 +6,7 @@ code path, so what the evaluation measures is what users get.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
@@ -83,6 +84,13 @@ class Pipeline:
         self.ranker = ranker or Ranker(load_model("ranker.json") if self.settings.rank else None)
         # The evidence model reads the ranker's scores: without the ranker only the stated checks run.
         self.evidence = evidence or EvidenceCheck(load_model("evidence.json") if self.settings.rank else None)
+
+    def over(self, retriever: Retriever) -> Pipeline:
+        """This pipeline over another retriever (a newer generation of the index), sharing the
+        backend, the verifier and the models instead of building them again."""
+        moved = copy.copy(self)
+        moved.retriever = retriever
+        return moved
 
     @property
     def llm(self):

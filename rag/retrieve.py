@@ -4,7 +4,7 @@ A cable id in the question pulls that cable's paragraphs in. An optional cross-e
 given as a local model path, reranks the fused list.
 
 The BM25 sidecar's rows name chunks by id, so it is opened only when it was built from the
-store's current generation (rag.store), and loaded whole: see `open_retriever` and `refresh`.
+store's current generation (rag.store), and loaded whole: see `open_retriever` and `Retriever.newer`.
 """
 
 from __future__ import annotations
@@ -121,19 +121,22 @@ class Retriever:
         hits = self.store.get(self.lexical.ids_of_cables([cable_id]))
         return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
 
-    def refresh(self) -> bool:
-        """Move to the sidecar of the store's current generation once an ingest has built it;
-        until then the loaded one stays (every hit's text is still read from the store, so an
-        answer cites only what the store holds). True when it moved. The caller makes sure no
-        search is running, so that no search sees two sidecars."""
+    def newer(self) -> Retriever | None:
+        """A retriever over the sidecar of the store's current generation, once an ingest has
+        built it; None while this one's is current or the next is not built yet (every hit's
+        text is read from the store, so until then an answer still cites only what the store
+        holds). A retriever never changes its sidecar: searches running on this one finish on
+        it, whoever moves on."""
         generation = self.store.generation
         if generation == self.lexical.generation:
-            return False
+            return None
         fresh = RowIndex(self.lexical.path)
         if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
-            return False
-        self.lexical = fresh
-        return True
+            return None
+        moved = replace(self, lexical=fresh)
+        if "reranker" in self.__dict__:  # the loaded cross-encoder moves along, not loaded again
+            moved.__dict__["reranker"] = self.reranker
+        return moved
 
     def search(self, question: str, k: int = 10, filters: Filters = Filters(), vector=None) -> list[Hit]:
         """The `k` best paragraphs; `vector` is the question's embedding when the caller has it."""

@@ -1,19 +1,29 @@
-"""The service behind the chat UI and the JSON API: the index, one `Pipeline` per LLM backend,
-and the lock that serialises answers.
+"""The service behind the chat UI and the APIs: the index, one `Pipeline` per LLM backend, and
+the queue that lets a bounded number of answers run at once.
 
-`Service.load` opens the index (building the demo index first when there is none), `ask` and
-`stream` answer under the lock, moving to a newer generation of the index between answers,
-`check` checks a text's citations (`rag check`) under the same lock, and `cable` and `health`
-serve the cable view and the status. The UI and the API only call this.
+`Service.load` opens the index (building the demo index first when there is none) and builds
+every backend the settings configure. `ask` and `stream` answer, and `check` checks a text's
+citations (`rag check`), each from one generation of the index: the newest when it starts. They
+run concurrently, each backend's at most RAG_WORKERS at a time (llamacpp's one); a question that
+waits longer than RAG_QUEUE_TIMEOUT for its turn is refused with `Busy`. `cable` and `health`
+serve the cable view and the status and never wait. The UI and the APIs only call this.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import queue
 import threading
 import time
-from typing import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import anyio.to_thread
+from anyio import CapacityLimiter
 
 from rag.answer import BACKENDS
 from rag.check import Checker, Report, check_text
@@ -34,6 +44,15 @@ log = logging.getLogger(__name__)
 # Turns of history sent to the condense step: the last exchange carries the context a
 # follow-up needs, and a longer transcript only slows an LLM down.
 HISTORY_TURNS = 6
+# Threads that web requests wait and answer in (`Service.run`): apart from the server's default
+# pool of 40, which health, cables and static files use, so a queue of questions never holds
+# those up. Enough for every question waiting its turn; the queue timeout bounds how long.
+REQUEST_THREADS = 256
+# Asked once when the index opens, so that the models and lazily loaded parts load then, and not
+# in the first requests, all at once.
+WARM_UP = "Who leads Cambodia's police TIP response?"
+
+T = TypeVar("T")
 
 
 class CableNotFound(RagError):
@@ -44,32 +63,74 @@ class NotReady(RagError):
     """The index is still being built, or failed to open."""
 
 
-class Service:
-    """The index and one `Pipeline` per LLM backend, sharing one retriever.
+class Busy(RagError):
+    """A question waited longer than the queue timeout for its turn."""
 
-    Pipeline calls run one at a time under `lock`: the pipeline is not proven thread-safe, and
-    on a small machine concurrent answers would only share the same cores.
-    """
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One generation of the index and what is read from it: a pipeline per backend, all over
+    one retriever, the index's stats and the filter choices. Never changed once made: a newer
+    generation is a new Snapshot swapped in whole, and answers begun on this one finish on it."""
+
+    pipelines: dict[str, Pipeline]
+    stats: dict
+    choices: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, pipelines: dict[str, Pipeline]) -> Snapshot:
+        retriever = next(iter(pipelines.values())).retriever
+        # The filter dropdowns offer what the index holds.
+        return cls(pipelines, index_stats(retriever.store, retriever.lexical), retriever.lexical.vocabulary())
+
+    def newer(self) -> Snapshot | None:
+        """The snapshot of the store's current generation, once an ingest has built its sidecar."""
+        retriever = next(iter(self.pipelines.values())).retriever.newer()
+        if retriever is None:
+            return None
+        return Snapshot.of({name: pipeline.over(retriever) for name, pipeline in self.pipelines.items()})
+
+
+class Service:
+    """The index and one `Pipeline` per configured backend, sharing one retriever; answers run
+    concurrently (the pipeline shares only read-only state and thread-safe caches), at most
+    `workers` per backend at a time."""
 
     def __init__(self, settings: Settings | None = None):
         self.settings = get_settings(settings)
-        self.lock = threading.Lock()
         self.ready = threading.Event()
         self.error = ""
         self.started = time.monotonic()
-        self.stats: dict = {}
-        self.choices: dict[str, list[str]] = {"origins": [], "classifications": [], "tags": []}
-        self._pipelines: dict[str, Pipeline] = {}
+        self.snapshot: Snapshot | None = None
+        # Backends the settings do not make usable, and why (a request naming one gets that line).
+        self.unavailable: dict[str, str] = {}
+        self.workers = self.settings.workers or 2 * cores()
+        # A llama.cpp model answers one prompt at a time: its context is not thread-safe.
+        self._turns = {name: threading.BoundedSemaphore(1 if name == "llamacpp" else self.workers)
+                       for name in BACKENDS}
+        self._switching = threading.Lock()
+        self.threads = CapacityLimiter(REQUEST_THREADS)
 
     def load(self) -> None:
-        """Open the index, building the demo index first when there is none. Failures are kept
-        in `error` for the status line and the API, since this usually runs in a thread."""
+        """Open the index, building the demo index first when there is none, and build every
+        backend the settings configure. Failures are kept in `error` for the status line and the
+        API, since this usually runs in a thread."""
         try:
             ensure_index(self.settings)
-            pipeline = Pipeline(self.settings)
-            self._pipelines[self.settings.llm] = pipeline
-            self.stats = index_stats(pipeline.retriever.store, pipeline.retriever.lexical)
-            self.choices = filter_choices(pipeline)
+            default = Pipeline(self.settings)
+            pipelines = {self.settings.llm: default}
+            for name in BACKENDS:
+                if name not in pipelines:
+                    try:
+                        pipelines[name] = self._build(name, default)
+                    except RagError as exc:
+                        self.unavailable[name] = str(exc)
+            pipelines["extractive"].ask(WARM_UP)
+            self.snapshot = Snapshot.of(pipelines)
             self.ready.set()
         except RagError as exc:
             self.error = str(exc)
@@ -83,55 +144,94 @@ class Service:
         if not self.ready.is_set():
             raise NotReady("the index is still being built; try again in a minute")
 
+    def _build(self, name: str, default: Pipeline) -> Pipeline:
+        """The pipeline of another backend than the default, over the default's retriever. An
+        in-process llama.cpp model is loaded only when RAG_LLM_MODEL names one: the bundled small
+        model would cost memory and start-up time to every server that never uses it."""
+        if name == "llamacpp" and not self.settings.llm_model:
+            raise RagError("the llamacpp backend needs a local GGUF file: --model PATH (or RAG_LLM_MODEL)")
+        return Pipeline(self.settings.with_(llm=name), retriever=default.retriever,
+                        ranker=default.ranker, evidence=default.evidence)
+
+    @property
+    def stats(self) -> dict:
+        return self.snapshot.stats if self.snapshot else {}
+
+    @property
+    def choices(self) -> dict[str, list[str]]:
+        return self.snapshot.choices if self.snapshot else {"origins": [], "classifications": [], "tags": []}
+
     @property
     def default(self) -> Pipeline:
         self.require_ready()
-        return self._pipelines[self.settings.llm]
+        return self.snapshot.pipelines[self.settings.llm]
 
     @property
     def can_stream(self) -> bool:
         return self.default.answerer.can_stream
 
-    def _pipeline(self, llm: str | None) -> Pipeline:
-        """The pipeline for backend `llm`, built on first use; the caller holds `lock`."""
+    def backend(self, llm: str | None) -> str:
+        """The backend a request names (None: the default), checked: one built at start-up."""
         name = llm or self.settings.llm
         if name not in BACKENDS:
             raise RagError(f"unknown llm {name!r}: choose one of {', '.join(BACKENDS)}")
-        if name not in self._pipelines:
-            self._pipelines[name] = Pipeline(self.settings.with_(llm=name), retriever=self.default.retriever)
-        return self._pipelines[name]
+        self.require_ready()
+        if name in self.unavailable:
+            raise RagError(f"llm {name!r} is not available on this server: {self.unavailable[name]}")
+        return name
+
+    def _current(self) -> Snapshot:
+        """The newest snapshot, moved to a newer generation of the index once an ingest has built
+        its sidecar. One request at a time looks (a read of the store's generation); the others
+        go on with the snapshot there is, so none waits for the switch."""
+        if self._switching.acquire(blocking=False):
+            try:
+                newer = self.snapshot.newer()
+                if newer is not None:
+                    self.snapshot = newer
+            finally:
+                self._switching.release()
+        return self.snapshot
+
+    @contextmanager
+    def _turn(self, backend: str) -> Iterator[Snapshot]:
+        """The snapshot to answer from, once one of `backend`'s workers is free: waited for at
+        most RAG_QUEUE_TIMEOUT seconds, then `Busy`."""
+        timeout = self.settings.queue_timeout
+        turns = self._turns[backend]
+        if not turns.acquire(timeout=timeout):
+            raise Busy(f"the server is busy: no {backend} worker was free for {timeout:g} s; try again shortly",
+                       retry_after=max(1, math.ceil(timeout)))
+        try:
+            yield self._current()
+        finally:
+            turns.release()
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """`call(*args)` (an ask, a check) from async code, in the threads kept for requests
+        that may wait their turn (REQUEST_THREADS), never in the server's default pool."""
+        return await anyio.to_thread.run_sync(partial(call, *args), limiter=self.threads)
 
     def ask(self, question: str, history: list[dict] | None = None, filters: Filters = Filters(),
             llm: str | None = None) -> Answer:
         question = check_question(question)
-        self.require_ready()
-        with self.lock:
-            self._refresh()
-            return self._pipeline(llm).ask(question, history or None, filters)
-
-    def _refresh(self) -> None:
-        """Move every pipeline (they share one retriever) to a newer generation of the index once
-        an ingest has finished it: between answers, so each answer reads one generation. The
-        caller holds `lock`."""
-        retriever = self.default.retriever
-        if retriever.refresh():
-            self.stats = index_stats(retriever.store, retriever.lexical)
-            self.choices = filter_choices(self.default)
+        backend = self.backend(llm)
+        with self._turn(backend) as snapshot:
+            return snapshot.pipelines[backend].ask(question, history or None, filters)
 
     def stream(self, question: str, history: list[dict] | None = None,
                filters: Filters = Filters()) -> Iterator[str | Answer]:
-        """`Pipeline.stream`, run to completion by a worker thread: a browser that goes away
-        mid-answer then never leaves the lock held."""
+        """`Pipeline.stream` of the default backend, run to completion by a worker thread: a
+        browser that goes away mid-answer then never leaves its turn held."""
         question = check_question(question)
-        self.require_ready()
+        backend = self.backend(None)
         items: queue.Queue = queue.Queue()
         done = object()
 
         def work() -> None:
             try:
-                with self.lock:
-                    self._refresh()
-                    for item in self._pipeline(None).stream(question, history or None, filters):
+                with self._turn(backend) as snapshot:
+                    for item in snapshot.pipelines[backend].stream(question, history or None, filters):
                         items.put(item)
             except Exception as exc:  # noqa: BLE001 — re-raised in the consumer
                 items.put(exc)
@@ -156,9 +256,9 @@ class Service:
         """`rag check` for a text: every claim and citation checked against the index."""
         text = check_text(text)
         self.require_ready()
-        with self.lock:
-            self._refresh()
-            pipeline = self.default
+        # Retrieval and the verifier's encoder: the work of an extractive answer, in its queue.
+        with self._turn("extractive") as snapshot:
+            pipeline = snapshot.pipelines[self.settings.llm]
             return Checker(pipeline.retriever, pipeline.verifier).check(text)
 
     def health(self) -> dict:
@@ -184,9 +284,8 @@ class Service:
             return "working"
 
 
-def filter_choices(pipeline: Pipeline) -> dict[str, list[str]]:
-    """Values the filter dropdowns offer: what the index holds."""
-    return pipeline.retriever.lexical.vocabulary()
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def cable_view(retriever: Retriever, cable_id: str) -> dict | None:

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import RagError
@@ -38,6 +38,18 @@ Device = Literal["auto", "cpu", "cuda"]
 Retrieval = Literal["dense", "bm25", "hybrid"]
 Backend = Literal["extractive", "openai", "llamacpp"]
 DEVICES, RETRIEVALS, BACKENDS = get_args(Device), get_args(Retrieval), get_args(Backend)
+
+
+def _rate_limit(value: str) -> str:
+    """A rate in the notation of the `limits` package ("30/minute", "5 per second"), or empty."""
+    if value.strip():
+        from limits import parse
+
+        parse(value)
+    return value.strip()
+
+
+RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
 
 def setting(env: str, default: Any, description: str, **field: Any) -> Any:
@@ -65,7 +77,8 @@ class Settings(BaseSettings):
         "RAG_EMBED_TOKENS", 2048, "Padded word pieces per forward pass: texts are length-sorted, then cut into batches "
         "of at most this many tokens (and RAG_EMBED_BATCH texts); on a 2-core CPU ~2k tokens keep the activations in "
         "cache (bench/ingest_bench.py).")
-    threads: Count = setting("RAG_THREADS", 0, "Intra-op threads of the int8 encoder; 0 = one per core.")
+    threads: Count = setting("RAG_THREADS", 0, "Intra-op threads of the encoder's ONNX graph; 0 = one per core, but "
+                             "one under `rag serve`, whose answers run side by side.")
     ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
                                 "length-sorted encoding removes most padding, small enough that a kill loses little.")
     retrieval: Retrieval = setting("RAG_RETRIEVAL", "hybrid", "How paragraphs are found: dense (embeddings), bm25 "
@@ -83,6 +96,8 @@ class Settings(BaseSettings):
                            "OpenAI-compatible server) or llamacpp (a local GGUF file).")
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
     llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
+    llm_timeout: float = setting("RAG_LLM_TIMEOUT", 120.0, "Seconds an LLM backend may take to answer: the openai "
+                                 "backend's request timeout; llamacpp stops generating once past it.", gt=0)
     auth: str = setting("RAG_AUTH", "", "USER:PASSWORD that `rag serve` requires (HTTP Basic for the API and its "
                         "schema, the login page for the chat); `--auth-file PATH` reads it from a file instead; "
                         "empty = no login.", repr=False)
@@ -91,6 +106,12 @@ class Settings(BaseSettings):
                                  "(a DNS-rebinding page cannot reach the loopback server).")
     max_body: int = setting("RAG_MAX_BODY", 1_048_576, "Largest request body `rag serve` accepts, in bytes; a "
                             "larger one is a 413 before it is read.")
+    workers: Count = setting("RAG_WORKERS", 0, "Questions the server answers at once per backend (llamacpp: one, "
+                             "its model is not thread-safe); the others wait their turn; 0 = two per core.")
+    queue_timeout: float = setting("RAG_QUEUE_TIMEOUT", 30.0, "Seconds a question may wait for its turn on the "
+                                   "server; past that it is a 503 with Retry-After.", ge=0)
+    rate_limit: RateLimit = setting("RAG_RATE_LIMIT", "", "Questions one client address may ask the server's APIs, "
+                                    "e.g. 30/minute; more are a 429 with Retry-After; empty = no limit.")
 
     def __init__(self, **values: Any):
         """Keyword values first, then the RAG_* variables, then the defaults."""
@@ -129,6 +150,8 @@ def _one_line(exc: ValidationError) -> RagError:
     choices = get_args(field.annotation) if getattr(field.annotation, "__origin__", None) is Literal else ()
     kind = "one of " + ", ".join(choices) if choices else {int: "a whole number", float: "a number"}.get(
         field.annotation, "valid")
+    if bound := {"greater_than": "over", "greater_than_equal": "at least"}.get(error["type"]):
+        kind = f"{bound} {next(iter(error['ctx'].values()))}"
     return RagError(f"{source}={error.get('input')!r} is not {kind}: {field.description}")
 
 

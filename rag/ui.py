@@ -257,7 +257,10 @@ class ChatUI:
             chat_outputs = [chatbot, turns, question, cited, status, tabs]
             chat_inputs = [question, turns, origin, classification, tag, date_from, date_to]
             for trigger in (question.submit, ask.click):
-                trigger(self.respond, chat_inputs, chat_outputs, show_progress="minimal")
+                # As many at once as the service answers (gradio's default is one); the rest wait
+                # in gradio's queue, which shows their place, not in threads the server shares.
+                trigger(self.respond, chat_inputs, chat_outputs, show_progress="minimal",
+                        concurrency_limit=self.service.workers, concurrency_id="answer")
             for trigger in (cable_box.submit, open_button.click):
                 trigger(self.open_cable, [cable_box], [cable_view, tabs]).then(None, js=SCROLL_JS)
             for trigger in (new.click, chatbot.clear):

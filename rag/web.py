@@ -3,12 +3,14 @@
 `python app.py` and `rag serve` call `serve()`. One FastAPI app holds the API (`rag.api`, under
 /api), the OpenAI-compatible API (`rag.openai_api`, mounted at /v1) and the chat UI (`rag.ui`,
 gradio, mounted at /); all answer through one `Service` (`rag.service`), which owns the
-pipelines and serialises calls to them.
+pipelines and queues the questions.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import threading
 import time
@@ -103,18 +105,48 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def refuse(self, send: Send) -> None:
-        content = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": content})
+        await send_json(send, 413, f"request body over {self.limit} bytes", [(b"connection", b"close")])
+
+
+class RateLimit:
+    """At most `limit` ("30/minute", in the `limits` package's notation) questions per client
+    address: POSTs under /api and /v1 (asks, checks, chat completions). One more is a 429 with
+    Retry-After and one line of JSON. Health, cables and the page are not counted."""
+
+    PATHS = ("/api/", "/v1/")
+
+    def __init__(self, app: ASGIApp, limit: str):
+        from limits import parse, storage, strategies
+
+        self.app, self.text = app, limit
+        self.limit = parse(limit)
+        self.window = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(self.PATHS):
+            client = (scope.get("client") or ("unknown",))[0]
+            if not self.window.hit(self.limit, client):
+                reset = self.window.get_window_stats(self.limit, client).reset_time
+                retry = max(1, math.ceil(reset - time.time()))
+                return await send_json(send, 429, f"rate limit of {self.text} exceeded; retry in {retry} s",
+                                       [(b"retry-after", str(retry).encode())])
+        await self.app(scope, receive, send)
+
+
+async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+    """A response of one line of JSON, {"detail": …}, sent by a middleware before the app runs."""
+    content = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": content})
 
 
 def create_app(service: Service, credentials: tuple[str, str] | None = None, hosts: list[str] | None = None,
                max_body: int | None = None) -> FastAPI:
     """One FastAPI app: the JSON API under /api, the OpenAI-compatible API under /v1, the chat UI
     at /. Only requests whose Host is one of `hosts` (default: loopback) are answered, and no
-    body over `max_body` bytes is read."""
+    body over `max_body` bytes is read; RAG_RATE_LIMIT, when set, limits each client's questions."""
     # No Swagger page: it loads its scripts from a CDN, and the app must work offline. The schema
     # is served by the API's router, behind its login.
     app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url=None)
@@ -123,6 +155,8 @@ def create_app(service: Service, credentials: tuple[str, str] | None = None, hos
     app.mount("/v1", openai_app(service, credentials))
     app = mount_ui(app, service, credentials)
     app.add_middleware(BodyLimit, limit=max_body if max_body is not None else service.settings.max_body)
+    if service.settings.rate_limit:
+        app.add_middleware(RateLimit, limit=service.settings.rate_limit)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or allowed_hosts(), www_redirect=False)
     return app
 
@@ -134,6 +168,12 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     settings = get_settings(settings)
     credentials = login(settings, auth)
     check_in_step(settings)  # a sidecar out of step stops the server here, with the repair, not in a page
+    if not settings.threads:
+        # Answers run side by side, so each encoder call gets one thread: intra-op threads spinning
+        # against the other answers' waste the cores (bench/README.md: CPU per answer -30 %).
+        os.environ["RAG_THREADS"] = "1"
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        settings = settings.with_(threads=1)
     service = Service(settings)
     threading.Thread(target=service.load, name="index", daemon=True).start()
     hosts = allowed_hosts(host, settings.allowed_hosts)

@@ -162,18 +162,21 @@ def test_stored_chunks_are_found_by_id_through_the_row_index(corpus, indexed):
     assert retriever.cable("09NOWHERE1") == []
 
 
-def test_a_running_retriever_keeps_its_generation_until_it_moves_to_the_next(corpus, indexed):
+def test_a_running_retriever_keeps_its_generation_and_the_next_is_a_new_one(corpus, indexed):
     retriever = open_retriever(indexed)
     before = retriever.lexical.generation
     rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang S.")
     write_without_rebuilding(corpus, indexed)
-    assert not retriever.refresh()  # the ingest has not built the next sidecar yet
+    assert retriever.newer() is None  # the ingest has not built the next sidecar yet
     ingest([corpus], indexed, progress=False)  # builds it, and removes the directory of the old one
 
     old_ids = {h.chunk_id for h in retriever.search("Kang Sokhorn police", 5)}
     assert retriever.lexical.generation == before and old_ids  # the old files, still mapped
-    assert retriever.refresh() and retriever.lexical.generation == retriever.store.generation
-    assert any("Kang S." in h.text for h in retriever.search("Kang S. police", 5))
+    moved = retriever.newer()
+    assert moved.lexical.generation == moved.store.generation != before
+    assert retriever.lexical.generation == before  # searches running on the old one finish on it
+    assert any("Kang S." in h.text for h in moved.search("Kang S. police", 5))
+    assert moved.newer() is None
 
 
 def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answers(corpus, indexed):
