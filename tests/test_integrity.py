@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -196,6 +197,78 @@ def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answ
     assert retriever.lexical is not before and retriever.lexical.generation == retriever.store.generation
     assert any("Kang Sokhorn (KS)" in h.text for h in answer.hits)
     assert service.cable(TIP_CABLE)["paragraphs"][0]["paragraph"] == 1
+
+
+def test_answers_during_a_generation_switch_each_read_one_generation(corpus, indexed, monkeypatch):
+    """One answer held between retrieval and ranking while an ingest builds the next generation,
+    and others asked in a loop all along: each answer reads the sidecar of one generation only,
+    the held one the old generation to its end, those after the switch the new one."""
+    from rag.service import Service
+
+    service = Service(indexed.with_(workers=4, queue_timeout=300.0))
+    service.load()
+    old = service.default.retriever.lexical.generation
+    read = threading.local()  # the sidecar generations the answer in this thread has read
+
+    def recording(method):
+        def record(self, *args, **kwargs):
+            if hasattr(read, "generations") and self.generation is not None:  # None: the next one, being opened
+                read.generations.add(self.generation)
+            return method(self, *args, **kwargs)
+        return record
+
+    for name in ("search", "scores_of", "__len__"):  # retrieval, ranking, the evidence check
+        monkeypatch.setattr(RowIndex, name, recording(getattr(RowIndex, name)))
+
+    def answer() -> frozenset:
+        read.generations = set()
+        try:
+            service.ask(QUESTION)
+            return frozenset(read.generations)
+        finally:
+            del read.generations
+
+    ranker, held, release = service.default.ranker, threading.Event(), threading.Event()
+    rank = ranker.rank
+
+    def holding(found):
+        if threading.current_thread().name == "held":
+            held.set()
+            assert release.wait(120)
+        return rank(found)
+
+    monkeypatch.setattr(ranker, "rank", holding)  # shared by every snapshot's pipelines
+    results: dict[str, frozenset] = {}
+    looped: list[frozenset] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            looped.append(answer())
+
+    held_thread = threading.Thread(target=lambda: results.update(held=answer()), name="held")
+    loopers = [threading.Thread(target=loop) for _ in range(2)]
+    held_thread.start()
+    try:
+        assert held.wait(120)
+        for thread in loopers:
+            thread.start()
+        rewrite(corpus / f"{TIP_CABLE}.txt", "Kang Sokhorn", "Kang Sokhorn (KS)")
+        ingest([corpus], indexed, progress=False)
+        new = RowIndex.at(indexed).generation_on_disk()
+        deadline = time.monotonic() + 120
+        while service.default.retriever.lexical.generation != new:  # the loop's answers move the service on
+            assert time.monotonic() < deadline, "the service never moved to the new generation"
+            time.sleep(0.05)
+        assert answer() == {new}
+    finally:
+        release.set()
+        held_thread.join(120)
+        stop.set()
+        for thread in loopers:
+            thread.join(120)
+    assert new != old and results["held"] == {old}
+    assert all(len(generations) == 1 for generations in looped) and set().union(*looped) == {old, new}
 
 
 def test_stats_counts_match_the_ids(indexed, capsys):
