@@ -23,14 +23,13 @@ import numpy as np
 from rag.cite import REFUSAL
 from rag.embed import Encoder
 from rag.errors import RagError
-from rag.settings import Settings, get_settings
+from rag.settings import BACKENDS, Settings, get_settings
 from rag.question import analyse
 from rag.rank import holds_answer_type
 from rag.aliases import words_of
 from rag.text import content_words, is_injection, split_sentences, strip_markings, without_injections
 from rag.types import Citation, Hit
 
-BACKENDS = ("extractive", "openai", "llamacpp")
 # "Who was X, and who was Y?" / "What did A say and what did B say?": a question in parts.
 _MULTI_PART = re.compile(r",? and (?:who|what|how|where|when|which|why|did|was|were)\b", re.I)
 

@@ -20,26 +20,31 @@ import textwrap
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.settings import Settings, env_names
+from rag.settings import BACKENDS, DEVICES, RETRIEVALS, Settings, env_names
 
 EPILOG = ("Environment (described by 'python -m rag.settings'; an option given here wins): "
           + ", ".join(n for name in Settings.model_fields for n in env_names(name)) + ".")
 
 
+def _default(name: str) -> str:
+    """A setting's default and the variable that changes it, for --help."""
+    return f"default: {Settings.model_fields[name].default}, or ${env_names(name)[0]}"
+
+
 def _index_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
     p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
-    p.add_argument("--encoder", help="minilm (default), minilm-int8, or a local sentence-transformers model path")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                   help="where the encoder runs (default auto: a CUDA GPU when torch sees one, else the CPU)")
+    p.add_argument("--encoder", help=f"minilm, minilm-int8, or a local sentence-transformers model path ({_default('encoder')})")
+    p.add_argument("--device", choices=DEVICES,
+                   help=f"where the encoder runs; auto takes a CUDA GPU when torch sees one ({_default('device')})")
 
 
 def _answer_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--llm", choices=("extractive", "openai", "llamacpp"), help="answer backend (default: extractive)")
+    p.add_argument("--llm", choices=BACKENDS, help=f"answer backend ({_default('llm')})")
     p.add_argument("--base-url", help="OpenAI-compatible server for --llm openai, e.g. http://127.0.0.1:8080/v1")
     p.add_argument("--model", help="model name (openai) or GGUF path (llamacpp)")
-    p.add_argument("--retrieval", choices=("dense", "bm25", "hybrid"), help="retrieval mode (default: hybrid)")
-    p.add_argument("--top-k", type=int, help="paragraphs retrieved per question (default 10)")
+    p.add_argument("--retrieval", choices=RETRIEVALS, help=f"retrieval mode ({_default('retrieval')})")
+    p.add_argument("--top-k", type=int, help=f"paragraphs retrieved per question ({_default('top_k')})")
     p.add_argument("--reranker", metavar="PATH", help="local cross-encoder model directory to rerank with")
 
 
@@ -276,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "are compared side by side.", epilog=EPILOG)
     p.add_argument("--questions", required=True, metavar="FILE", help="suite file (JSONL), e.g. evals/dev.jsonl")
     _index_args(p)
-    p.add_argument("--llm", nargs="+", choices=("extractive", "openai", "llamacpp"), help="backends to compare")
-    p.add_argument("--retrieval", nargs="+", choices=("dense", "bm25", "hybrid"), help="modes to compare")
+    p.add_argument("--llm", nargs="+", choices=BACKENDS, help=f"backends to compare ({_default('llm')})")
+    p.add_argument("--retrieval", nargs="+", choices=RETRIEVALS, help=f"modes to compare ({_default('retrieval')})")
     p.add_argument("--base-url")
     p.add_argument("--model")
     p.add_argument("--top-k", type=int)

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from rag.errors import RagError
-from rag.settings import get_settings
+from rag.settings import DEVICES, get_settings
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
@@ -235,7 +235,6 @@ class Encoder:
         return self.encode_documents([text])[0]
 
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:

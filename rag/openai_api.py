@@ -33,12 +33,11 @@ from fastapi.sse import format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from rag.answer import BACKENDS
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.pipeline import Answer, paragraph_json
 from rag.service import HISTORY_TURNS, Busy, NotReady, Service
-from rag.settings import Settings
+from rag.settings import BACKENDS, Settings
 from rag.validate import check_question
 
 log = logging.getLogger(__name__)

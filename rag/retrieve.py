@@ -17,11 +17,10 @@ from rag.embed import Encoder, get_encoder
 from rag.errors import RagError, StaleIndex
 from rag.filters import Filters
 from rag.rows import RowIndex
-from rag.settings import Settings, get_settings
+from rag.settings import RETRIEVALS, Settings, get_settings
 from rag.store import Store
 from rag.types import CABLE_ID, Hit
 
-MODES = ("dense", "bm25", "hybrid")
 # RRF constant from Cormack et al. (2009); 60 is the value they found robust.
 RRF_K = 60
 # Each side contributes this many candidates to the fusion, so a paragraph ranked low by one
@@ -59,8 +58,8 @@ class Retriever:
     dense_weight: float = 1.0
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise RagError(f"unknown retrieval mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.mode not in RETRIEVALS:
+            raise RagError(f"unknown retrieval mode {self.mode!r}: choose one of {', '.join(RETRIEVALS)}")
 
     @cached_property
     def reranker(self):

@@ -25,7 +25,6 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import anyio.to_thread
 from anyio import CapacityLimiter
 
-from rag.answer import BACKENDS
 from rag.check import Checker, Report, check_text
 from rag.demo import ensure_index
 from rag.embed import get_encoder
@@ -33,7 +32,7 @@ from rag.errors import RagError
 from rag.filters import Filters
 from rag.pipeline import Answer, Pipeline
 from rag.retrieve import Retriever
-from rag.settings import Settings, get_settings
+from rag.settings import BACKENDS, Settings, get_settings
 from rag.stats import index_stats
 from rag.store import Store
 from rag.types import Hit
