@@ -19,6 +19,8 @@ keeps, so no paragraph is encoded again.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import sys
 import textwrap
@@ -34,7 +36,7 @@ from rag.show import Reference
 from rag.text import content_words, split_sentences
 from rag.types import CABLE_ID_PATTERN, Hit
 
-# The largest text `rag check` reads (the API's limit is its request body's, RAG_MAX_BODY).
+# The largest file `rag check` reads (the API takes texts of up to rag.api.MAX_CHECK characters).
 MAX_BYTES = 10 * 1024 * 1024
 # Paragraphs retrieval proposes for a claim whose citations do not hold (and for an uncited one).
 CANDIDATES = 20
@@ -61,7 +63,7 @@ _PARAGRAPHS = (
     rf"|(?:¶|(?i:para(?:graph)?)\.?|(?i:p)\.)\s*{_RANGE}"
 )
 _REFERENCE = re.compile(rf"{_ID}(?P<tail>\s*,?\s*(?:{_PARAGRAPHS})|:\d{{1,4}}(?!\d))?")
-_BRACKETED_REFERENCE = rf"{_ID}(?P<tail>\s*,?\s*(?:{_PARAGRAPHS})|:\d{{1,4}}(?!\d)|\s*,?\s*\d{{1,4}}(?!\d))?"
+_BRACKETED_REFERENCE = rf"{_ID}(?P<tail>\s*,?\s*(?:{_PARAGRAPHS})|:\d{{1,4}}(?!\d)|\s*,?\s*\d{{1,4}}(?!\w))?"
 # A bracket or parenthesis that holds nothing but references: the whole group is the citation.
 _GROUP_BODY = re.compile(
     rf"\s*(?i:see\s+(?:also\s+)?|cf\.\s*)?{_BRACKETED_REFERENCE}(?:\s*(?:[;,]|(?i:and))\s*{_BRACKETED_REFERENCE})*\s*"
@@ -69,12 +71,15 @@ _GROUP_BODY = re.compile(
 )
 _GROUP = re.compile(r"\[([^\[\]\n]{1,300})\]|\(([^()\n]{1,300})\)")
 _INSIDE_GROUP = re.compile(_BRACKETED_REFERENCE)
-# WikiLeaks cable pages: …/cable/2009/08/09PHNOMPENH637.html and …/plusd/cables/09PHNOMPENH637_a.html.
-_LINK = re.compile(
-    rf"(?:https?://)?(?:[\w-]+\.)+[A-Za-z]{{2,}}(?:/[^\s<>()\[\]\"']*?)?"
+# WikiLeaks cable pages, …/cable/2009/08/09PHNOMPENH637.html and …/plusd/cables/09PHNOMPENH637_a.html,
+# found by their path; the link reaches back from it to where its word starts (LINK_REACH at most,
+# so that a long run of text without spaces is never scanned more than once).
+_LINK_PATH = re.compile(
     rf"/(?:cable/\d{{4}}/\d{{2}}/(?P<cable>{CABLE_ID_PATTERN})|plusd/cables/(?P<plusd>{CABLE_ID_PATTERN})(?:_\w+)?)"
     r"\.html?(?:#[\w-]*)?"
 )
+_LINK_START = re.compile(r"[^\s<>()\[\]\"']*$")
+LINK_REACH = 200
 
 
 @dataclass(frozen=True)
@@ -113,11 +118,14 @@ def find_citations(text: str) -> list[Mention]:
             mentions.append(Mention(start, end, references))
             taken[start:end] = True
 
-    for m in _LINK.finditer(text):
-        add(m.start(), m.end(), (Reference(m.group("cable") or m.group("plusd")),))
+    after_link = 0
+    for m in _LINK_PATH.finditer(text):
+        start = _LINK_START.search(text, max(m.start() - LINK_REACH, after_link), m.start()).start()
+        add(start, m.end(), (Reference(m.group("cable") or m.group("plusd")),))
+        after_link = m.end()
     for m in _GROUP.finditer(text):
-        body, at = (m.group(1), m.start(1)) if m.group(1) is not None else (m.group(2), m.start(2))
-        if _GROUP_BODY.fullmatch(body) and not taken[m.start():m.end()].any():
+        body = m.group(1) if m.group(1) is not None else m.group(2)
+        if _GROUP_BODY.fullmatch(body):
             add(m.start(), m.end(), _references(_INSIDE_GROUP.finditer(body)))
     for m in _REFERENCE.finditer(text):
         add(m.start(), m.end(), _references([m]))
@@ -242,12 +250,13 @@ def split_text(text: str, mentions: list[Mention] | None = None) -> list[Draft]:
     # A citation belongs to the sentence it sits in or follows ("… 2009. [ID ¶1]"); one before
     # any sentence, to the first. From a fragment ("Source: ID ¶1") it moves back to the claim
     # before it in the same block.
+    starts = [s.start for s in sentences]
     for m in mentions:
-        i = max((k for k, s in enumerate(sentences) if s.start <= m.start), default=0)
-        if not sentences[i].claim:
-            i = next((k for k in range(i - 1, -1, -1) if sentences[k].block == sentences[i].block
-                      and sentences[k].claim), i)
-        sentences[i].mentions.append(m)
+        i = max(bisect.bisect_right(starts, m.start) - 1, 0)
+        k = i
+        while not sentences[k].claim and k > 0 and sentences[k - 1].block == sentences[i].block:
+            k -= 1
+        sentences[k if sentences[k].claim else i].mentions.append(m)
 
     drafts: list[Draft] = []
 
@@ -255,8 +264,8 @@ def split_text(text: str, mentions: list[Mention] | None = None) -> list[Draft]:
         end = max([group[-1].end] + [m.end for m in cited])
         drafts.append(Draft(clean(masked[group[0].start : group[-1].end]), group[0].start, end, cited))
 
-    for b in dict.fromkeys(s.block for s in sentences):
-        block = [s for s in sentences if s.block == b and (s.claim or s.mentions)]
+    for _, in_block in itertools.groupby(sentences, key=lambda s: s.block):
+        block = [s for s in in_block if s.claim or s.mentions]
         pending: list[_Sentence] = []
         for i, s in enumerate(block):
             if not s.mentions:

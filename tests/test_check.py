@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import httpx
 import pytest
@@ -87,6 +88,17 @@ def test_a_number_after_a_bare_id_in_prose_is_not_a_paragraph():
 def test_a_list_of_paragraphs_stops_before_the_next_id():
     found = find_citations(f"{CABLE} ¶¶4-6 and 08SANJOSE519 ¶6.")
     assert [m.references for m in found] == [refs(4, 5, 6), refs(6, cable="08SANJOSE519")]
+
+
+@pytest.mark.parametrize("text", ["a" * 300_000, "ab." * 100_000, "09ABCD" + "E" * 300_000,
+                                  f"https://wikileaks.org/cable/2009/08/{CABLE}.html" * 5_000])
+def test_long_runs_without_spaces_are_read_in_linear_time(text):
+    # A pattern that backtracks over such a run takes minutes here (each start rescans the run).
+    started = time.perf_counter()
+    found = find_citations(text)
+    split_text(text, found)
+    assert time.perf_counter() - started < 5
+    assert len(found) == (5_000 if text.startswith("https") else 0)
 
 
 def claims(text: str) -> list[tuple[str, list[str]]]:
