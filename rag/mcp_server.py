@@ -2,7 +2,8 @@
 official SDK's `MCPServer`, over stdio (a client starts it as a subprocess) or streamable HTTP.
 
 Tools: `search` (the retriever the pipeline uses: paragraphs with their tags, scores and text),
-`ask` (the pipeline's answer with its verified citations), `get_cable` and `get_paragraph`.
+`ask` (the pipeline's answer with its verified citations), `get_cable`, `get_paragraph`, and
+`check` (`rag check`: a text's citations checked claim by claim).
 All answer through one `Service`, opened in the background once the transport is up, so the
 client's handshake never waits for the encoder; a tool called before it is open waits for it.
 Tool calls run one at a time: one client is one user, and the index is this process's.
@@ -27,6 +28,7 @@ from mcp_types import ToolAnnotations
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
+from rag.api import MAX_CHECK
 from rag.demo import DEFAULT_INDEX, ensure_index
 from rag.errors import RagError
 from rag.filters import Filters
@@ -68,6 +70,8 @@ Query = Annotated[str, Field(description="what to look for, in words", min_lengt
 Question = Annotated[str, Field(description="the question", min_length=1, max_length=MAX_QUESTION)]
 CableId = Annotated[str, Field(description="a cable id, e.g. 09PHNOMPENH637", max_length=40)]
 Number = Annotated[int, Field(description="the paragraph number the cable prints: the N of [CABLEID ¶N]", ge=0)]
+Text = Annotated[str, Field(description="the text to check: plain text or Markdown that cites cables",
+                            min_length=1, max_length=MAX_CHECK)]
 K = Annotated[int, Field(description="how many paragraphs", ge=1, le=MAX_K)]
 
 
@@ -98,7 +102,7 @@ class CableTools:
         parsed = filters_of(filters)
 
         def run() -> dict[str, Any]:
-            hits = self.service.default.retriever.search(query, k, parsed)
+            hits = self.service.search(query, k, parsed)
             return {"query": query, "filters": parsed.to_json(),
                     "paragraphs": [{"tag": h.citation.tag, **paragraph_json(h), "score": round(h.score, 5)}
                                    for h in hits]}
@@ -142,6 +146,14 @@ class CableTools:
 
         return self.call(run)
 
+    def check(self, text: Text) -> dict[str, Any]:
+        """Check a text's cable citations against the cables, as `rag check` does: the text is
+        cut into claims; each citation ([CABLEID ¶N], 'CABLEID para N', a bare cable id, a
+        WikiLeaks link) gets a status (supported, weak, unsupported, unknown_cable,
+        unknown_paragraph), its support score, and the paragraph that would support the claim
+        better; a claim without a citation gets the paragraph it could cite."""
+        return self.call(lambda: self.service.check(text).to_json())
+
 
 def filters_of(filters: SearchFilters | None) -> Filters:
     try:
@@ -161,7 +173,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         yield {}
 
     server = MCPServer("cablerag", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
-    for tool in (tools.search, tools.ask, tools.get_cable, tools.get_paragraph):
+    for tool in (tools.search, tools.ask, tools.get_cable, tools.get_paragraph, tools.check):
         server.add_tool(tool, description=inspect.cleandoc(tool.__doc__), annotations=READ_ONLY)
     return server
 

@@ -242,6 +242,13 @@ class Service:
                 raise item
             yield item
 
+    def search(self, query: str, k: int, filters: Filters = Filters()) -> list[Hit]:
+        """The paragraphs retrieval finds for `query` (what `ask` answers from), in an extractive
+        worker's turn, from one generation of the index."""
+        query = check_question(query)
+        with self._turn("extractive") as snapshot:
+            return snapshot.pipelines[self.settings.llm].retriever.search(query, k, filters)
+
     def cable(self, value: str) -> dict:
         """The whole cable as JSON, with its references both ways; the id is validated before it
         reaches the store."""

@@ -28,6 +28,9 @@ CALLS = {
     "bad_filter": ("search", {"query": "arrests", "filters": {"planet": "Mars"}}),
     "bad_date": ("ask", {"question": "Who was arrested?", "filters": {"date_from": "last year"}}),
     "k_too_big": ("search", {"query": "arrests", "k": 5000}),
+    "check": ("check", {"text": "Lt. General Kang said the Cambodian police made 300 TIP-related arrests in the "
+                                 f"first six months of 2009 [{CABLE} ¶6]. Police made 100 TIP arrests in the first "
+                                 f"six months of 2009 [{CABLE} ¶7]."}),
 }
 
 
@@ -67,7 +70,7 @@ def error(session, name) -> str:
 
 def test_the_tools_are_listed_read_only_with_their_parameters(session):
     tools = {t.name: t for t in session["tools"]}
-    assert set(tools) == {"search", "ask", "get_cable", "get_paragraph"}
+    assert set(tools) == {"search", "ask", "get_cable", "get_paragraph", "check"}
     assert all(t.annotations.read_only_hint and t.description for t in tools.values())
     assert set(tools["search"].input_schema["properties"]) == {"query", "filters", "k"}
     assert tools["get_paragraph"].input_schema["required"] == ["cable_id", "paragraph"]
@@ -114,6 +117,15 @@ def test_get_paragraph_is_the_paragraph_with_its_cable(session):
     paragraph = ok(session, "paragraph")
     assert paragraph["tag"] == f"[{CABLE} ¶1]" and paragraph["subject"] == "CAMBODIA: TIP ACTION PLAN DELIVERED"
     assert ARRESTS in paragraph["text"] and paragraph["date"] == "2009-08-28"
+
+
+def test_check_marks_each_citation_and_suggests_the_paragraph_to_cite(session):
+    report = ok(session, "check")
+    right, wrong = (claim["citations"][0] for claim in report["claims"])
+    assert (right["cable_id"], right["paragraph"], right["status"]) == (CABLE, 6, "supported")
+    assert wrong["paragraph"] == 7 and wrong["status"] != "supported"
+    assert wrong["suggested"]["cable_id"] == CABLE and wrong["suggested"]["paragraph"] in (1, 6)
+    assert report["summary"]["claims"] == report["summary"]["cited"] == 2
 
 
 @pytest.mark.parametrize("name, says", [
