@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
+from rag.check import MAX_CHECK
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.service import HISTORY_TURNS, Busy, CableNotFound, NotReady, Service
@@ -35,11 +36,6 @@ class AskRequest(BaseModel):
     history: list[Turn] = Field(default_factory=list, max_length=50)
     filters: dict | None = None
     llm: str | None = None
-
-
-# A text to check takes about 60 ms a claim on the full release (2 cores; retrieval for each
-# claim a citation does not back outright): 20,000 characters, some 180 claims, about 10 s.
-MAX_CHECK = 20_000
 
 
 class CheckRequest(BaseModel):

@@ -36,8 +36,12 @@ from rag.show import Reference
 from rag.text import content_words, split_sentences
 from rag.types import CABLE_ID_PATTERN, Hit
 
-# The largest file `rag check` reads (the API takes texts of up to rag.api.MAX_CHECK characters).
+# The largest file `rag check` reads.
 MAX_BYTES = 10 * 1024 * 1024
+# The longest text the server checks (POST /api/check, the Check tab): about 60 ms a claim on the
+# full release (2 cores; retrieval for each claim a citation does not back outright), so 20,000
+# characters, some 180 claims, take about 10 s.
+MAX_CHECK = 20_000
 # Paragraphs retrieval proposes for a claim whose citations do not hold (and for an uncited one).
 CANDIDATES = 20
 # A range wider than this ("¶¶1-500") is read as its two ends, not expanded.
@@ -240,20 +244,24 @@ def split_text(text: str, mentions: list[Mention] | None = None) -> list[Draft]:
         blanked[m.start : m.end] = " " * (m.end - m.start)
     masked = "".join(blanked)
     sentences = []
-    for b, (start, end, heading) in enumerate(_blocks(text)):
+    blocks = _blocks(text)
+    for b, (start, end, heading) in enumerate(blocks):
         for s, e in _sentence_spans(masked, start, end):
             words = clean(masked[s:e])
             if words:
                 sentences.append(_Sentence(s, e, b, words, _is_claim(words, heading)))
     if not sentences:
         return []
-    # A citation belongs to the sentence it sits in or follows ("… 2009. [ID ¶1]"); one before
-    # any sentence, to the first. From a fragment ("Source: ID ¶1") it moves back to the claim
-    # before it in the same block.
-    starts = [s.start for s in sentences]
+    # A citation belongs to the sentence it sits in or follows ("… 2009. [ID ¶1]"); one that
+    # opens a block, to the block's first. From a fragment ("Source: ID ¶1") it moves back to the
+    # claim before it in the same block.
+    starts, block_starts = [s.start for s in sentences], [b[0] for b in blocks]
     for m in mentions:
-        i = max(bisect.bisect_right(starts, m.start) - 1, 0)
-        k = i
+        i = bisect.bisect_right(starts, m.start) - 1
+        block = bisect.bisect_right(block_starts, m.start) - 1
+        if i + 1 < len(sentences) and sentences[i + 1].block == block and (i < 0 or sentences[i].block != block):
+            i += 1
+        i = k = max(i, 0)
         while not sentences[k].claim and k > 0 and sentences[k - 1].block == sentences[i].block:
             k -= 1
         sentences[k if sentences[k].claim else i].mentions.append(m)
@@ -261,8 +269,8 @@ def split_text(text: str, mentions: list[Mention] | None = None) -> list[Draft]:
     drafts: list[Draft] = []
 
     def draft(group: list[_Sentence], cited: list[Mention]) -> None:
-        end = max([group[-1].end] + [m.end for m in cited])
-        drafts.append(Draft(clean(masked[group[0].start : group[-1].end]), group[0].start, end, cited))
+        start, end = min([group[0].start] + [m.start for m in cited]), max([group[-1].end] + [m.end for m in cited])
+        drafts.append(Draft(clean(masked[group[0].start : group[-1].end]), start, end, cited))
 
     for _, in_block in itertools.groupby(sentences, key=lambda s: s.block):
         block = [s for s in in_block if s.claim or s.mentions]

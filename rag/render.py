@@ -1,4 +1,4 @@
-"""HTML and chat Markdown for answers, citations, cited paragraphs and whole cables.
+"""HTML and chat Markdown for answers, citations, cited paragraphs, whole cables and checked texts.
 
 Pure functions of their arguments: every string from a cable or a user is escaped here, and
 nothing here knows how an answer was found.
@@ -15,6 +15,7 @@ from rag.text import split_sentences
 from rag.types import Citation, Hit
 
 if TYPE_CHECKING:
+    from rag.check import CitationCheck, Report, Suggestion
     from rag.pipeline import Answer
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()#|~$])")
@@ -194,6 +195,60 @@ def cable_html(cable: dict, highlight: int | None) -> str:
         f'<div class="meta">{meta}</div></div>'
         f'{note}<div class="cable-body">{references_html(cable)}{"".join(rows)}</div></div>'
     )
+
+
+def check_chip(check: CitationCheck) -> str:
+    """A checked citation of someone's text: its status, and a link to the paragraph it resolves
+    to (a cable-level citation opens at its best paragraph; a cable not in the index has none)."""
+    paragraph = check.paragraph
+    if paragraph is None and check.suggested and check.suggested.cable_id == check.cable_id:
+        paragraph = check.suggested.paragraph
+    score = "" if check.score is None else f", support score {check.score:.2f}"
+    best = f" (¶{paragraph})" if check.paragraph is None and paragraph is not None else ""
+    label = html.escape(str(check))
+    title = html.escape(f"{check.status}{score}{best}")
+    if check.status == "unknown_cable":
+        return f'<span class="cite cite-{check.status}" title="{title}">{label}</span>'
+    href = f"#cable={html.escape(check.cable_id)}" + (f"&p={paragraph}" if paragraph is not None else "")
+    return f'<a class="cite cite-{check.status}" href="{href}" title="{title}">{label}</a>'
+
+
+def suggestion_chip(suggestion: Suggestion, prefix: str) -> str:
+    """A paragraph to cite instead (or to cite at all), as a link that opens it."""
+    href = f"#cable={html.escape(suggestion.cable_id)}&p={suggestion.paragraph}"
+    title = html.escape(f"{prefix} {suggestion}: support score {suggestion.score:.2f}")
+    return f'<a class="cite cite-suggested" href="{href}" title="{title}">→ {html.escape(str(suggestion))}</a>'
+
+
+def check_html(report: Report, text: str) -> str:
+    """A checked text as written, each claim marked by its status, each citation replaced by its
+    chips, with the paragraph to cite instead after a citation that does not hold and after an
+    uncited claim that could cite one; a summary above."""
+    out, pos = [], 0
+    for claim in report.claims:
+        start = max(claim.start, pos)
+        out.append(html.escape(text[pos:start]))
+        out.append(f'<span class="claim claim-{claim.status}" title="{html.escape(claim.status)}">')
+        mentions: dict = {}
+        for c in claim.citations:
+            mentions.setdefault(c.mention, []).append(c)
+        at = start
+        for mention, checks in sorted(mentions.items(), key=lambda item: item[0].start):
+            out.append(html.escape(text[at : max(mention.start, at)]))
+            for c in checks:
+                out.append(check_chip(c))
+                if c.suggested and not (c.paragraph is None and c.suggested.cable_id == c.cable_id):
+                    out.append(suggestion_chip(c.suggested, "cite instead"))
+            at = max(mention.end, at)
+        out.append(html.escape(text[at : max(claim.end, at)]) + "</span>")
+        if claim.suggested:
+            out.append(suggestion_chip(claim.suggested, "could cite"))
+        pos = max(claim.end, pos)
+    out.append(html.escape(text[pos:]))
+    s = report.summary
+    summary = (f"{s['claims']} claims: {s['cited']} cited ({s['supported']} supported, {s['weak']} weak, "
+               f"{s['unsupported']} unsupported, {s['unknown']} unknown), {s['uncited']} uncited")
+    return f'<div class="check-summary">{summary}</div><div class="checked-text">{"".join(out)}</div>'
 
 
 def error_html(message: str) -> str:

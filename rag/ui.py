@@ -19,7 +19,9 @@ from fastapi import FastAPI  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.filters import Filters  # noqa: E402
 from rag.pipeline import Answer  # noqa: E402
-from rag.render import answer_markdown, cable_html, error_html, md_text, paragraphs_html, partial_markdown  # noqa: E402
+from rag.check import MAX_CHECK  # noqa: E402
+from rag.render import (answer_markdown, cable_html, check_html, error_html, md_text, paragraphs_html,  # noqa: E402
+                        partial_markdown)
 from rag.service import HISTORY_TURNS, Service  # noqa: E402
 from rag.validate import MAX_QUESTION, check_question, validate_cable_id  # noqa: E402
 
@@ -91,6 +93,17 @@ mark.support { background: #fff0a0; color: #1f1f1f; padding: 0 .1em; border-radi
 .cable-link, .ref-absent { font-family: ui-monospace, Consolas, monospace; }
 .cable-link { cursor: pointer; }
 .ref-absent { color: var(--body-text-color-subdued); }
+.cite-unsupported { background: #fde8e8; border-color: #e08a8a; color: #8a1c1c !important; }
+.cite-unknown_paragraph, .cite-unknown_cable { background: #f1f1f1; border-color: #999; border-style: dotted;
+                                               color: #444 !important; }
+.cite-suggested { background: #e9f7ec; border-color: #7cc48d; color: #1d6b32 !important; }
+.check-summary { padding: .4em 0; font-weight: 600; }
+.checked-text { white-space: pre-wrap; line-height: 1.7; }
+.claim { border-radius: .25em; padding: .05em 0; }
+.claim-supported { background: #e8f0fe; color: #1f1f1f; }
+.claim-weak { background: #fff4e0; color: #1f1f1f; }
+.claim-unsupported, .claim-unknown_paragraph, .claim-unknown_cable { background: #fde8e8; color: #1f1f1f; }
+.claim-uncited { text-decoration: underline dotted #999; }
 """
 
 # Citation chips and the cable view's references are plain links (the chat's HTML sanitiser
@@ -201,6 +214,16 @@ class ChatUI:
         except RagError as exc:
             return error_html(str(exc)), gr.Tabs(selected="cable")
 
+    def check(self, text):
+        """Check tab handler: the text with each claim coloured by its status and its chips."""
+        try:
+            return check_html(self.service.check(text or ""), text or "")
+        except RagError as exc:
+            return error_html(str(exc))
+        except Exception as exc:  # noqa: BLE001 — shown in the tab, not as a traceback
+            log.exception("checking a text failed")
+            return error_html(f"internal error ({type(exc).__name__}); see the server log")
+
     def refresh(self):
         """Page load and timer tick: status line, and filter choices once the index is open."""
         status = status_markdown(self.service)
@@ -226,22 +249,31 @@ class ChatUI:
             turns = gr.State([])
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(elem_id="chat", height=520, show_label=False, latex_delimiters=[],
-                                         buttons=["copy"], placeholder="Ask about the cables in the index.")
-                    with gr.Row():
-                        question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=6,
-                                              elem_id="question", max_length=MAX_QUESTION, submit_btn=False)
-                        ask = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="ask")
-                        new = gr.Button("New chat", scale=1, min_width=120)
-                    gr.Examples(EXAMPLES, inputs=[question], label="Examples")
-                    with gr.Accordion("Filters", open=False):
-                        with gr.Row():
-                            origin = gr.Dropdown(label="Origin", choices=[("any", "")], value="", filterable=True)
-                            classification = gr.Dropdown(label="Classification", choices=[("any", "")], value="")
-                            tag = gr.Dropdown(label="Tag", choices=[("any", "")], value="", filterable=True)
-                        with gr.Row():
-                            date_from = gr.Textbox(label="From date", placeholder="YYYY-MM-DD")
-                            date_to = gr.Textbox(label="To date", placeholder="YYYY-MM-DD")
+                    with gr.Tabs():
+                        with gr.Tab("Ask", id="ask"):
+                            chatbot = gr.Chatbot(elem_id="chat", height=520, show_label=False, latex_delimiters=[],
+                                                 buttons=["copy"], placeholder="Ask about the cables in the index.")
+                            with gr.Row():
+                                question = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=6,
+                                                      elem_id="question", max_length=MAX_QUESTION, submit_btn=False)
+                                ask = gr.Button("Ask", variant="primary", scale=1, min_width=90, elem_id="ask")
+                                new = gr.Button("New chat", scale=1, min_width=120)
+                            gr.Examples(EXAMPLES, inputs=[question], label="Examples")
+                            with gr.Accordion("Filters", open=False):
+                                with gr.Row():
+                                    origin = gr.Dropdown(label="Origin", choices=[("any", "")], value="", filterable=True)
+                                    classification = gr.Dropdown(label="Classification", choices=[("any", "")], value="")
+                                    tag = gr.Dropdown(label="Tag", choices=[("any", "")], value="", filterable=True)
+                                with gr.Row():
+                                    date_from = gr.Textbox(label="From date", placeholder="YYYY-MM-DD")
+                                    date_to = gr.Textbox(label="To date", placeholder="YYYY-MM-DD")
+                        with gr.Tab("Check a text", id="check"):
+                            check_box = gr.Textbox(
+                                lines=10, max_lines=30, max_length=MAX_CHECK, show_label=False, elem_id="check-input",
+                                placeholder="Paste a text that cites cables ([09PHNOMPENH637 ¶1], 09PHNOMPENH637, a "
+                                "WikiLeaks link): each claim is checked against the paragraph it cites.")
+                            check_run = gr.Button("Check", variant="primary", elem_id="check-run")
+                            check_result = gr.HTML(elem_id="check-result")
                 with gr.Column(scale=2):
                     with gr.Row():
                         cable_box = gr.Textbox(placeholder="Cable id, e.g. 09PHNOMPENH637 ¶1", show_label=False,
@@ -261,6 +293,8 @@ class ChatUI:
                 # in gradio's queue, which shows their place, not in threads the server shares.
                 trigger(self.respond, chat_inputs, chat_outputs, show_progress="minimal",
                         concurrency_limit=self.service.workers, concurrency_id="answer")
+            check_run.click(self.check, [check_box], [check_result], show_progress="minimal",
+                            concurrency_limit=self.service.workers, concurrency_id="answer")
             for trigger in (cable_box.submit, open_button.click):
                 trigger(self.open_cable, [cable_box], [cable_view, tabs]).then(None, js=SCROLL_JS)
             for trigger in (new.click, chatbot.clear):

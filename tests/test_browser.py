@@ -145,3 +145,36 @@ def test_new_chat_also_clears_the_cable_box_and_view(server, page):
     page.get_by_role("button", name="New chat").click()
     expect(box).to_have_value("", timeout=10_000)
     expect(page.locator("#cable-view")).to_contain_text("Click a citation or enter a cable id.")
+
+
+CHECKED = ("# Trafficking\n\nPolice made 100 TIP arrests in the first six months of 2009 [09PHNOMPENH637 ¶1]. "
+           "Police made 100 TIP arrests in the first six months of 2009 (09PHNOMPENH637 para 3).\n\n"
+           "Chan Sotheavy met the Pol/Econ Chief on August 25 <img src=x onerror=alert(1)>.")
+
+
+def test_check_tab_colours_each_claim_and_its_chips_open_the_cable(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    open_app(page, server.url)
+    page.get_by_role("tab", name="Check a text").click()
+    page.locator("#check-input textarea").fill(CHECKED)
+    page.locator("#check-run").click()
+    result = page.locator("#check-result")
+    expect(result.locator(".check-summary")).to_contain_text("3 claims: 2 cited (1 supported", timeout=ANSWER_MS)
+    expect(result.locator(".claim-supported")).to_contain_text("100 TIP arrests")
+    unsupported = result.locator(".claim-unsupported")
+    expect(unsupported.locator("a.cite-unsupported")).to_have_text("09PHNOMPENH637 ¶3")
+    expect(unsupported.locator("a.cite-suggested")).to_have_count(1)
+    uncited = result.locator(".claim-uncited")
+    expect(uncited).to_contain_text("<img src=x onerror=alert(1)>")  # the text shows as text
+    assert result.locator("img").count() == 0
+    expect(result.locator("a.cite-suggested", has_text="09PHNOMPENH637 ¶2")).to_have_count(1)
+    expect(result).to_contain_text("# Trafficking")
+    page.screenshot(path=tmp_path / "check.png", full_page=True)
+
+    result.locator("a.cite-supported", has_text="09PHNOMPENH637 ¶1").click()
+    highlighted = page.locator("#cable-view .cable-para.hl")
+    expect(highlighted).to_contain_text("¶1", timeout=30_000)
+    expect(highlighted).to_contain_text("100 TIP arrests")
+    expect(result.locator(".check-summary")).to_be_visible()  # the report stays beside the cable
+    print(f"screenshot: {tmp_path / 'check.png'}")

@@ -10,8 +10,7 @@ import time
 import httpx
 import pytest
 
-from rag.api import MAX_CHECK
-from rag.check import MAX_BYTES, Checker, find_citations, split_text
+from rag.check import MAX_BYTES, MAX_CHECK, Checker, find_citations, split_text
 from rag.cli import main
 from rag.retrieve import open_retriever
 from rag.show import Reference, parse_reference
@@ -122,6 +121,15 @@ def test_a_citation_closing_a_paragraph_covers_the_sentences_since_the_last():
         (f"The police had a busy year. {ARRESTS}.", [f"({CABLE} para 6)"]),
         ("A second paragraph states another thing.", []),
     ]
+
+
+def test_a_citation_opening_a_paragraph_belongs_to_its_first_sentence_one_on_its_own_to_the_last():
+    text = (f"Intro line here.\n\n[{CABLE} ¶1] {ARRESTS}. More text follows.\n\nKang Sokhorn leads it.\n\n"
+            f"({CABLE} para 4)\n\nThe end of the text.")
+    assert claims(text) == [("Intro line here.", []), (f"{ARRESTS}.", [f"[{CABLE} ¶1]"]), ("More text follows.", []),
+                            ("Kang Sokhorn leads it.", [f"({CABLE} para 4)"]), ("The end of the text.", [])]
+    opening = split_text(text)[1]
+    assert text[opening.start : opening.end] == f"[{CABLE} ¶1] {ARRESTS}."
 
 
 def test_offsets_point_into_the_original_text():

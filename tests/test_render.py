@@ -21,10 +21,13 @@ import pytest
 from rag import render
 from rag.cables import read_cable_file
 from rag.chunk import chunk_metadata
+from rag.check import (STATUSES, UNCITED, CitationCheck, ClaimCheck, Mention, Report, Suggestion,
+                       find_citations, split_text)
 from rag.cite import CheckedCitation
 from rag.demo import DEMO_DIR
 from rag.pipeline import Answer
 from rag.service import cable_json
+from rag.show import Reference
 from rag.types import Citation, Hit
 
 CABLE = read_cable_file(DEMO_DIR / "09PHNOMPENH637.txt")
@@ -408,6 +411,66 @@ def test_references_html_of_real_cables():
     assert render.references_html({}) == ""
 
 
+def checked(text: str) -> Report:
+    """`text` cut into claims as `rag check` cuts it, each citation given a status in turn (every
+    status appears), every other one a paragraph to cite instead, each uncited claim one."""
+    claims = []
+    for i, draft in enumerate(split_text(text)):
+        refs = [(m, r) for m in draft.mentions for r in m.references]
+        checks = []
+        for j, (mention, ref) in enumerate(refs):
+            status = STATUSES[(i + j) % len(STATUSES)]
+            score = None if status.startswith("unknown") else 0.3 + 0.1 * j
+            suggested = Suggestion(REAL.cable_id, 2, 0.71) if (i + j) % 2 else None
+            checks.append(CitationCheck(ref.cable_id, ref.paragraph, status, score, suggested, mention, ""))
+        status = max((c.status for c in checks), key=STATUSES.index) if checks else UNCITED
+        claims.append(ClaimCheck(draft.text, draft.start, draft.end, status, checks,
+                                 None if checks else Suggestion(REAL.cable_id, 1, 0.62)))
+    return Report(claims)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_check_html_hostile_text(payload):
+    text = (f"{payload} [09PHNOMPENH637 ¶1].\n\nPolice made {payload} arrests (09PHNOMPENH637) and "
+            f"[99FAKE1 ¶3; 09PHNOMPENH637 ¶¶4-6].\n\nAn uncited {payload} claim about the police.")
+    report = checked(text)
+    assert {c.status for c in report.citations} >= set(STATUSES) - {"unknown_cable"}
+    out = render.check_html(report, text)
+    tags = safe_tags(out)
+    links = [attrs for name, attrs in tags if name == "a"]
+    assert links and all(re.fullmatch(r"#cable=[A-Z0-9-]+(&p=\d+)?", a["href"]) for a in links)
+    assert all(a["class"].split()[0] == "cite" for a in links)
+    assert ("span", {"class": "cite cite-unknown_cable", "title": "unknown_cable"}) in tags or \
+        not any(c.status == "unknown_cable" for c in report.citations)
+    # Every word of the text is there, as text, but the citations, which the chips replace.
+    without_chips = re.sub(r'<(a|span) class="cite[^"]*"[^>]*>[^<]*</\1>', " ", out)
+    citations_blanked = "".join(" " if any(m.start <= i < m.end for m in find_citations(text)) else ch
+                                for i, ch in enumerate(text))
+    assert "".join(visible(without_chips).split()).endswith("".join(citations_blanked.split()))
+    assert "→ 09PHNOMPENH637 ¶2" in visible(out)
+
+
+def test_check_html_keeps_the_text_and_replaces_each_citation_by_chips():
+    text = "# Title\n\nPolice made 100 arrests [09PHNOMPENH637 ¶1]. Kang leads the police (09PHNOMPENH637 ¶¶4-5).\n"
+    report = checked(text)
+    out = render.check_html(report, text)
+    assert visible(out).startswith("2 claims: 2 cited")
+    chips = [attrs["href"] for name, attrs in safe_tags(out) if name == "a" and "cite-suggested" not in attrs["class"]]
+    assert chips == ["#cable=09PHNOMPENH637&p=1", "#cable=09PHNOMPENH637&p=4", "#cable=09PHNOMPENH637&p=5"]
+    assert "# Title" in visible(out) and "[09PHNOMPENH637 ¶1]" not in visible(out)
+    assert out.count('<span class="claim claim-') == 2
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_check_and_suggestion_chips_escape_their_attributes(payload):
+    mention = Mention(0, 1, (Reference(REAL.cable_id, 1),))
+    for chip in (render.check_chip(CitationCheck(REAL.cable_id, None, "weak", 0.4,
+                                                 Suggestion(REAL.cable_id, 3, 0.6, payload), mention, payload)),
+                 render.suggestion_chip(Suggestion(REAL.cable_id, 3, 0.6, payload), payload)):
+        (name, attrs), = safe_tags(chip)
+        assert name == "a" and attrs["href"] == "#cable=09PHNOMPENH637&p=3"
+
+
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_error_html(payload):
     out = render.error_html(payload)
@@ -421,5 +484,6 @@ def test_every_public_renderer_is_covered():
               if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == render.__name__}
     covered = {"md_text", "partial_markdown", "answer_markdown", "with_answer_marked", "citation_chip",
                "best_checks", "support_spans", "highlighted", "meta_line", "paragraph_card",
-               "paragraphs_html", "cable_html", "cable_link", "references_html", "error_html"}
+               "paragraphs_html", "cable_html", "cable_link", "references_html", "error_html", "check_chip",
+               "suggestion_chip", "check_html"}
     assert public == covered
