@@ -8,7 +8,8 @@ scored against every paragraph of its cable by the answer path's verifier (`rag.
 similarity plus the overlap of names, numbers and words). It is supported when its paragraph
 scores SUPPORTED, or at least WEAK while it is the best there is: no other paragraph of its cable
 scores higher and none that retrieval finds in the index scores SUPPORTED (a writer's paraphrase
-shares fewer words than the quotes the thresholds were set on). A cable-level citation is its
+shares fewer words than the quotes the thresholds were set on); never when the claim's figures are
+missing from it but stand together in another paragraph of the cable. A cable-level citation is its
 cable's best paragraph. When the cited paragraph is not the one that backs the claim, the one that
 does is suggested: the best of the same cable, else the best of the index. A claim without a
 citation is told what it could cite.
@@ -33,7 +34,7 @@ from rag.cite import SUPPORTED, WEAK, Verifier, overlap
 from rag.errors import RagError
 from rag.retrieve import Retriever
 from rag.show import Reference
-from rag.text import content_words, split_sentences
+from rag.text import content_words, numbers, split_sentences
 from rag.types import CABLE_ID_PATTERN, Hit
 
 # The largest file `rag check` reads.
@@ -370,10 +371,14 @@ class Report:
         return {"claims": [c.to_json() for c in self.claims], "summary": self.summary}
 
 
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
 @dataclass
 class _Scored:
     """Support of one claim by each paragraph scored: (cable, ¶) → (score, paragraph text)."""
 
+    claim: str
     scores: dict[tuple[str, int], float] = field(default_factory=dict)
     texts: dict[tuple[str, int], str] = field(default_factory=dict)
 
@@ -395,13 +400,25 @@ class _Scored:
     def holds(self, cable_id: str, paragraph: int) -> bool:
         """Whether citing this paragraph supports the claim: it scores SUPPORTED, or at least WEAK
         while it is the best there is, the best of its cable and nothing in the index scoring
-        SUPPORTED. The thresholds are the answer path's, set where a claim quotes its paragraph;
+        SUPPORTED; and its figures are the claim's (`figures_elsewhere`). The thresholds are the answer path's, set where a claim quotes its paragraph;
         a writer's paraphrase shares fewer of its words, yet the right paragraph still comes out
         on top (evals/check_suite.py measures what this gains and costs)."""
         score = self.scores[(cable_id, paragraph)]
+        if self.figures_elsewhere(cable_id, paragraph):
+            return False
         if score >= SUPPORTED:
             return True
         return score >= WEAK and score >= self.best(cable_id).score and self.best().score < SUPPORTED
+
+    def figures_elsewhere(self, cable_id: str, paragraph: int) -> bool:
+        """Whether the claim states a number this paragraph lacks and another of its cable holds
+        all the claim's numbers: the figure comes from there ("300 arrests" cited to the paragraph
+        that says 100). Numbers are what a wrong citation gets wrong, and similarity barely sees them;
+        years are left out, as a paragraph often leaves its year to the cable's date."""
+        stated = {n for n in numbers(self.claim) if not _YEAR.fullmatch(n)}
+        if not stated or stated <= numbers(self.texts[(cable_id, paragraph)]):
+            return False
+        return any(stated <= numbers(text) for (c, p), text in self.texts.items() if c == cable_id and p != paragraph)
 
     def status(self, cable_id: str, paragraph: int) -> str:
         if self.holds(cable_id, paragraph):
@@ -444,7 +461,7 @@ class Checker:
 
     def check_claim(self, draft: Draft, vector: np.ndarray, cables: dict[str, list[Hit]],
                     texts: dict[tuple[str, int], str]) -> ClaimCheck:
-        scored = _Scored()
+        scored = _Scored(draft.text)
         refs = [(m, r) for m in draft.mentions for r in m.references]
         self._score(draft, vector, [h for c in dict.fromkeys(r.cable_id for _, r in refs) for h in cables[c]],
                     texts, scored)

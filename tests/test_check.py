@@ -185,6 +185,16 @@ def test_a_paragraph_that_only_shares_the_topic_is_weak(checker):
     assert c.suggested.paragraph in {1, 6}
 
 
+def test_a_figure_from_another_paragraph_of_the_cable_is_weak(checker):
+    # ¶1 reports 100 TIP arrests; ¶6 has the 300 TIP-related arrests. Similarity alone passes ¶1.
+    claim = "Kang Sokhorn said police made 300 TIP-related arrests in the first six months of 2009"
+    _, c = only_citation(checker, f"{claim} [{CABLE} ¶1].")
+    assert c.status == "weak" and c.score >= 0.55
+    assert (c.suggested.cable_id, c.suggested.paragraph) == (CABLE, 6)
+    _, right = only_citation(checker, f"{claim} [{CABLE} ¶6].")
+    assert right.status == "supported"
+
+
 def test_a_paragraph_the_cable_does_not_print_is_unknown(checker):
     _, c = only_citation(checker, f"{CHAN[:-1]} ({CABLE} para 99).")
     assert (c.paragraph, c.status, c.score) == (99, "unknown_paragraph", None)
