@@ -28,7 +28,7 @@ from mcp_types import ToolAnnotations
 from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
-from rag.api import MAX_CHECK
+from rag.check import MAX_CHECK
 from rag.demo import DEFAULT_INDEX, ensure_index
 from rag.errors import RagError
 from rag.filters import Filters
