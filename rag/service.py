@@ -195,7 +195,8 @@ class Service:
     @contextmanager
     def _turn(self, backend: str) -> Iterator[Snapshot]:
         """The snapshot to answer from, once one of `backend`'s workers is free: waited for at
-        most RAG_QUEUE_TIMEOUT seconds, then `Busy`."""
+        most RAG_QUEUE_TIMEOUT seconds, then `Busy`; `NotReady` while the index is not open."""
+        self.require_ready()
         timeout = self.settings.queue_timeout
         turns = self._turns[backend]
         if not turns.acquire(timeout=timeout):
