@@ -1,9 +1,8 @@
 """`rag check`: a text's citations checked against the cables, claim by claim.
 
-A draft, notes, or another tool's answer cites cables the ways people write them:
-`[09PHNOMPENH637 ¶6]`, `09PHNOMPENH637 ¶¶4-6`, `(09PHNOMPENH637 para 6)`, a bare cable id, a
-WikiLeaks link. The text is cut into claims: sentences, where a citation covers the sentence it
-ends, or every sentence since the previous citation when it closes a paragraph. Each citation is
+The text's citations and claims come from `rag.claims` (every form people write; a citation
+covers the sentence it ends, or the sentences since the last when it closes a paragraph). Each
+citation is
 scored against every paragraph of its cable by the answer path's verifier (`rag.cite`: embedding
 similarity plus the overlap of names, numbers and words). It is supported when its paragraph
 scores SUPPORTED, or at least WEAK while it is the best there is: no other paragraph of its cable
@@ -20,8 +19,6 @@ keeps, so no paragraph is encoded again.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import re
 import sys
 import textwrap
@@ -31,11 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from rag.cite import SUPPORTED, WEAK, Verifier, overlap
+from rag.claims import Draft, Mention, split_text
 from rag.errors import RagError
 from rag.retrieve import Retriever
 from rag.show import Reference
-from rag.text import content_words, numbers, split_sentences
-from rag.types import CABLE_ID_PATTERN, Hit
+from rag.text import numbers, split_sentences
+from rag.types import Hit
 
 # The largest file `rag check` reads.
 MAX_BYTES = 10 * 1024 * 1024
@@ -45,251 +43,11 @@ MAX_BYTES = 10 * 1024 * 1024
 MAX_CHECK = 20_000
 # Paragraphs retrieval proposes for a claim whose citations do not hold (and for an uncited one).
 CANDIDATES = 20
-# A range wider than this ("¶¶1-500") is read as its two ends, not expanded.
-MAX_RANGE = 30
-# A sentence with fewer content words than this is not a claim ("See below.", "Sources:").
-MIN_CLAIM_WORDS = 2
 
 # Best first. A claim takes the status of its worst citation, so a claim counts as supported
 # only when every citation it carries holds.
 STATUSES = ("supported", "weak", "unsupported", "unknown_paragraph", "unknown_cable")
 UNCITED = "uncited"
-
-
-# ── Finding citations ──────────────────────────────────────────────────────────────────────────
-# The forms `rag show` reads (rag.show.parse_reference), found in running text: the cable id in
-# capitals, the paragraph marker in any case. In prose a number counts as a paragraph only after
-# a marker (¶, para, paragraph, p.); inside brackets "[09PHNOMPENH637 6]" it counts without one.
-# At least three letters of post after the year: "24X7" is not a cable.
-_ID = rf"(?<![\w-])(?=\d{{2}}[A-Z]{{3}})(?P<id>{CABLE_ID_PATTERN})(?![\w-])"
-_RANGE = r"\d{1,4}(?:\s*[-–—]\s*\d{1,4})?(?!\d)"
-_PARAGRAPHS = (
-    rf"(?:¶¶|(?i:paras|paragraphs)\.?|(?i:pp)\.)\s*{_RANGE}(?:\s*(?:,|&|(?i:and))\s*(?:¶\s*)?{_RANGE}(?!\w))*"
-    rf"|(?:¶|(?i:para(?:graph)?)\.?|(?i:p)\.)\s*{_RANGE}"
-)
-_REFERENCE = re.compile(rf"{_ID}(?P<tail>\s*,?\s*(?:{_PARAGRAPHS})|:\d{{1,4}}(?!\d))?")
-_BRACKETED_REFERENCE = rf"{_ID}(?P<tail>\s*,?\s*(?:{_PARAGRAPHS})|:\d{{1,4}}(?!\d)|\s*,?\s*\d{{1,4}}(?!\w))?"
-# A bracket or parenthesis that holds nothing but references: the whole group is the citation.
-_GROUP_BODY = re.compile(
-    rf"\s*(?i:see\s+(?:also\s+)?|cf\.\s*)?{_BRACKETED_REFERENCE}(?:\s*(?:[;,]|(?i:and))\s*{_BRACKETED_REFERENCE})*\s*"
-    .replace("(?P<id>", "(?:").replace("(?P<tail>", "(?:")
-)
-_GROUP = re.compile(r"\[([^\[\]\n]{1,300})\]|\(([^()\n]{1,300})\)")
-_INSIDE_GROUP = re.compile(_BRACKETED_REFERENCE)
-# WikiLeaks cable pages, …/cable/2009/08/09PHNOMPENH637.html and …/plusd/cables/09PHNOMPENH637_a.html,
-# found by their path; the link reaches back from it to where its word starts (LINK_REACH at most,
-# so that a long run of text without spaces is never scanned more than once).
-_LINK_PATH = re.compile(
-    rf"/(?:cable/\d{{4}}/\d{{2}}/(?P<cable>{CABLE_ID_PATTERN})|plusd/cables/(?P<plusd>{CABLE_ID_PATTERN})(?:_\w+)?)"
-    r"\.html?(?:#[\w-]*)?"
-)
-_LINK_START = re.compile(r"[^\s<>()\[\]\"']*$")
-LINK_REACH = 200
-
-
-@dataclass(frozen=True)
-class Mention:
-    """A citation as the text writes it: where, and what it names (a range expanded into its
-    paragraphs; a cable-level citation names the cable with paragraph None)."""
-
-    start: int
-    end: int
-    references: tuple[Reference, ...]
-
-
-def _paragraphs(tail: str | None) -> list[int | None]:
-    if not tail:
-        return [None]
-    numbers: list[int] = []
-    for first, last in re.findall(r"(\d+)(?:\s*[-–—]\s*(\d+))?", tail):
-        a, b = int(first), int(last or first)
-        numbers += range(a, b + 1) if 0 <= b - a <= MAX_RANGE else [a, b]
-    return list(dict.fromkeys(numbers))
-
-
-def _references(matches) -> tuple[Reference, ...]:
-    refs = [Reference(m.group("id"), n) for m in matches for n in _paragraphs(m.group("tail"))]
-    return tuple(dict.fromkeys(refs))
-
-
-def find_citations(text: str) -> list[Mention]:
-    """Every citation of `text`, in order: links, bracketed or parenthesised groups of
-    references (the brackets are part of the citation), then references in running text."""
-    mentions: list[Mention] = []
-    taken = np.zeros(len(text) + 1, dtype=bool)
-
-    def add(start: int, end: int, references: tuple[Reference, ...]) -> None:
-        if references and not taken[start:end].any():
-            mentions.append(Mention(start, end, references))
-            taken[start:end] = True
-
-    after_link = 0
-    for m in _LINK_PATH.finditer(text):
-        start = _LINK_START.search(text, max(m.start() - LINK_REACH, after_link), m.start()).start()
-        add(start, m.end(), (Reference(m.group("cable") or m.group("plusd")),))
-        after_link = m.end()
-    for m in _GROUP.finditer(text):
-        body = m.group(1) if m.group(1) is not None else m.group(2)
-        if _GROUP_BODY.fullmatch(body):
-            add(m.start(), m.end(), _references(_INSIDE_GROUP.finditer(body)))
-    for m in _REFERENCE.finditer(text):
-        add(m.start(), m.end(), _references([m]))
-    return sorted(mentions, key=lambda m: m.start)
-
-
-# ── Cutting the text into claims ───────────────────────────────────────────────────────────────
-_FENCE = re.compile(r"\s{0,3}(?:```|~~~)")
-_RULE = re.compile(r"\s{0,3}(?:[-=*_]\s*){3,}")
-_HEADING = re.compile(r"\s{0,3}#{1,6}\s")
-# A line that starts a block of its own: a list item, a quote, a table row.
-_ITEM = re.compile(r"\s{0,3}(?:[-*+]\s+|\d{1,3}[.)]\s+|>\s?|\|)")
-_MD_LINK = re.compile(r"\[([^\[\]]*)\]\([^()]*\)")
-_MD_MARKS = re.compile(r"\*\*|__|[*`]|\[\s*\]|\(\s*\)|(?<=\s)_|_(?=\s)")
-
-
-@dataclass
-class _Sentence:
-    start: int
-    end: int
-    block: int
-    text: str
-    claim: bool
-    mentions: list[Mention] = field(default_factory=list)
-
-
-@dataclass
-class Draft:
-    """A claim before it is checked: its words (citations removed), its stretch of the text
-    (citations included) and the citations that cover it."""
-
-    text: str
-    start: int
-    end: int
-    mentions: list[Mention]
-
-
-def clean(text: str) -> str:
-    """A stretch of the text as a claim to score: citations already blanked out, Markdown links
-    reduced to their words, emphasis marks and empty brackets dropped, spaces collapsed."""
-    text = _MD_MARKS.sub("", _MD_LINK.sub(r"\1", text))
-    text = re.sub(r"\s+([.,;:!?])", r"\1", " ".join(text.split()))
-    text = re.sub(r"[,;:]+(?=[.!?]|$)", "", text)  # "…of Justice, [ID ¶2]." leaves "…of Justice."
-    return re.sub(r"^[\s.,;:!?|>-]+", "", text).strip()
-
-
-def _blocks(text: str) -> list[tuple[int, int, bool]]:
-    """(start, end, heading) of each block of prose: paragraphs split at blank lines, each
-    heading, list item, quote and table row on its own; code fences and rules left out."""
-    blocks: list[tuple[int, int, bool]] = []
-    start = end = None
-    fenced = False
-    pos = 0
-
-    def close() -> None:
-        nonlocal start, end
-        if start is not None:
-            blocks.append((start, end, False))
-        start = end = None
-
-    for line in text.splitlines(keepends=True):
-        at, body = pos, line.rstrip("\r\n")
-        pos += len(line)
-        if _FENCE.match(body):
-            close()
-            fenced = not fenced
-            continue
-        if fenced or not body.strip() or _RULE.fullmatch(body.strip()):
-            close()
-            continue
-        if m := _HEADING.match(body):
-            close()
-            blocks.append((at + m.end(), at + len(body), True))
-            continue
-        if m := _ITEM.match(body):
-            close()
-            start = at + m.end()
-        elif start is None:
-            start = at
-        end = at + len(body)
-    close()
-    return blocks
-
-
-def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Offsets of the sentences of text[start:end]: split_sentences' pieces found back in the
-    text (it joins the pieces of a sentence with one space where the text may have a newline)."""
-    spans, pos = [], start
-    for sentence in split_sentences(text[start:end], min_chars=0):
-        first = None
-        for ch in sentence:
-            if ch.isspace():
-                continue
-            while text[pos].isspace():
-                pos += 1
-            first = pos if first is None else first
-            pos += 1
-        spans.append((first, pos))
-    return spans
-
-
-def _is_claim(words: str, heading: bool) -> bool:
-    return not heading and not words.endswith("?") and len(content_words(words)) >= MIN_CLAIM_WORDS
-
-
-def split_text(text: str, mentions: list[Mention] | None = None) -> list[Draft]:
-    """The claims of `text`, in order: each cited stretch and each uncited sentence that states
-    something (no headings, questions or fragments of a word or two)."""
-    mentions = find_citations(text) if mentions is None else mentions
-    blanked = list(text)
-    for m in mentions:
-        blanked[m.start : m.end] = " " * (m.end - m.start)
-    masked = "".join(blanked)
-    sentences = []
-    blocks = _blocks(text)
-    for b, (start, end, heading) in enumerate(blocks):
-        for s, e in _sentence_spans(masked, start, end):
-            words = clean(masked[s:e])
-            if words:
-                sentences.append(_Sentence(s, e, b, words, _is_claim(words, heading)))
-    if not sentences:
-        return []
-    # A citation belongs to the sentence it sits in or follows ("… 2009. [ID ¶1]"); one that
-    # opens a block, to the block's first. From a fragment ("Source: ID ¶1") it moves back to the
-    # claim before it in the same block.
-    starts, block_starts = [s.start for s in sentences], [b[0] for b in blocks]
-    for m in mentions:
-        i = bisect.bisect_right(starts, m.start) - 1
-        block = bisect.bisect_right(block_starts, m.start) - 1
-        if i + 1 < len(sentences) and sentences[i + 1].block == block and (i < 0 or sentences[i].block != block):
-            i += 1
-        i = k = max(i, 0)
-        while not sentences[k].claim and k > 0 and sentences[k - 1].block == sentences[i].block:
-            k -= 1
-        sentences[k if sentences[k].claim else i].mentions.append(m)
-
-    drafts: list[Draft] = []
-
-    def draft(group: list[_Sentence], cited: list[Mention]) -> None:
-        start, end = min([group[0].start] + [m.start for m in cited]), max([group[-1].end] + [m.end for m in cited])
-        drafts.append(Draft(clean(masked[group[0].start : group[-1].end]), start, end, cited))
-
-    for _, in_block in itertools.groupby(sentences, key=lambda s: s.block):
-        block = [s for s in in_block if s.claim or s.mentions]
-        pending: list[_Sentence] = []
-        for i, s in enumerate(block):
-            if not s.mentions:
-                pending.append(s)
-                continue
-            if i == len(block) - 1:  # it closes the paragraph: it covers the sentences since the last citation
-                draft(pending + [s], s.mentions)
-            else:
-                for p in pending:
-                    draft([p], [])
-                draft([s], s.mentions)
-            pending = []
-        for p in pending:
-            draft([p], [])
-    return sorted(drafts, key=lambda d: d.start)
 
 
 # ── Checking ───────────────────────────────────────────────────────────────────────────────────

@@ -10,7 +10,8 @@ import time
 import httpx
 import pytest
 
-from rag.check import MAX_BYTES, MAX_CHECK, Checker, find_citations, split_text
+from rag.check import MAX_BYTES, MAX_CHECK, Checker
+from rag.claims import find_citations, split_text
 from rag.cli import main
 from rag.retrieve import open_retriever
 from rag.show import Reference, parse_reference

@@ -21,8 +21,8 @@ import pytest
 from rag import render
 from rag.cables import read_cable_file
 from rag.chunk import chunk_metadata
-from rag.check import (STATUSES, UNCITED, CitationCheck, ClaimCheck, Mention, Report, Suggestion,
-                       find_citations, split_text)
+from rag.check import STATUSES, UNCITED, CitationCheck, ClaimCheck, Report, Suggestion
+from rag.claims import Mention, find_citations, split_text
 from rag.cite import CheckedCitation
 from rag.demo import DEMO_DIR
 from rag.pipeline import Answer
