@@ -235,3 +235,35 @@ def test_an_llm_past_its_timeout_stops_between_tokens(demo_settings):
     with pytest.raises(RagError, match=r"^the llamacpp backend failed: TimeoutError: no answer within 0.3 s"):
         list(answerer.stream(CAMBODIA, hits))
     assert closed.is_set()  # generation stopped, not left running
+
+
+def test_turns_are_granted_in_the_order_asked_and_a_timed_out_wait_leaves_the_queue():
+    from rag.service import Turns
+
+    turns = Turns(1)
+    assert turns.acquire(timeout=0)
+    order: list[str] = []
+    done = threading.Event()
+
+    def wait(name: str) -> None:
+        assert turns.acquire(timeout=30)
+        order.append(name)
+        done.wait(30)
+        turns.release()
+
+    threads = []
+    for queued, name in enumerate(("first", "second"), start=1):
+        threads.append(threading.Thread(target=wait, args=(name,), daemon=True))
+        threads[-1].start()
+        while len(turns._waiting) < queued:  # noqa: SLF001 — the queue is what is under test
+            time.sleep(0.001)
+    assert not turns.acquire(timeout=0.05)
+    assert len(turns._waiting) == 2  # noqa: SLF001 — the timed-out wait left the queue
+    turns.release()
+    # The freed slot went to the first waiter: a newcomer cannot take it before that thread runs.
+    assert not turns.acquire(timeout=0)
+    done.set()
+    for thread in threads:
+        thread.join(30)
+    assert order == ["first", "second"]
+    assert turns.acquire(timeout=0) and not turns.acquire(timeout=0)
