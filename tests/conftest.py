@@ -63,3 +63,13 @@ def demo_settings(request) -> Settings:
         assert report.ok, [str(s) for s in report.skipped]
         (index / ".last-used").touch()
     return settings
+
+
+@pytest.fixture(scope="module")
+def server(demo_settings):
+    """The app (UI, JSON API, /v1) on a free loopback port over the demo index, one per module."""
+    from rag.web import BackgroundServer  # gradio: only for the modules that serve
+
+    running = BackgroundServer(demo_settings)
+    yield running
+    running.stop()

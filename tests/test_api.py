@@ -14,13 +14,6 @@ CAMBODIA = "Who leads Cambodia's police TIP response?"
 
 
 @pytest.fixture(scope="module")
-def server(demo_settings):
-    running = BackgroundServer(demo_settings)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server):
     with httpx.Client(base_url=server.url, timeout=120) as http:
         yield http

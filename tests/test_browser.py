@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from rag.web import BackgroundServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -20,13 +19,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no browser at {CHROMIUM}: apt-get install -y chromium chromium-driver"),
 ]
-
-
-@pytest.fixture(scope="module")
-def server(demo_settings):
-    running = BackgroundServer(demo_settings)
-    yield running
-    running.stop()
 
 
 @pytest.fixture

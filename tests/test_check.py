@@ -15,7 +15,6 @@ from rag.claims import find_citations, split_text
 from rag.cli import main
 from rag.retrieve import open_retriever
 from rag.show import Reference, parse_reference
-from rag.web import BackgroundServer
 
 CABLE = "09PHNOMPENH637"
 # 09PHNOMPENH637 ¶1 says so; ¶3 is about the Supreme Council of the Magistracy.
@@ -350,11 +349,9 @@ def test_a_missing_file_or_index_is_exit_2(demo_settings, capsys, tmp_path):
 
 # ── The API ────────────────────────────────────────────────────────────────────────────────────
 @pytest.fixture(scope="module")
-def client(demo_settings):
-    server = BackgroundServer(demo_settings)
+def client(server):
     with httpx.Client(base_url=server.url, timeout=120) as http:
         yield http
-    server.stop()
 
 
 def test_api_check_returns_the_cli_s_json(client, checker):

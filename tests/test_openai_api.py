@@ -15,13 +15,6 @@ TAG = "[09PHNOMPENH637 ¶1]"
 
 
 @pytest.fixture(scope="module")
-def server(demo_settings):
-    running = BackgroundServer(demo_settings)
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def client(server):
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120) as chat:
         yield chat
