@@ -202,9 +202,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_mcp(args) -> int:
-    from rag.mcp_server import run
+    from rag.demo import require_index
+    from rag.retrieve import check_in_step
 
     settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
+    # A bad index stops here, before the MCP SDK's imports (seconds).
+    check_in_step(settings)
+    require_index(settings)
+    from rag.mcp_server import run
+
     return run(settings, http=args.http, host=args.host, port=args.port)
 
 

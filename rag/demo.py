@@ -33,3 +33,11 @@ def ensure_index(settings: Settings | None = None, progress: bool = True) -> boo
     )
     ingest([DEMO_DIR], settings, progress=progress)
     return True
+
+
+def require_index(settings: Settings | None = None) -> None:
+    """NoIndex, in one line, when no index is where the demo is never built (away from ./index,
+    or a Chroma server); at ./index a missing index is left for `ensure_index` to build."""
+    settings = get_settings(settings)
+    if settings.chroma_url or Path(settings.index_dir).resolve() != DEFAULT_INDEX.resolve():
+        ensure_index(settings)

@@ -18,7 +18,6 @@ import inspect
 import sys
 import threading
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -29,7 +28,7 @@ from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from rag.check import MAX_CHECK
-from rag.demo import DEFAULT_INDEX, ensure_index
+from rag.demo import require_index
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.openai_api import citations_json
@@ -194,8 +193,7 @@ def run(settings: Settings | None = None, http: bool = False, host: str = "127.0
     """Serve the tools over stdio, or over streamable HTTP at http://HOST:PORT/mcp, until stopped."""
     settings = get_settings(settings)
     check_in_step(settings)
-    if settings.chroma_url or Path(settings.index_dir).resolve() != DEFAULT_INDEX.resolve():
-        ensure_index(settings)  # builds nothing away from ./index: a missing index is one line now, not a tool error
+    require_index(settings)  # a missing index is one line now, not a tool error later
     server = build_server(settings)
     if not http:
         server.run("stdio")

@@ -71,3 +71,9 @@ def test_bad_input_stops_before_the_index_libraries(args, env, error):
     code, err, modules = rag(*args, **env)
     assert code == 1 and err.count("\n") == 1 and err.startswith("rag: error: ") and error in err, err
     assert not modules & (HEAVY | INDEX), modules & (HEAVY | INDEX)
+
+
+def test_mcp_with_no_index_stops_before_the_mcp_sdk():
+    code, err, modules = rag("mcp", "--index", "/nonexistent")
+    assert code == 1 and err.count("\n") == 1 and "no index at /nonexistent" in err, err
+    assert not modules & (HEAVY | {"mcp", "onnxruntime"}), modules & (HEAVY | {"mcp", "onnxruntime"})
