@@ -42,6 +42,12 @@ class CheckRequest(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_CHECK)
 
 
+def logged_in(given: HTTPBasicCredentials | None, credentials: tuple[str, str]) -> bool:
+    """Whether HTTP Basic credentials are the app's user and password (compared in constant time)."""
+    return given is not None and secrets.compare_digest(given.username.encode(), credentials[0].encode()) \
+        and secrets.compare_digest(given.password.encode(), credentials[1].encode())
+
+
 def basic_auth(credentials: tuple[str, str] | None):
     """A dependency that requires the app's user and password (HTTP Basic) when it has one:
     gradio's login protects only the UI."""
@@ -50,9 +56,7 @@ def basic_auth(credentials: tuple[str, str] | None):
     async def check(given: HTTPBasicCredentials | None = Depends(security)) -> None:
         if credentials is None:
             return
-        ok = given is not None and secrets.compare_digest(given.username.encode(), credentials[0].encode()) \
-            and secrets.compare_digest(given.password.encode(), credentials[1].encode())
-        if not ok:
+        if not logged_in(given, credentials):
             raise HTTPException(401, "login required", headers={"WWW-Authenticate": 'Basic realm="cablerag"'})
 
     return check

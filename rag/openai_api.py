@@ -33,6 +33,7 @@ from fastapi.sse import format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from rag.api import logged_in
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.pipeline import Answer, paragraph_json
@@ -140,11 +141,9 @@ def key_or_login(credentials: tuple[str, str] | None):
               key: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None:
             return
-        user, password = (c.encode() for c in credentials)
-        if key is not None and secrets.compare_digest(key.credentials.encode(), password):
+        if key is not None and secrets.compare_digest(key.credentials.encode(), credentials[1].encode()):
             return
-        if given is not None and secrets.compare_digest(given.username.encode(), user) \
-                and secrets.compare_digest(given.password.encode(), password):
+        if logged_in(given, credentials):
             return
         raise OpenAIError(401, "login required: send the password as the API key (Authorization: Bearer PASSWORD) "
                           "or use HTTP Basic", code="invalid_api_key",
