@@ -73,3 +73,16 @@ def server(demo_settings):
     running = BackgroundServer(demo_settings)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def demo_cables(tmp_path):
+    """Makes a directory holding the named demo cables: a small corpus of real cables to ingest."""
+    def make(cable_ids, name: str = "cables") -> Path:
+        src = tmp_path / name
+        src.mkdir()
+        for cable_id in cable_ids:
+            shutil.copy(DEMO_DIR / f"{cable_id}.txt", src / f"{cable_id}.txt")
+        return src
+
+    return make

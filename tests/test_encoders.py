@@ -2,7 +2,6 @@
 with fp32, and an index refuses the other one."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -177,12 +176,8 @@ def test_int8_vectors_match_fp32():
 
 
 @pytest.fixture
-def corpus(tmp_path) -> Path:
-    src = tmp_path / "cables"
-    src.mkdir()
-    for cid in CABLES:
-        shutil.copy(DEMO_DIR / f"{cid}.txt", src / f"{cid}.txt")
-    return src
+def corpus(demo_cables) -> Path:
+    return demo_cables(CABLES)
 
 
 @needs_int8

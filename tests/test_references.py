@@ -8,7 +8,6 @@ December 2009: 09PHNOMPENH954's REF lines name 934, 926, 925 and 913 (all in the
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,12 +73,8 @@ def test_the_cable_view_lists_references_with_subjects_and_who_cites_it(demo_set
 
 
 @pytest.fixture
-def small(tmp_path) -> Path:
-    src = tmp_path / "cables"
-    src.mkdir()
-    for cable_id in SMALL:
-        shutil.copy(DEMO_DIR / f"{cable_id}.txt", src / f"{cable_id}.txt")
-    return src
+def small(demo_cables) -> Path:
+    return demo_cables(SMALL)
 
 
 def test_an_index_from_before_references_opens_and_ingest_adds_them_without_embedding(small, tmp_path, monkeypatch):
