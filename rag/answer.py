@@ -7,6 +7,7 @@ retrieved paragraphs and return text whose claims carry `[CABLEID ¶N]` tags, wh
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import time
@@ -27,7 +28,8 @@ from rag.settings import BACKENDS, Settings, get_settings
 from rag.question import analyse
 from rag.rank import holds_answer_type
 from rag.aliases import words_of
-from rag.text import content_words, is_injection, split_sentences, strip_markings, without_injections
+from rag.sentences import SentenceVectors, candidate_sentences
+from rag.text import content_words, strip_markings, without_injections
 from rag.types import Citation, Hit
 
 # "Who was X, and who was Y?" / "What did A say and what did B say?": a question in parts.
@@ -105,32 +107,43 @@ class ExtractiveAnswerer:
     # whether they answer, its first paragraph earns trust: on dev, 0.6 against the former 0.2
     # raised citation precision 0.56 → 0.69 for citation recall 0.75 → 0.71 (evals/RESULTS.md).
     PRIOR = 0.6
-    # Paragraphs whose sentence vectors are kept (~9 KiB each): encoding the sentences of the top
-    # paragraphs was ~0.16 s of a 0.22 s answer, and popular questions bring the same paragraphs back.
+    # Paragraphs whose sentence vectors are kept (~9 KiB each) when the index's store of them
+    # (rag.sentences) lacks them: encoding the sentences of the top paragraphs was ~0.16 s of a
+    # 0.22 s answer, and popular questions bring the same paragraphs back.
     CACHED_PARAGRAPHS = 4096
 
-    def __init__(self, encoder: Encoder):
+    def __init__(self, encoder: Encoder, stored: SentenceVectors | None = None):
         self.encoder = encoder
+        self.stored = stored
         # Keyed by the paragraph's text, which alone decides its sentences and their vectors: an
         # entry stays right across generations of the index. lru_cache is safe to share between
         # threads (two that miss at once both encode, and get equal vectors).
-        self.sentence_vectors = lru_cache(maxsize=self.CACHED_PARAGRAPHS)(self._encode_sentences)
+        self.encoded = lru_cache(maxsize=self.CACHED_PARAGRAPHS)(self._encode_sentences)
 
-    @staticmethod
-    def _sentences(text: str) -> list[tuple[int, str]]:
-        """(position, sentence) of a paragraph's sentences, those that read as instructions left out."""
-        return [(pos, s) for pos, s in enumerate(split_sentences(text)) if not is_injection(s)]
+    def over(self, stored: SentenceVectors | None) -> "ExtractiveAnswerer":
+        """This answerer reading another index's sentence vectors, sharing the encoder and cache."""
+        moved = copy.copy(self)
+        moved.stored = stored
+        return moved
+
+    def sentence_vectors(self, text: str) -> np.ndarray:
+        """The vectors of a paragraph's candidate sentences: kept from ingest, else encoded."""
+        if self.stored is not None:
+            kept = self.stored.get([s for _, s in candidate_sentences(text)], self.encoder.model_id)
+            if kept is not None:
+                return kept
+        return self.encoded(text)
 
     def _encode_sentences(self, text: str) -> np.ndarray:
         """The vectors of a paragraph's candidate sentences, in one encoder call of their own, so
         they are the same whatever else is being answered; read-only, since answers share them."""
-        vectors = self.encoder.encode_documents([s for _, s in self._sentences(text)])
+        vectors = self.encoder.encode_documents([s for _, s in candidate_sentences(text)])
         vectors.flags.writeable = False
         return vectors
 
     def candidates(self, hits: list[Hit]) -> list[Sentence]:
         return [Sentence(rank, pos, s) for rank, hit in enumerate(hits[: self.PARAGRAPHS])
-                for pos, s in self._sentences(hit.text)]
+                for pos, s in candidate_sentences(hit.text)]
 
     def score(self, question: str, sentences: list[Sentence], typed: np.ndarray, hits: list[Hit]) -> np.ndarray:
         """`typed`: self.typed of the sentences, the candidates of `hits`."""
@@ -283,10 +296,11 @@ def llamacpp_llm(settings: Settings):
                     verbose=False, model_kwargs={"n_threads": os.cpu_count() or 2})
 
 
-def get_answerer(settings: Settings | None, encoder: Encoder) -> Answerer:
+def get_answerer(settings: Settings | None, encoder: Encoder, sentences: SentenceVectors | None = None) -> Answerer:
+    """The backend of `settings`; the extractive one reads `sentences`, the index's sentence vectors."""
     settings = get_settings(settings)
     if settings.llm == "extractive":
-        return ExtractiveAnswerer(encoder)
+        return ExtractiveAnswerer(encoder, sentences)
     if settings.llm == "openai":
         return LlamaIndexAnswerer(openai_llm(settings), "openai", settings.llm_timeout)
     if settings.llm == "llamacpp":

@@ -1,4 +1,4 @@
-"""Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → BM25.
+"""Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → sentence vectors → BM25.
 
 Idempotent and safe to interrupt: chunks have stable ids, content hashes and metadata hashes, so
 a second run over the same files embeds nothing, a changed cable replaces its old chunks, changed
@@ -20,6 +20,7 @@ from rag.chunk import chunk_cables
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError
 from rag.rows import LEGACY_STALE, RowIndex
+from rag.sentences import SentenceVectors
 from rag.settings import Settings, get_settings
 from rag.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
 from rag.types import Cable
@@ -200,9 +201,33 @@ class Ingester:
                 flush()
         finally:
             bar.close()
+        self.refresh_sentences(progress)
         self.refresh_lexical(progress)
         report.seconds = time.perf_counter() - started
         return report
+
+    def refresh_sentences(self, progress: bool = True) -> None:
+        """Encode the sentences of the paragraphs that the store of sentence vectors (rag.sentences)
+        lacks, when it was built from another generation of the store. Before the sidecar: a
+        server moves to a new generation with its sidecar and finds the sentences ready."""
+        generation = self.store.generation
+        sentences = SentenceVectors.at(self.settings.index_dir)
+        if not self.settings.sentence_vectors or sentences.generation() == generation:
+            return
+        from tqdm import tqdm
+
+        # The encoder answers use (the fp32 ONNX graph on a CPU), so stored vectors are the ones
+        # an answer would compute.
+        encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device, queries=True)
+        texts = (text for page in self.store.iter_all(include=("documents",)) for text in page["documents"])
+        with tqdm(total=0, unit="sentence", desc="sentences", disable=not progress,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            def on_total(n: int) -> None:
+                bar.total = n
+                bar.refresh()
+
+            sentences.build(texts, encoder.encode_documents, encoder.model_id, encoder.dimension, generation,
+                            progress=bar.update, on_total=on_total)
 
     def refresh_lexical(self, progress: bool = True) -> None:
         """Rebuild the sidecar (BM25, and the vectors beside it) from the store when it was built

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-from rag.answer import get_answerer
+from rag.answer import ExtractiveAnswerer, get_answerer
 from rag.chat import condense
 from rag.cite import REFUSAL, CheckedCitation, Verifier
 from rag.evidence import EvidenceCheck, Verdict, filter_reason
@@ -79,7 +79,7 @@ class Pipeline:
                  ranker: Ranker | None = None, evidence: EvidenceCheck | None = None):
         self.settings = get_settings(settings)
         self.retriever = retriever or open_retriever(self.settings)
-        self.answerer = get_answerer(self.settings, self.retriever.encoder)
+        self.answerer = get_answerer(self.settings, self.retriever.encoder, self.retriever.sentences)
         self.verifier = Verifier(self.retriever.encoder)
         self.ranker = ranker or Ranker(load_model("ranker.json") if self.settings.rank else None)
         # The evidence model reads the ranker's scores: without the ranker only the stated checks run.
@@ -90,6 +90,8 @@ class Pipeline:
         backend, the verifier and the models instead of building them again."""
         moved = copy.copy(self)
         moved.retriever = retriever
+        if isinstance(self.answerer, ExtractiveAnswerer):
+            moved.answerer = self.answerer.over(retriever.sentences)
         return moved
 
     @property

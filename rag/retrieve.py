@@ -17,6 +17,7 @@ from rag.embed import Encoder, get_encoder
 from rag.errors import RagError, StaleIndex
 from rag.filters import Filters
 from rag.rows import RowIndex
+from rag.sentences import SentenceVectors
 from rag.settings import RETRIEVALS, Settings, get_settings
 from rag.store import Store
 from rag.types import CABLE_ID, Hit
@@ -56,6 +57,8 @@ class Retriever:
     mode: str = "hybrid"
     reranker_path: str = ""
     dense_weight: float = 1.0
+    # The vectors of each paragraph's sentences, kept from ingest for the extractive answer.
+    sentences: SentenceVectors | None = None
 
     def __post_init__(self):
         if self.mode not in RETRIEVALS:
@@ -132,7 +135,7 @@ class Retriever:
         fresh = RowIndex(self.lexical.path)
         if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
             return None
-        moved = replace(self, lexical=fresh)
+        moved = replace(self, lexical=fresh, sentences=SentenceVectors.at(self.lexical.path.parent).load())
         if "reranker" in self.__dict__:  # the loaded cross-encoder moves along, not loaded again
             moved.__dict__["reranker"] = self.reranker
         return moved
@@ -193,4 +196,5 @@ def retriever_over(store: Store, encoder: Encoder, settings: Settings, mode: str
     """A retriever over `store` and its sidecar, loaded whole; StaleIndex when out of step."""
     lexical = RowIndex.at(settings).load()
     require_in_step(store.generation, lexical.generation, settings)
-    return Retriever(store, lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight)
+    return Retriever(store, lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight,
+                     SentenceVectors.at(settings.index_dir).load())

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
                              "one under `rag serve`, whose answers run side by side.")
     ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
                                 "length-sorted encoding removes most padding, small enough that a kill loses little.")
+    sentence_vectors: Flag = setting(
+        "RAG_SENTENCE_VECTORS", True, "Keep the vectors of every paragraph's sentences from ingest (rag.sentences; "
+        "~0.8 KiB a sentence, 207 MB for the 6,835 shared cables, ingest half as long again), so answers do not encode "
+        "them; 0 = encode them when answering.")
     retrieval: Retrieval = setting("RAG_RETRIEVAL", "hybrid", "How paragraphs are found: dense (embeddings), bm25 "
                                      "(words) or hybrid (both, fused).")
     dense_weight: float = setting(

@@ -25,7 +25,8 @@ def shared_dir() -> Path:
 
 
 # The modules whose code decides what an index holds: the cached test index is keyed by them.
-INDEX_CODE = ("cables.py", "chunk.py", "embed.py", "store.py", "bm25.py", "rows.py", "ingest.py", "types.py")
+INDEX_CODE = ("cables.py", "chunk.py", "embed.py", "store.py", "bm25.py", "rows.py", "ingest.py", "types.py",
+              "sentences.py")
 
 
 def index_code_key() -> str:

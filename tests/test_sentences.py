@@ -1,0 +1,141 @@
+"""The sentence vectors kept from ingest (rag.sentences): what ingest stores, that answers read them
+and stay the same, and that a build resumes and re-encodes only what changed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rag.sentences
+from rag.answer import ExtractiveAnswerer
+from rag.cables import read_cable_file
+from rag.demo import DEMO_DIR
+from rag.embed import get_encoder
+from rag.ingest import ingest
+from rag.pipeline import Pipeline
+from rag.sentences import SentenceVectors, candidate_sentences
+from rag.settings import Settings
+from rag.store import Store
+
+QUESTIONS = ["Who leads Cambodia's police TIP response?", "Where was Viktor Bout arrested?",
+             "When does child labor in Costa Rica peak, according to UNICEF?",
+             "What became of the nuclear fuel rods stolen from the Kinshasa research reactor?",
+             "What is Stung Treng province's border with Laos?"]
+CABLES = ["09PHNOMPENH637", "09BANGKOK385", "08SANJOSE519", "06KINSHASA1410"]
+
+
+@pytest.fixture(scope="module")
+def encoder(demo_settings):
+    return get_encoder(demo_settings.encoder, demo_settings.embed_batch_size, demo_settings.device, queries=True)
+
+
+def paragraphs(cable_ids: list[str]) -> list[str]:
+    return [p.text for cable_id in cable_ids for p in read_cable_file(DEMO_DIR / f"{cable_id}.txt").paragraphs]
+
+
+def test_ingest_keeps_the_vectors_of_every_paragraphs_sentences(demo_settings, encoder):
+    kept = SentenceVectors.at(demo_settings.index_dir).load()
+    store = Store(demo_settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
+    texts = list(dict.fromkeys(t for page in store.iter_all(include=("documents",)) for t in page["documents"]))
+    with_sentences = [t for t in texts if candidate_sentences(t)]
+    assert kept.generation() == store.generation
+    assert len(kept) == len({tuple(s for _, s in candidate_sentences(t)) for t in with_sentences})
+    for text in with_sentences[::60]:
+        sentences = [s for _, s in candidate_sentences(text)]
+        vectors = kept.get(sentences, encoder.model_id)
+        # float16 keeps ~3 significant digits of each unit vector's components.
+        assert np.abs(vectors - encoder.encode_documents(sentences)).max() < 2e-3
+        assert not vectors.flags.writeable
+
+
+def test_answers_read_the_kept_vectors_and_equal_those_encoded_when_asked(demo_settings):
+    pipeline = Pipeline(demo_settings)
+    answerer = pipeline.answerer
+    assert isinstance(answerer, ExtractiveAnswerer) and len(answerer.stored)
+    answerer.encoded.cache_clear()
+    kept = [pipeline.ask(q).text for q in QUESTIONS]
+    assert answerer.encoded.cache_info().misses == 0
+    answerer.stored = None
+    encoded = [pipeline.ask(q).text for q in QUESTIONS]
+    assert answerer.encoded.cache_info().misses > 0
+    assert kept == encoded
+
+
+def test_a_paragraph_the_store_lacks_or_another_models_vectors_are_a_miss(demo_settings, encoder):
+    kept = SentenceVectors.at(demo_settings.index_dir).load()
+    sentences = [s for _, s in candidate_sentences(paragraphs(["09PHNOMPENH637"])[0])]
+    assert kept.get(sentences, encoder.model_id) is not None
+    assert kept.get(sentences[:-1], encoder.model_id) is None
+    assert kept.get(sentences + ["The ambassador replied that he would see."], encoder.model_id) is None
+    assert kept.get(sentences, "another/model") is None
+    assert SentenceVectors.at(demo_settings.index_dir / "nothing-here").load().get(sentences, encoder.model_id) is None
+
+
+class Counting:
+    """An encoder's encode_documents that counts the sentences it is given, and can be made to
+    fail after some calls (a killed build)."""
+
+    def __init__(self, encoder, fail_after: int | None = None):
+        self.encoder, self.fail_after, self.calls, self.sentences = encoder, fail_after, 0, 0
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self.fail_after is not None and self.calls == self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.sentences += len(texts)
+        return self.encoder.encode_documents(texts)
+
+
+def build(store: SentenceVectors, texts: list[str], encode, generation: int = 1) -> SentenceVectors:
+    return store.build(texts, encode, "m", 384, generation)
+
+
+def test_a_killed_build_leaves_no_store_and_the_next_encodes_only_the_rest(tmp_path, encoder, monkeypatch):
+    monkeypatch.setattr(rag.sentences, "PART", 40)
+    texts = paragraphs(CABLES)
+    total = sum(len(candidate_sentences(t)) for t in texts)
+    store = SentenceVectors(tmp_path / "sentences")
+    killed = Counting(encoder, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        build(store, texts, killed)
+    assert not store.path.exists() and not len(store.load())
+
+    resumed = Counting(encoder)
+    built = build(store, texts, resumed)
+    assert resumed.sentences == total - killed.sentences > 0
+    assert not store.path.with_name("sentences.tmp").exists()
+    whole = build(SentenceVectors(tmp_path / "whole"), texts, Counting(encoder))
+    for text in texts:
+        sentences = [s for _, s in candidate_sentences(text)]
+        if sentences:
+            assert np.array_equal(built.get(sentences, "m"), whole.get(sentences, "m"))
+
+
+def test_a_rebuild_encodes_only_new_paragraphs_and_drops_those_gone(tmp_path, encoder):
+    first, second = paragraphs(CABLES[:2]), paragraphs(CABLES[2:])
+    store = SentenceVectors(tmp_path / "sentences")
+    build(store, first, Counting(encoder))
+    again = Counting(encoder)
+    built = build(store, first[1:] + second, again, generation=2)
+    assert again.sentences == sum(len(candidate_sentences(t)) for t in second)
+    assert built.generation() == 2
+    gone = [s for _, s in candidate_sentences(first[0])]
+    assert built.get(gone, "m") is None
+    assert built.get([s for _, s in candidate_sentences(second[0])], "m") is not None
+
+
+def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cables, tmp_path):
+    cables = demo_cables(CABLES)
+    settings = Settings(index_dir=tmp_path / "index", sentence_vectors=False)
+    assert ingest([cables], settings, progress=False).ok
+    assert not SentenceVectors.at(settings.index_dir).exists()
+    without = Pipeline(settings).ask(QUESTIONS[0])
+    assert "Kang Sokhorn" in without.text
+
+    report = ingest([cables], settings.with_(sentence_vectors=True), progress=False)
+    assert report.embedded == 0
+    kept = SentenceVectors.at(settings.index_dir).load()
+    assert len(kept)
+    pipeline = Pipeline(settings)
+    assert pipeline.ask(QUESTIONS[0]).text == without.text
+    assert pipeline.answerer.encoded.cache_info().misses == 0
