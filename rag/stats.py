@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rag.rows import RowIndex
+from rag.sentences import DIRNAME as SENTENCES_DIR, SentenceVectors
 from rag.store import Store
 
 
@@ -57,4 +58,14 @@ def index_stats(store: Store, lexical: RowIndex) -> dict:
         "generation": store_generation,
         "bm25": "ok" if sidecar_generation == store_generation else
                 f"stale (built from generation {sidecar_generation}): run 'rag ingest' again",
+        "sentence_vectors": sentence_vectors_state(SentenceVectors(lexical.path.parent / SENTENCES_DIR), store_generation),
     }
+
+
+def sentence_vectors_state(kept: SentenceVectors, generation: int) -> str:
+    """Whether answers read their sentences' vectors from the index (rag.sentences) or encode them."""
+    built = kept.generation()
+    if built is None:
+        return "none: answers encode their sentences ('rag ingest' adds them)"
+    count = f"{kept.meta.get('sentences', 0):,} sentences"
+    return f"ok ({count})" if built == generation else f"from generation {built} ({count}): 'rag ingest' brings them up to date"

@@ -175,8 +175,9 @@ def test_health_cables_and_the_page_never_wait_behind_queued_questions(server, m
 
 
 def test_concurrent_answers_equal_serial_ones(server, monkeypatch):
-    """Answers computed concurrently, queued four at a time for two workers, with the sentence
-    vectors cached, are the answers computed one by one from an empty cache (timings aside)."""
+    """Answers computed concurrently, queued four at a time for two workers, reading the sentence
+    vectors kept from ingest, are the answers computed one by one with every sentence encoded
+    (timings aside)."""
     service = server.service
     monkeypatch.setattr(service, "settings", service.settings.with_(queue_timeout=300.0))
     history = [{"role": "user", "content": CAMBODIA}, {"role": "assistant", "content": "Kang Sokhorn [09PHNOMPENH637 ¶1]"}]
@@ -187,12 +188,15 @@ def test_concurrent_answers_equal_serial_ones(server, monkeypatch):
     def answer(ask) -> dict:
         return {k: v for k, v in service.ask(*ask).to_json().items() if k != "timings_ms"}
 
-    service.default.answerer.sentence_vectors.cache_clear()
-    serial = [answer(a) for a in asks]
+    answerer = service.default.answerer
+    answerer.encoded.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(answerer, "stored", None)
+        serial = [answer(a) for a in asks]
+    assert answerer.encoded.cache_info().misses > 0 and len(answerer.stored)
     with ThreadPoolExecutor(4) as pool:
         concurrent = list(pool.map(answer, asks * 3))
     assert concurrent == serial * 3
-    assert service.default.answerer.sentence_vectors.cache_info().hits > 0
 
 
 def test_a_client_over_the_rate_limit_is_429_with_retry_after(demo_settings):

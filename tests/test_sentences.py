@@ -15,6 +15,7 @@ from rag.ingest import ingest
 from rag.pipeline import Pipeline
 from rag.sentences import SentenceVectors, candidate_sentences
 from rag.settings import Settings
+from rag.stats import sentence_vectors_state
 from rag.store import Store
 
 QUESTIONS = ["Who leads Cambodia's police TIP response?", "Where was Viktor Bout arrested?",
@@ -129,7 +130,9 @@ def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cab
     settings = Settings(index_dir=tmp_path / "index", sentence_vectors=False)
     assert ingest([cables], settings, progress=False).ok
     assert not SentenceVectors.at(settings.index_dir).exists()
-    without = Pipeline(settings).ask(QUESTIONS[0])
+    first = Pipeline(settings)
+    assert sentence_vectors_state(SentenceVectors.at(settings.index_dir), first.retriever.store.generation).startswith("none")
+    without = first.ask(QUESTIONS[0])
     assert "Kang Sokhorn" in without.text
 
     report = ingest([cables], settings.with_(sentence_vectors=True), progress=False)
@@ -137,5 +140,7 @@ def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cab
     kept = SentenceVectors.at(settings.index_dir).load()
     assert len(kept)
     pipeline = Pipeline(settings)
+    generation = pipeline.retriever.store.generation
+    assert sentence_vectors_state(kept, generation) == f"ok ({kept.meta['sentences']:,} sentences)"
     assert pipeline.ask(QUESTIONS[0]).text == without.text
     assert pipeline.answerer.encoded.cache_info().misses == 0
