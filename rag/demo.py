@@ -15,10 +15,17 @@ DEMO_DIR = Path(__file__).parent / "demo" / "cables"
 DEFAULT_INDEX = Path("index")
 
 
+# Left in ./index while the demo is built, removed once it is: a first run interrupted half-way
+# (the index exists, its sidecar does not) is finished by the next command, not stopped by it.
+BUILDING = ".demo-building"
+
+
 def ensure_index(settings: Settings | None = None, progress: bool = True) -> bool:
-    """Build the demo index at the default location when no index is there. True if it built."""
+    """Build the demo index at the default location when no index is there, or finish one that
+    an interrupted run began. True if it built."""
     settings = get_settings(settings)
-    if Store.exists(settings):
+    marker = Path(settings.index_dir) / BUILDING
+    if Store.exists(settings) and not marker.exists():
         return False
     if settings.chroma_url or Path(settings.index_dir).resolve() != DEFAULT_INDEX.resolve():
         where = settings.chroma_url or settings.index_dir
@@ -26,12 +33,13 @@ def ensure_index(settings: Settings | None = None, progress: bool = True) -> boo
                       "(the demo corpus is built only at the default ./index)")
     from rag.ingest import ingest
 
-    print(
-        f"No index at {settings.chroma_url or settings.index_dir}: building the demo index from "
-        f"{len(list(DEMO_DIR.glob('*.txt')))} bundled cables (once; a few minutes).",
-        file=sys.stderr,
-    )
+    doing = "finishing the demo index an interrupted run began" if marker.exists() else "building the demo index"
+    print(f"No index at {settings.index_dir}: {doing} from {len(list(DEMO_DIR.glob('*.txt')))} bundled cables "
+          "(once; a few minutes).", file=sys.stderr)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     ingest([DEMO_DIR], settings, progress=progress)
+    marker.unlink()
     return True
 
 

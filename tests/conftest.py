@@ -59,7 +59,7 @@ def demo_settings(request) -> Settings:
         if not index.exists():
             reporter = request.config.pluginmanager.get_plugin("terminalreporter")
             if reporter is not None:
-                reporter.write_line(f"building the demo index for the tests at {index} (about 1.5 minutes, once)")
+                reporter.write_line(f"building the demo index for the tests at {index} (about 2.5 minutes, once)")
         report = ingest([DEMO_DIR], settings, progress=False)
         assert report.ok, [str(s) for s in report.skipped]
         (index / ".last-used").touch()

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rag.demo
 import rag.store
 from rag.cli import main
-from rag.demo import DEMO_DIR
+from rag.demo import BUILDING, DEMO_DIR, ensure_index
 from rag.errors import StaleIndex
 from rag.filters import Filters
 from rag.ingest import Ingester, IngestReport, ingest, iter_sources
+from rag.pipeline import Pipeline
 from rag.rows import GENERATION, LEGACY_STALE, RowIndex
 from rag.retrieve import open_retriever
 from rag.settings import Settings
@@ -358,3 +360,25 @@ def test_an_unreachable_chroma_server_is_one_line_not_an_empty_index(capsys, tmp
     assert err[-1].startswith("rag: error: cannot read the Chroma server at http://127.0.0.1:9")
     assert "Traceback" not in "\n".join(err)
     assert not (tmp_path / "index").exists()
+
+
+def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_path, monkeypatch, demo_cables):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rag.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637", "09BANGKOK385"]))
+    settings = Settings(index_dir=Path("index"))
+
+    def killed(self, progress=True):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # killed after the paragraphs are stored, before the sidecar
+        patch.setattr(Ingester, "refresh_sentences", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ensure_index(settings, progress=False)
+    assert rag.store.Store.exists(settings) and (tmp_path / "index" / BUILDING).exists()
+    with pytest.raises(StaleIndex):
+        open_retriever(settings)
+
+    assert ensure_index(settings, progress=False)
+    assert not (tmp_path / "index" / BUILDING).exists()
+    assert "Kang Sokhorn" in Pipeline(settings).ask("Who leads Cambodia's police TIP response?").text
+    assert not ensure_index(settings, progress=False)
