@@ -1,4 +1,4 @@
-"""Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → sentence vectors → BM25.
+"""Cables in, paragraphs indexed: read → parse → chunk → embed what changed → store → BM25 → sentence vectors.
 
 Idempotent and safe to interrupt: chunks have stable ids, content hashes and metadata hashes, so
 a second run over the same files embeds nothing, a changed cable replaces its old chunks, changed
@@ -201,15 +201,15 @@ class Ingester:
                 flush()
         finally:
             bar.close()
-        self.refresh_sentences(progress)
         self.refresh_lexical(progress)
+        self.refresh_sentences(progress)
         report.seconds = time.perf_counter() - started
         return report
 
     def refresh_sentences(self, progress: bool = True) -> None:
         """Encode the sentences of the paragraphs that the store of sentence vectors (rag.sentences)
-        lacks, when it was built from another generation of the store. Before the sidecar: a
-        server moves to a new generation with its sidecar and finds the sentences ready."""
+        lacks, when it was built from another generation of the store. After the sidecar, so the
+        index answers while they are encoded (a server reads them once they are swapped in)."""
         generation = self.store.generation
         sentences = SentenceVectors.at(self.settings.index_dir)
         if not self.settings.sentence_vectors or sentences.generation() == generation:

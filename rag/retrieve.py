@@ -125,17 +125,22 @@ class Retriever:
 
     def newer(self) -> Retriever | None:
         """A retriever over the sidecar of the store's current generation, once an ingest has
-        built it; None while this one's is current or the next is not built yet (every hit's
-        text is read from the store, so until then an answer still cites only what the store
-        holds). A retriever never changes its sidecar: searches running on this one finish on
-        it, whoever moves on."""
+        built it, or over the sentence vectors of its generation, once an ingest has swapped them
+        in after the sidecar; None while this one is current or the next is not built yet (every
+        hit's text is read from the store, so until then an answer still cites only what the
+        store holds). A retriever never changes its sidecar: searches running on this one finish
+        on it, whoever moves on."""
         generation = self.store.generation
+        sentences = SentenceVectors.at(self.lexical.path.parent)
         if generation == self.lexical.generation:
-            return None
-        fresh = RowIndex(self.lexical.path)
-        if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
-            return None
-        moved = replace(self, lexical=fresh, sentences=SentenceVectors.at(self.lexical.path.parent).load())
+            if (self.sentences and self.sentences.meta.get("generation") == generation) or sentences.generation() != generation:
+                return None
+            moved = replace(self, sentences=sentences.load())
+        else:
+            fresh = RowIndex(self.lexical.path)
+            if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
+                return None
+            moved = replace(self, lexical=fresh, sentences=sentences.load())
         if "reranker" in self.__dict__:  # the loaded cross-encoder moves along, not loaded again
             moved.__dict__["reranker"] = self.reranker
         return moved

@@ -13,7 +13,9 @@ index built before it, a changed sentence splitter) is a miss, and the answerer 
 before. Files: `keys.npy` (sorted 16-byte digests), `offsets.npy` (the rows of key i are
 offsets[i]:offsets[i + 1]), `vectors.f16` (rows of the model's dimension), `meta.json` (model,
 dimension, the store generation it was built from). Built in a temporary folder swapped into
-place; the sentences encoded so far are kept there in parts, so a killed build resumes.
+place; the sentences encoded so far are kept there in parts (each a folder renamed into place
+whole), so a killed build resumes. A build holds in memory the sentences it must encode and
+~100 bytes a paragraph; every vector it reuses or makes is read from a memory map.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from functools import cached_property
 from pathlib import Path
@@ -33,9 +36,13 @@ from rag.text import is_injection, split_sentences
 DIRNAME = "sentences"
 META = "meta.json"
 KEY_BYTES = 16
-# Sentences per part of a build: ~1 MB of float16 vectors, about 20 s of encoding on 2 cores, so
+# Sentences per part of a build: ~3 MB of float16 vectors, about 20 s of encoding on 2 cores, so
 # a killed build loses little.
 PART = 4096
+# Opening a store that a rebuild swaps out meanwhile is retried this many times.
+LOAD_TRIES = 3
+KEY = f"S{KEY_BYTES}"
+_PART = re.compile(r"part-\d{6}")
 
 
 def candidate_sentences(text: str) -> list[tuple[int, str]]:
@@ -55,6 +62,8 @@ class SentenceVectors:
 
     def __init__(self, path: Path):
         self.path = path
+        self.meta: dict = {}
+        self._open: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def at(cls, index_dir: Path) -> "SentenceVectors":
@@ -63,42 +72,39 @@ class SentenceVectors:
     def exists(self) -> bool:
         return (self.path / META).exists()
 
-    @cached_property
-    def meta(self) -> dict:
-        try:
-            return json.loads((self.path / META).read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+    def on_disk(self) -> dict:
+        """The description of the build now on disk (model, dimension, generation, counts); {} when none."""
+        return _read_json(self.path / META) or {}
 
     def generation(self) -> int | None:
-        """The store generation this was built from (None when there is none), read from disk."""
-        self.__dict__.pop("meta", None)
-        return self.meta.get("generation")
+        """The store generation the build now on disk was made from (None when there is none)."""
+        return self.on_disk().get("generation")
 
     def load(self) -> "SentenceVectors":
-        """Open the files now (memory-mapped), so a rebuild swapping the folder later cannot pair
-        one build's keys with another's vectors; a store that is absent or half-swapped stays empty."""
-        self.__dict__.pop("meta", None)
-        self.__dict__.pop("_open", None)
-        try:
-            meta = self.meta
-            keys = np.load(self.path / "keys.npy", mmap_mode="r")
-            offsets = np.load(self.path / "offsets.npy", mmap_mode="r")
-            vectors = np.memmap(self.path / "vectors.f16", dtype=np.float16, mode="r")
-        except (FileNotFoundError, ValueError):
+        """Open the files of one build: through a descriptor of the folder, so a rebuild swapping
+        it meanwhile cannot pair one build's keys with another's vectors (a folder removed under
+        us is tried again). Absent or unreadable, the store stays empty and every lookup misses."""
+        self.meta, self._open = {}, None
+        for _ in range(LOAD_TRIES):
+            try:
+                meta, keys, offsets, vectors = _open_build(self.path)
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError):
+                # Unreadable: what it says of itself is kept (a server then does not try it again).
+                self.meta = self.on_disk()
+                return self
+            self.meta, self._open = meta, (keys, offsets, vectors)
             return self
-        if not meta or len(offsets) != len(keys) + 1 or vectors.size != int(offsets[-1]) * meta["dimension"]:
-            return self
-        self._open = (keys, offsets, vectors.reshape(-1, meta["dimension"]))
         return self
 
     def __len__(self) -> int:
-        return len(self._open[0]) if "_open" in self.__dict__ else 0
+        return len(self._open[0]) if self._open else 0
 
     def get(self, sentences: list[str], model_id: str) -> np.ndarray | None:
         """float32 vectors of `sentences` (one paragraph's candidates, in order), read-only; None
         when this store does not hold them or was made by another model."""
-        if not len(self) or self.meta.get("model") != model_id:
+        if not self._open or self.meta.get("model") != model_id:
             return None
         keys, offsets, vectors = self._open
         key = key_of(sentences)
@@ -118,12 +124,8 @@ class SentenceVectors:
         """Make the store for every paragraph of `texts`: vectors this store or an interrupted build
         already holds are kept, the rest encoded by `encode` in parts (`on_total(n)` hears how many
         sentences that is, `progress(n)` of each part done); then swapped in whole."""
-        wanted: dict[bytes, list[str]] = {}
-        for text in texts:
-            sentences = [s for _, s in candidate_sentences(text)]
-            if sentences:
-                wanted.setdefault(key_of(sentences), sentences)
         tmp = self.path.with_name(self.path.name + ".tmp")
+        old = self.path.with_name(self.path.name + ".old")
         parts_dir = tmp / "parts"
         same_model = {"model": model_id, "dimension": dimension}
         if _read_json(tmp / META) != same_model:
@@ -131,31 +133,43 @@ class SentenceVectors:
         parts_dir.mkdir(parents=True, exist_ok=True)
         (tmp / META).write_text(json.dumps(same_model))
 
-        sources = _Sources(dimension)
-        self.load()
-        if len(self) and all(self.meta.get(k) == v for k, v in same_model.items()):
-            sources.add(*self._open)
-        for part in sorted(parts_dir.glob("part-*.npz")):
-            with np.load(part) as npz:
-                sources.add(npz["keys"], npz["offsets"], npz["vectors"])
-        todo = [k for k in wanted if not sources.has(k)]
-        if on_total:
-            on_total(sum(len(wanted[k]) for k in todo))
+        # The previous store, or the one a build killed while swapping left aside.
+        sources = [built for built in (_open_or_none(self.path), _open_or_none(old))
+                   if built and all(built[0].get(k) == v for k, v in same_model.items())][:1]
+        number = 0
+        for part in sorted(parts_dir.iterdir()):
+            opened = _open_or_none(part) if _PART.fullmatch(part.name) else None
+            if opened is None:  # half-written when a build was killed
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                sources.append(opened)
+                number = int(part.name[5:]) + 1
+        known = _Known([keys for _, keys, _, _ in sources])
 
-        start, number = 0, len(list(parts_dir.glob("part-*.npz")))
-        while start < len(todo):
+        keys, counts, todo = [], [], {}
+        for text in texts:
+            sentences = [s for _, s in candidate_sentences(text)]
+            if sentences:
+                key = key_of(sentences)
+                keys.append(key)
+                counts.append(len(sentences))
+                if key not in todo and not known.has(key):
+                    todo[key] = sentences
+        if on_total:
+            on_total(sum(len(v) for v in todo.values()))
+
+        pending, start = list(todo), 0
+        while start < len(pending):
             end, count = start, 0
-            while end < len(todo) and (count == 0 or count + len(wanted[todo[end]]) <= PART):
-                count += len(wanted[todo[end]])
+            while end < len(pending) and (end == start or count + len(todo[pending[end]]) <= PART):
+                count += len(todo[pending[end]])
                 end += 1
-            keys = todo[start:end]
-            vectors = encode([s for k in keys for s in wanted[k]]).astype(np.float16)
-            offsets = np.concatenate([[0], np.cumsum([len(wanted[k]) for k in keys])]).astype(np.int64)
-            key_array = np.array(keys, dtype=f"S{KEY_BYTES}")
-            part = parts_dir / f"part-{number:06d}.npz"
-            np.savez(part.with_suffix(".tmp.npz"), keys=key_array, offsets=offsets, vectors=vectors)
-            os.replace(part.with_suffix(".tmp.npz"), part)
-            sources.add(key_array, offsets, vectors)
+            batch = pending[start:end]
+            part = parts_dir / f"part-{number:06d}"
+            sizes = [len(todo[k]) for k in batch]
+            vectors = encode([s for k in batch for s in todo.pop(k)])
+            _write_build(part, np.array(batch, dtype=KEY), sizes, vectors, same_model)
+            sources.append(_open_build(part))
             number += 1
             start = end
             if progress:
@@ -163,17 +177,12 @@ class SentenceVectors:
 
         final = tmp / "final"
         shutil.rmtree(final, ignore_errors=True)
-        final.mkdir()
-        ordered = sorted(wanted)
-        counts = np.array([len(wanted[k]) for k in ordered], dtype=np.int64)
-        np.save(final / "keys.npy", np.array(ordered, dtype=f"S{KEY_BYTES}"))
-        np.save(final / "offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-        with open(final / "vectors.f16", "wb") as out:
-            for key in ordered:
-                out.write(sources.vectors(key).tobytes())
-        (final / META).write_text(json.dumps({**same_model, "generation": generation,
-                                              "paragraphs": len(ordered), "sentences": int(counts.sum())}))
-        old = self.path.with_name(self.path.name + ".old")
+        ordered, first = np.unique(np.array(keys, dtype=KEY), return_index=True)
+        del keys
+        known = _Known([keys for _, keys, _, _ in sources])
+        _write_build(final, ordered, np.asarray(counts, dtype=np.int64)[first], None,
+                     {**same_model, "generation": generation},
+                     rows=(known.vectors(sources, key) for key in ordered))
         shutil.rmtree(old, ignore_errors=True)
         if self.path.exists():
             os.replace(self.path, old)
@@ -183,28 +192,85 @@ class SentenceVectors:
         return SentenceVectors(self.path).load()
 
 
-class _Sources:
-    """Vectors already made, by key: the previous store's and the parts of this build."""
+class _Known:
+    """Which build holds each key, over several builds: their keys merged into one sorted array
+    (~28 bytes a key) instead of a dict of millions of entries."""
 
-    def __init__(self, dimension: int):
-        self.dimension = dimension
-        self.where: dict[bytes, tuple[np.ndarray, int, int]] = {}
+    def __init__(self, key_arrays: list[np.ndarray]):
+        self.keys = np.concatenate(key_arrays) if key_arrays else np.zeros(0, dtype=KEY)
+        self.owner = np.concatenate([np.full(len(k), i, dtype=np.int32) for i, k in enumerate(key_arrays)]
+                                    or [np.zeros(0, dtype=np.int32)])
+        self.row = np.concatenate([np.arange(len(k), dtype=np.int64) for k in key_arrays] or [np.zeros(0, dtype=np.int64)])
+        order = np.argsort(self.keys, kind="stable")
+        self.keys, self.owner, self.row = self.keys[order], self.owner[order], self.row[order]
 
-    def add(self, keys: np.ndarray, offsets: np.ndarray, vectors: np.ndarray) -> None:
-        vectors = vectors.reshape(-1, self.dimension)
-        for i, key in enumerate(keys):
-            self.where[bytes(key)] = (vectors, int(offsets[i]), int(offsets[i + 1]))
+    def _find(self, key: bytes) -> int | None:
+        at = int(np.searchsorted(self.keys, np.bytes_(key)))
+        return at if at < len(self.keys) and self.keys[at] == key else None
 
     def has(self, key: bytes) -> bool:
-        return key in self.where
+        return self._find(key) is not None
 
-    def vectors(self, key: bytes) -> np.ndarray:
-        rows, start, end = self.where[key]
-        return rows[start:end]
+    def vectors(self, sources: list[tuple[dict, np.ndarray, np.ndarray, np.ndarray]], key: bytes) -> np.ndarray:
+        at = self._find(key)
+        _, _, offsets, vectors = sources[int(self.owner[at])]
+        row = int(self.row[at])
+        return vectors[int(offsets[row]) : int(offsets[row + 1])]
+
+
+def _write_build(folder: Path, keys: np.ndarray, counts, vectors: np.ndarray | None, meta: dict, rows=None) -> None:
+    """Write one build (a part, or the final store) into `folder`, whole: written beside it and
+    renamed into place. `vectors` in one array, or `rows` as they come, one key's at a time."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    np.save(partial / "keys.npy", keys)
+    np.save(partial / "offsets.npy", np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64))
+    with open(partial / "vectors.f16", "wb") as out:
+        if vectors is not None:
+            out.write(np.asarray(vectors, dtype=np.float16).tobytes())
+        for block in rows or ():
+            out.write(np.asarray(block, dtype=np.float16).tobytes())
+    sentences = int(np.sum(counts)) if len(keys) else 0
+    (partial / META).write_text(json.dumps({**meta, "paragraphs": len(keys), "sentences": sentences}))
+    os.replace(partial, folder)
+
+
+def _open_build(folder: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """(meta, keys, offsets, vectors) of one build, every file opened through one descriptor of
+    its folder; the vectors memory-mapped. FileNotFoundError when it is absent or half-swapped;
+    ValueError when its files disagree."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        def opened(name: str):
+            return open(os.open(name, os.O_RDONLY, dir_fd=fd), "rb")
+
+        with opened(META) as f:
+            meta = json.loads(f.read())
+        with opened("keys.npy") as f:
+            keys = np.load(f)
+        with opened("offsets.npy") as f:
+            offsets = np.load(f)
+        dimension = int(meta["dimension"])
+        with opened("vectors.f16") as f:
+            size = os.fstat(f.fileno()).st_size
+            vectors = (np.memmap(f, dtype=np.float16, mode="r") if size else np.zeros(0, dtype=np.float16))
+    finally:
+        os.close(fd)
+    if len(offsets) != len(keys) + 1 or vectors.size != int(offsets[-1]) * dimension:
+        raise ValueError(f"the sentence vectors at {folder} do not match their keys")
+    return meta, keys, offsets, vectors.reshape(-1, dimension)
+
+
+def _open_or_none(folder: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray] | None:
+    try:
+        return _open_build(folder)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None

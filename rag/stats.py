@@ -64,8 +64,9 @@ def index_stats(store: Store, lexical: RowIndex) -> dict:
 
 def sentence_vectors_state(kept: SentenceVectors, generation: int) -> str:
     """Whether answers read their sentences' vectors from the index (rag.sentences) or encode them."""
-    built = kept.generation()
+    meta = kept.on_disk()
+    built = meta.get("generation")
     if built is None:
         return "none: answers encode their sentences ('rag ingest' adds them)"
-    count = f"{kept.meta.get('sentences', 0):,} sentences"
+    count = f"{meta.get('sentences', 0):,} sentences"
     return f"ok ({count})" if built == generation else f"from generation {built} ({count}): 'rag ingest' brings them up to date"

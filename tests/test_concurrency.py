@@ -193,10 +193,12 @@ def test_concurrent_answers_equal_serial_ones(server, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(answerer, "stored", None)
         serial = [answer(a) for a in asks]
-    assert answerer.encoded.cache_info().misses > 0 and len(answerer.stored)
+    encoded = answerer.encoded.cache_info().misses
+    assert encoded > 0 and len(answerer.stored)
     with ThreadPoolExecutor(4) as pool:
         concurrent = list(pool.map(answer, asks * 3))
     assert concurrent == serial * 3
+    assert answerer.encoded.cache_info().misses == encoded  # every paragraph's sentences read from the store
 
 
 def test_a_client_over_the_rate_limit_is_429_with_retry_after(demo_settings):

@@ -365,13 +365,13 @@ def test_an_unreachable_chroma_server_is_one_line_not_an_empty_index(capsys, tmp
 def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_path, monkeypatch, demo_cables):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(rag.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637", "09BANGKOK385"]))
-    settings = Settings(index_dir=Path("index"))
+    settings = Settings(index_dir=tmp_path / "index")  # ./index, which the demo is built at
 
     def killed(self, progress=True):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:  # killed after the paragraphs are stored, before the sidecar
-        patch.setattr(Ingester, "refresh_sentences", killed)
+        patch.setattr(Ingester, "refresh_lexical", killed)
         with pytest.raises(KeyboardInterrupt):
             ensure_index(settings, progress=False)
     assert rag.store.Store.exists(settings) and (tmp_path / "index" / BUILDING).exists()
@@ -382,3 +382,22 @@ def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_
     assert not (tmp_path / "index" / BUILDING).exists()
     assert "Kang Sokhorn" in Pipeline(settings).ask("Who leads Cambodia's police TIP response?").text
     assert not ensure_index(settings, progress=False)
+
+
+def test_an_interrupted_demo_finished_by_the_users_own_ingest_gets_no_demo_cables(tmp_path, monkeypatch, demo_cables):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rag.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637"], name="demo"))
+    settings = Settings(index_dir=tmp_path / "index")  # ./index, which the demo is built at
+
+    def killed(self, progress=True):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ingester, "refresh_lexical", killed)
+        with pytest.raises(KeyboardInterrupt):
+            ensure_index(settings, progress=False)
+    assert ingest([demo_cables(["09BANGKOK385"], name="mine")], settings, progress=False).ok
+    assert not ensure_index(settings, progress=False)
+    assert not (tmp_path / "index" / BUILDING).exists()
+    assert {h.cable_id for h in open_retriever(settings).store.get(["09BANGKOK385:1", "09PHNOMPENH637:1"])} == {
+        "09BANGKOK385", "09PHNOMPENH637"}

@@ -3,6 +3,10 @@ and stay the same, and that a build resumes and re-encodes only what changed."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from rag.demo import DEMO_DIR
 from rag.embed import get_encoder
 from rag.ingest import ingest
 from rag.pipeline import Pipeline
+from rag.retrieve import open_retriever
 from rag.sentences import SentenceVectors, candidate_sentences
 from rag.settings import Settings
 from rag.stats import sentence_vectors_state
@@ -101,6 +106,14 @@ def test_a_killed_build_leaves_no_store_and_the_next_encodes_only_the_rest(tmp_p
         build(store, texts, killed)
     assert not store.path.exists() and not len(store.load())
 
+    parts = store.path.with_name("sentences.tmp") / "parts"
+    assert sorted(p.name for p in parts.iterdir()) == ["part-000000", "part-000001"]
+    # A part killed while being written: half a folder, or a whole one whose files disagree.
+    (parts / "part-000002.partial").mkdir()
+    shutil.copytree(parts / "part-000001", parts / "part-000002")
+    with open(parts / "part-000002" / "vectors.f16", "r+b") as f:
+        f.truncate(100)
+
     resumed = Counting(encoder)
     built = build(store, texts, resumed)
     assert resumed.sentences == total - killed.sentences > 0
@@ -144,3 +157,44 @@ def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cab
     assert sentence_vectors_state(kept, generation) == f"ok ({kept.meta['sentences']:,} sentences)"
     assert pipeline.ask(QUESTIONS[0]).text == without.text
     assert pipeline.answerer.encoded.cache_info().misses == 0
+
+
+def test_a_build_killed_while_swapping_keeps_the_previous_vectors(tmp_path, encoder):
+    texts = paragraphs(CABLES[:2])
+    store = SentenceVectors(tmp_path / "sentences")
+    build(store, texts, Counting(encoder))
+    os.replace(store.path, store.path.with_name("sentences.old"))  # killed between the two renames
+    again = Counting(encoder)
+    assert len(build(store, texts, again, generation=2)) and again.sentences == 0
+
+
+def fake_encode(texts: list[str]) -> np.ndarray:
+    return np.array([[len(t) % 7 + i for i in range(384)] for t in texts], dtype=np.float32)
+
+
+def test_a_key_ending_in_nul_reads_back_and_is_known_to_the_next_build(tmp_path):
+    def digest(text: str) -> bytes:
+        sentences = [s for _, s in candidate_sentences(text)]
+        return hashlib.blake2b("\x1f".join(sentences).encode("utf-8"), digest_size=16).digest()
+
+    text = next(t for t in (f"The embassy counted {i} arrests in the province that year." for i in range(20_000))
+                if digest(t).endswith(b"\0"))
+    store = SentenceVectors(tmp_path / "sentences")
+    built = store.build([text, "Another paragraph, of one sentence only."], fake_encode, "m", 384, 1)
+    assert built.get([text], "m") is not None
+    again = Counting(None)
+    again.encoder = type("Fake", (), {"encode_documents": staticmethod(fake_encode)})()
+    store.build([text], again, "m", 384, 2)
+    assert again.sentences == 0
+
+
+def test_a_server_reads_sentence_vectors_swapped_in_after_its_sidecar(demo_cables, tmp_path):
+    cables = demo_cables(CABLES[:2])
+    settings = Settings(index_dir=tmp_path / "index", sentence_vectors=False)
+    assert ingest([cables], settings, progress=False).ok
+    retriever = open_retriever(settings)
+    assert retriever.newer() is None and not len(retriever.sentences)
+    ingest([cables], settings.with_(sentence_vectors=True), progress=False)
+    moved = retriever.newer()
+    assert moved is not None and moved.lexical is retriever.lexical and len(moved.sentences)
+    assert moved.newer() is None
