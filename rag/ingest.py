@@ -42,6 +42,8 @@ class IngestReport:
     embedded: int = 0
     relabelled: int = 0  # unchanged text, changed metadata: rewritten without embedding
     deleted: int = 0
+    # Sentences encoded for the store of sentence vectors (rag.sentences), those of new paragraphs.
+    sentences: int = 0
     skipped: list[Skipped] = field(default_factory=list)
     # Cables that parsed but hold no paragraph (the file is only the header): indexed as nothing.
     empty: list[str] = field(default_factory=list)
@@ -59,7 +61,8 @@ class IngestReport:
             f"{self.relabelled} with new metadata, {self.chunks - self.embedded - self.relabelled} unchanged, "
             f"{self.deleted} removed), "
             f"{len(self.skipped)} skipped, {len(self.empty)} without paragraphs, "
-            f"{self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
+            + (f"{self.sentences:,} sentences encoded for answers, " if self.sentences else "")
+            + f"{self.seconds:.1f} s ({rate:.1f} paragraphs/s)"
         )
 
 
@@ -202,32 +205,40 @@ class Ingester:
         finally:
             bar.close()
         self.refresh_lexical(progress)
-        self.refresh_sentences(progress)
+        report.sentences = self.refresh_sentences(progress)
         report.seconds = time.perf_counter() - started
         return report
 
-    def refresh_sentences(self, progress: bool = True) -> None:
+    def refresh_sentences(self, progress: bool = True) -> int:
         """Encode the sentences of the paragraphs that the store of sentence vectors (rag.sentences)
-        lacks, when it was built from another generation of the store. After the sidecar, so the
-        index answers while they are encoded (a server reads them once they are swapped in)."""
+        lacks, when it was built from another generation of the store; how many it encoded. After
+        the sidecar, so the index answers while they are encoded (a server reads them once they
+        are swapped in)."""
         generation = self.store.generation
         sentences = SentenceVectors.at(self.settings.index_dir)
         if not self.settings.sentence_vectors or sentences.generation() == generation:
-            return
+            return 0
         from tqdm import tqdm
 
         # The encoder answers use (the fp32 ONNX graph on a CPU), so stored vectors are the ones
         # an answer would compute.
         encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device, queries=True)
         texts = (text for page in self.store.iter_all(include=("documents",)) for text in page["documents"])
+        encoded = 0
         with tqdm(total=0, unit="sentence", desc="sentences", disable=not progress,
                   file=sys.stderr, dynamic_ncols=True) as bar:
             def on_total(n: int) -> None:
                 bar.total = n
                 bar.refresh()
 
+            def advance(n: int) -> None:
+                nonlocal encoded
+                encoded += n
+                bar.update(n)
+
             sentences.build(texts, encoder.encode_documents, encoder.model_id, encoder.dimension, generation,
-                            progress=bar.update, on_total=on_total)
+                            progress=advance, on_total=on_total)
+        return encoded
 
     def refresh_lexical(self, progress: bool = True) -> None:
         """Rebuild the sidecar (BM25, and the vectors beside it) from the store when it was built

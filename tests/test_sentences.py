@@ -141,7 +141,8 @@ def test_a_rebuild_encodes_only_new_paragraphs_and_drops_those_gone(tmp_path, en
 def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cables, tmp_path):
     cables = demo_cables(CABLES)
     settings = Settings(index_dir=tmp_path / "index", sentence_vectors=False)
-    assert ingest([cables], settings, progress=False).ok
+    first_ingest = ingest([cables], settings, progress=False)
+    assert first_ingest.ok and first_ingest.sentences == 0 and "sentences" not in first_ingest.summary()
     assert not SentenceVectors.at(settings.index_dir).exists()
     first = Pipeline(settings)
     assert sentence_vectors_state(SentenceVectors.at(settings.index_dir), first.retriever.store.generation).startswith("none")
@@ -151,7 +152,8 @@ def test_an_index_without_sentence_vectors_answers_and_ingest_adds_them(demo_cab
     report = ingest([cables], settings.with_(sentence_vectors=True), progress=False)
     assert report.embedded == 0
     kept = SentenceVectors.at(settings.index_dir).load()
-    assert len(kept)
+    assert len(kept) and report.sentences == kept.meta["sentences"]
+    assert f"{report.sentences:,} sentences encoded for answers" in report.summary()
     pipeline = Pipeline(settings)
     generation = pipeline.retriever.store.generation
     assert sentence_vectors_state(kept, generation) == f"ok ({kept.meta['sentences']:,} sentences)"
