@@ -126,10 +126,11 @@ class ExtractiveAnswerer:
         moved.stored = stored
         return moved
 
-    def sentence_vectors(self, text: str) -> np.ndarray:
-        """The vectors of a paragraph's candidate sentences: kept from ingest, else encoded."""
+    def sentence_vectors(self, text: str, sentences: list[str]) -> np.ndarray:
+        """The vectors of `sentences`, the candidate sentences of the paragraph `text`: kept from
+        ingest, else encoded."""
         if self.stored is not None:
-            kept = self.stored.get([s for _, s in candidate_sentences(text)], self.encoder.model_id)
+            kept = self.stored.get(sentences, self.encoder.model_id)
             if kept is not None:
                 return kept
         return self.encoded(text)
@@ -147,7 +148,8 @@ class ExtractiveAnswerer:
 
     def score(self, question: str, sentences: list[Sentence], typed: np.ndarray, hits: list[Hit]) -> np.ndarray:
         """`typed`: self.typed of the sentences, the candidates of `hits`."""
-        matrix = np.concatenate([self.sentence_vectors(hit.text) for hit in hits[: self.PARAGRAPHS]])
+        matrix = np.concatenate([self.sentence_vectors(hits[rank].text, [s.text for s in group])
+                                 for rank, group in groupby(sentences, key=lambda s: s.hit_rank)])
         sims = matrix @ self.encoder.encode_query(question)
         q_words = content_words(question)
         lex = np.array([len(q_words & content_words(s.text)) / max(1, len(q_words)) for s in sentences])

@@ -133,7 +133,8 @@ class Retriever:
         generation = self.store.generation
         sentences = SentenceVectors.at(self.lexical.path.parent)
         if generation == self.lexical.generation:
-            if (self.sentences and self.sentences.meta.get("generation") == generation) or sentences.generation() != generation:
+            current = self.sentences is not None and self.sentences.meta.get("generation") == generation
+            if current or sentences.generation() != generation:
                 return None
             moved = replace(self, sentences=sentences.load())
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rag.rows import RowIndex
-from rag.sentences import DIRNAME as SENTENCES_DIR, SentenceVectors
+from rag.sentences import SentenceVectors
 from rag.store import Store
 
 
@@ -58,7 +58,7 @@ def index_stats(store: Store, lexical: RowIndex) -> dict:
         "generation": store_generation,
         "bm25": "ok" if sidecar_generation == store_generation else
                 f"stale (built from generation {sidecar_generation}): run 'rag ingest' again",
-        "sentence_vectors": sentence_vectors_state(SentenceVectors(lexical.path.parent / SENTENCES_DIR), store_generation),
+        "sentence_vectors": sentence_vectors_state(SentenceVectors.at(lexical.path.parent), store_generation),
     }
 
 
