@@ -31,6 +31,7 @@ def metric_arrays(cases: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]
     answerable = np.array([c["kind"] != "unanswerable" for c in cases])
     m = [c["metrics"] for c in cases]
     ranked = np.array([c["kind"] != "unanswerable" and bool(c["gold"]) for c in cases])
+    shown = np.array([x.get("one_line", False) for x in m]) * answerable * 1.0
     return {
         "hit@1": (np.array([x["hit@1"] for x in m]) * ranked, ranked * 1.0),
         "mrr@10": (np.array([x["rr@10"] for x in m]) * ranked, ranked * 1.0),
@@ -41,6 +42,8 @@ def metric_arrays(cases: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]
                         np.array([x["facts_total"] for x in m]) * answerable),
         "refusal_accuracy": (np.array([x["refused"] for x in m]) * ~answerable, ~answerable * 1.0),
         "false_refusal_rate": (np.array([x["refused"] for x in m]) * answerable, answerable * 1.0),
+        "one_line_shown": (shown, answerable * 1.0),
+        "one_line_right": (np.array([x.get("one_line_right", False) for x in m]) * shown, shown),
     }
 
 

@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 
 from rag.bm25 import stemmer
+from rag.spelling import variants
 
 # One group a line: every spelling in a group names the same thing. Demonyms are here because
 # a question's "Chinese financing" is answered by a cable's "China"; capitals are not, since
@@ -119,9 +120,10 @@ def words_of(text: str) -> set[str]:
 
 
 def spellings(name: str) -> frozenset[str]:
-    """The name, its stem and its aliases, lower-cased."""
+    """The name, its stem, its aliases and its British or American spelling, lower-cased."""
     name = _DOTS.sub("", name).lower().strip()
-    return _groups().get(name, frozenset()) | {name, stemmer().stemWord(name)}
+    forms = {name, *variants(name)}
+    return _groups().get(name, frozenset()) | forms | {stemmer().stemWord(f) for f in forms}
 
 
 def mentioned(name: str, words: set[str]) -> bool:

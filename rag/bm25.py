@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from rag.spelling import variants
+
+_WORD = re.compile(r"[A-Za-z]+")
 # bm25s's defaults (Lucene variant), which the previous builds used.
 K1, B = 1.5, 0.75
 
@@ -142,7 +146,7 @@ class BM25:
     def scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows, BM25 scores) of every row that shares a token with the query."""
         matrix = self.matrix
-        token_ids = matrix.get_tokens_ids(tokenize([query])[0])
+        token_ids = matrix.get_tokens_ids(self.query_tokens(query))
         if not token_ids:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         data, indices, indptr = matrix.scores["data"], matrix.scores["indices"], matrix.scores["indptr"]
@@ -155,6 +159,20 @@ class BM25:
             return hit, dense[hit]
         hit, inverse = np.unique(rows, return_inverse=True)
         return hit, np.bincount(inverse, weights=weights, minlength=len(hit))
+
+    def query_tokens(self, query: str) -> list[str]:
+        """The query's stemmed tokens, each word the index lacks replaced by its other spellings
+        that the index holds ("favour" → "favor")."""
+        tokens = tokenize([query])[0]
+        vocab = self.matrix.vocab_dict
+        missing = {t for t in tokens if t not in vocab}
+        if not missing:
+            return tokens
+        for word in _WORD.findall(query):
+            forms = variants(word)
+            if forms and stemmer().stemWord(word.lower()) in missing:
+                tokens += [t for t in tokenize(sorted(forms))[0] if t in vocab]
+        return tokens
 
     def document_frequency(self, terms: list[str]) -> np.ndarray:
         """How many chunks hold each stemmed term (0 for a term the index has never seen)."""

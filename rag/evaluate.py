@@ -37,7 +37,7 @@ class CaseResult:
             "id": case.id, "kind": case.kind, "line": case.line, "config": self.config,
             "question": case.question, "standalone_question": a.standalone,
             "history": list(case.history), "filters": case.filters.to_json(),
-            "answer": a.text, "refused": a.refused, "backend": a.backend, "reference_answer": case.answer,
+            "answer": a.text, "one_line": a.short_answer, "refused": a.refused, "backend": a.backend, "reference_answer": case.answer,
             "citations": [
                 {"cable_id": c.citation.cable_id, "paragraph": c.citation.paragraph, "supported": c.supported,
                  "score": round(c.score, 4), "gold": _key(c.citation) in case.gold,
@@ -77,6 +77,7 @@ def score_answer(case: Case, answer) -> CaseScore:
         cited=[_key(c.citation) for c in answer.citations],
         refused=answer.refused,
         timings_ms=answer.timings_ms,
+        one_line=answer.short_answer,
     )
 
 

@@ -7,10 +7,11 @@ Refusal is by evidence, not vocabulary. Five checks say why in words a user can 
   after the last cable in the index;
 - the question asks for a court's sentence or verdict and none of the closest paragraphs
   reports one (the trial is in the cables, its outcome came later);
-- the question uses a word no paragraph in the whole index holds, in any spelling ("Doraleh",
-  "ibuprofen"); in an index too small for an ordinary word's absence to mean anything, only a
-  name counts. A word merely absent from the top paragraphs is no reason: questions add
-  context the answering paragraph need not repeat.
+- the question uses a name no paragraph in the whole index holds, in any spelling ("Doraleh"),
+  or two ordinary words none holds ("ibuprofen rebates"); one ordinary word is never enough,
+  since the cables often say it otherwise ("blocks" for "acreage"), and in an index too small
+  for an ordinary word's absence to mean anything only names count. A word merely absent from
+  the top paragraphs is no reason: questions add context the answering paragraph need not repeat.
 Otherwise a logistic regression over what the top paragraphs hold (the ranker's best score,
 how much of the question's rarer vocabulary the best paragraph and sentence cover, whether the
 question's names, years and the kind of answer asked for are there) decides; it is fitted on the
@@ -120,6 +121,17 @@ def unknown_words(question: Question, document_frequency, names_only: bool = Fal
     return out
 
 
+def absent_words(question: Question, document_frequency, chunks: int) -> list[str]:
+    """What makes the question unanswerable by vocabulary alone: a name no chunk holds, or at
+    least two ordinary words none does. One ordinary word is never enough: the cables say
+    "blocks" where a question says "acreage", and on a small index any word may be missing."""
+    names = unknown_words(question, document_frequency, names_only=True)
+    if names or chunks < WORDS_NEED_CHUNKS:
+        return names
+    words = unknown_words(question, document_frequency)
+    return words if len(words) >= 2 else []
+
+
 def filter_reason(filters: Filters, vocabulary: dict[str, list[str]]) -> str:
     """Why filters that match no paragraph match none: a value the index lacks, with the
     nearest that exist; else the combination."""
@@ -177,7 +189,7 @@ class EvidenceCheck:
         if later:
             end = f"{last_date // 10000}-{last_date // 100 % 100:02d}"
             return Verdict(False, f"the question asks about {later}; the cables in this index end in {end}")
-        unknown = unknown_words(question, lexical.bm25.document_frequency, names_only=len(lexical) < WORDS_NEED_CHUNKS)
+        unknown = absent_words(question, lexical.bm25.document_frequency, len(lexical))
         if unknown:
             return Verdict(False, f"no paragraph in the index mentions {', '.join(repr(w) for w in unknown)}")
         if lacks_sentence(question, [c.hit.text for c in ranked[:3]]):

@@ -121,6 +121,8 @@ class CaseScore:
     cited_unretrieved: int
     refused: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
+    one_line: bool = False
+    one_line_right: bool = False
 
     @property
     def answerable(self) -> bool:
@@ -150,14 +152,16 @@ class CaseScore:
             "gold_rank": self.gold_rank, **{f"hit@{k}": self.hit(k) for k in KS}, "rr@10": round(self.rr, 4),
             "all_cables": self.all_cables, "facts_found": self.facts_found, "facts_total": self.facts_total,
             "cited": self.cited, "cited_gold": self.cited_gold, "cited_unretrieved": self.cited_unretrieved,
-            "refused": self.refused, "quality": round(self.quality, 4),
+            "refused": self.refused, "one_line": self.one_line, "one_line_right": self.one_line_right,
+            "quality": round(self.quality, 4),
         }
 
 
 def score_case(kind: str, ranked: Sequence[Paragraph], gold: Iterable[Paragraph], text: str,
                facts: Sequence[Sequence[str]], cited: Sequence[Paragraph], refused: bool,
-               timings_ms: dict[str, float] | None = None) -> CaseScore:
-    """Scores one answered case: `ranked` is what was retrieved in order, `cited` what was shown."""
+               timings_ms: dict[str, float] | None = None, one_line: str = "") -> CaseScore:
+    """Scores one answered case: `ranked` is what was retrieved in order, `cited` what was shown,
+    `one_line` the bold one-line answer shown above it ("" when none was shown)."""
     gold = set(gold)
     found = facts_found(text, facts)
     return CaseScore(
@@ -172,6 +176,8 @@ def score_case(kind: str, ranked: Sequence[Paragraph], gold: Iterable[Paragraph]
         cited_unretrieved=unretrieved(cited, ranked),
         refused=refused,
         timings_ms=dict(timings_ms or {}),
+        one_line=bool(one_line) and not refused,
+        one_line_right=bool(one_line) and not refused and any(facts_found(one_line, facts)),
     )
 
 
@@ -185,6 +191,7 @@ def summarize(scores: Sequence[CaseScore]) -> dict:
     answerable = [s for s in scores if s.answerable]
     unanswerable = [s for s in scores if not s.answerable]
     multi = [s for s in scores if s.all_cables is not None]
+    shown = [s for s in answerable if s.one_line]
     return {
         "n": len(scores),
         "retrieval": {
@@ -199,6 +206,8 @@ def summarize(scores: Sequence[CaseScore]) -> dict:
             "refusal_accuracy": share(s.refused for s in unanswerable),
             "false_refusal_rate": share(s.refused for s in answerable),
             "unretrieved_citations": sum(s.cited_unretrieved for s in scores),
+            "one_line_shown": share(s.one_line for s in answerable),
+            "one_line_right": share(s.one_line_right for s in shown),
         },
         "latency_ms": {
             stage: {"median": percentile(times, 50), "p95": percentile(times, 95)}

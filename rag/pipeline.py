@@ -20,7 +20,7 @@ from rag.question import Question, analyse, parts
 from rag.rank import Candidate, Ranker, candidates, load_model
 from rag.retrieve import Retriever, open_retriever
 from rag.settings import Settings, get_settings
-from rag.short_answer import short_answer
+from rag.short_answer import ShortAnswer, lead_with
 from rag.types import Hit
 
 # Candidates the second ranking stage reorders: deep enough to hold the answering paragraph
@@ -84,6 +84,7 @@ class Pipeline:
         self.ranker = ranker or Ranker(load_model("ranker.json") if self.settings.rank else None)
         # The evidence model reads the ranker's scores: without the ranker only the stated checks run.
         self.evidence = evidence or EvidenceCheck(load_model("evidence.json") if self.settings.rank else None)
+        self.short = ShortAnswer(load_model("one_line.json") if self.settings.one_line else None)
 
     def over(self, retriever: Retriever) -> Pipeline:
         """This pipeline over another retriever (a newer generation of the index), sharing the
@@ -175,6 +176,10 @@ class Pipeline:
         t4 = time.perf_counter()
         timings["answer"] = (t4 - t3) * 1000
         verified = self.verifier.verify(raw, hits)
+        one_line = None if verified.refused else self.short.best(
+            asked, verified.text, {c.citation: c.score for c in verified.citations}, [h.text for h in hits])
+        if one_line:
+            verified = replace(verified, text=lead_with(verified.text, one_line.claim))
         t5 = time.perf_counter()
         timings["verify"] = (t5 - t4) * 1000
         timings["total"] = (t5 - t0) * 1000
@@ -187,7 +192,7 @@ class Pipeline:
         reason = verdict.reason or ("the best paragraphs did not support an answer" if verified.refused else "")
         yield Answer(
             question=question, standalone=standalone, text=verified.text, refused=verified.refused,
-            backend=self.answerer.name, short_answer="" if verified.refused else short_answer(asked, verified.text),
+            backend=self.answerer.name, short_answer=one_line.text if one_line else "",
             citations=verified.citations, hits=hits, paragraphs=self.whole_paragraphs(paragraphs),
             unsupported=verified.unsupported, refusal_reason=reason if verified.refused else "", raw=raw,
             timings_ms=timings,

@@ -21,7 +21,7 @@ ROWS: list[tuple[str, Callable[[dict], object]]] = [
     ("multi: all cables in top 10", lambda r: r["retrieval"]["multi_all_cables"]),
     *[(name.replace("_", " "), lambda r, name=name: r["answer"][name])
       for name in ("fact_recall", "citation_precision", "citation_recall", "refusal_accuracy",
-                   "false_refusal_rate", "unretrieved_citations")],
+                   "false_refusal_rate", "unretrieved_citations", "one_line_shown", "one_line_right")],
     *[(f"{stage} ms (median / p95)", lambda r, stage=stage: r["latency_ms"][stage]) for stage in STAGES],
 ]
 
@@ -81,7 +81,8 @@ def worst_cases_md(results: Sequence[CaseResult], gold_texts: dict[Paragraph, st
             f"**Question**: {case.question}" + (f"  \n**Standalone**: {a.standalone}" if a.standalone != case.question else ""),
             gold_line,
             f"**Retrieved** (top 3): {top}; first gold at rank {rank if rank else '–'}",
-            f"**Answered**{' (refused)' if a.refused else ''}: {_short(a.text, 600)}",
+            f"**Answered**{' (refused)' if a.refused else ''}: "
+            + (f"**{a.short_answer}** " if a.short_answer else "") + _short(a.text, 600),
         ]))
     return "\n\n".join(blocks)
 
@@ -108,7 +109,8 @@ def report_markdown(reports: Sequence[dict], results: dict[str, list[CaseResult]
 
 PLOT_METRICS = [("hit@1", "retrieval"), ("hit@5", "retrieval"), ("hit@10", "retrieval"), ("mrr@10", "retrieval"),
                 ("fact_recall", "answer"), ("citation_precision", "answer"), ("citation_recall", "answer"),
-                ("refusal_accuracy", "answer"), ("false_refusal_rate", "answer")]
+                ("refusal_accuracy", "answer"), ("false_refusal_rate", "answer"), ("one_line_shown", "answer"),
+                ("one_line_right", "answer")]
 LOWER_IS_BETTER = {"false_refusal_rate"}
 
 

@@ -95,6 +95,8 @@ class Settings(BaseSettings):
                          "(rag/models/ranker.json); 0 keeps retrieval's order.")
     refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.evidence: stated "
                            "checks, and rag/models/evidence.json when ranking is on); 0 always answers.")
+    one_line: Flag = setting("RAG_ONE_LINE", True, "Show a one-line answer above the quotes when the fitted model "
+                             "(rag/models/one_line.json) is confident of it; 0 never shows one.")
     reranker: str = setting("RAG_RERANKER", "", "Local path of a cross-encoder model; empty = no reranking.")
     llm: Backend = setting("RAG_LLM", "extractive", "Answer backend: extractive (quotes, offline), openai (an "
                            "OpenAI-compatible server) or llamacpp (a local GGUF file).")

@@ -1,0 +1,92 @@
+"""The one-line answer: typed spans cut by rules that never cross a clause, never keep a title
+without its name, never take a month or a question's own verb for a person; the fitted model
+that picks one and the threshold below which none is shown."""
+
+import pytest
+
+from rag.cables import read_cable_file
+from rag.demo import DEMO_DIR
+from rag.question import analyse
+from rag.rank import load_model
+from rag.short_answer import ShortAnswer, asked_kind, candidate_spans, claims_of, lead_with
+from rag.types import Citation
+
+
+@pytest.fixture(scope="module")
+def summary():
+    """09PHNOMPENH637 ¶1: a titled name, figures, dates and ministries in one paragraph."""
+    return read_cable_file(DEMO_DIR / "09PHNOMPENH637.txt").paragraph(1).text
+
+
+def spans(question: str, text: str) -> list[str]:
+    return [s.text for s in candidate_spans(analyse(question), [text])]
+
+
+def test_a_person_keeps_the_title_the_cable_gives(summary):
+    assert spans("Who leads Cambodia's police TIP response?", summary)[0] == "Lieutenant General Kang Sokhorn"
+
+
+def test_a_figure_keeps_its_unit_and_a_day_of_a_month_is_no_figure(summary):
+    # "August 25 and 26" holds two days, not a count.
+    assert spans("How many TIP arrests did police make in the first six months of 2009?", summary) == ["100 TIP arrests"]
+
+
+def test_a_date_names_its_month(summary):
+    assert "August 25" in spans("When was the TIP action plan delivered to the ministries?", summary)
+
+
+def test_a_court_sentence_is_cut_from_the_ruling():
+    ruling = read_cable_file(DEMO_DIR / "09PHNOMPENH10.txt").paragraph(3).text
+    found = spans("What sentence did Born Samnang and Sok Sam Oeun receive in 2005?", ruling)
+    assert any("20 years in prison" in s for s in found)
+
+
+@pytest.mark.parametrize("question, text, wrong", [
+    # the first lines a newcomer was shown, each from a clause it crossed or a word it misread
+    ("How many police officers were fired?", "The ministry said 800 have been investigated since May.", "800 have"),
+    ("How many members voted for it?", "The committee voted 4-1, and 18 that were absent did not vote.", "18 that"),
+    ("Who told the ambassador?", "On September 3 Ambassador September met the press.", "Ambassador September"),
+    ("Who chaired the meeting?", "In March the Health Ministers met in Geneva.", "In March"),
+    ("Who chaired the meeting?", "In March the Health Ministers met in Geneva.", "Health Ministers"),
+    ("Who chaired the meeting?", "Deputy Special Agent-in-Charge Glenn chaired it.", "Deputy Special Agent-in-Charge Glenn"),
+    ("Who ran that training?", "Trainees included Yha Ran, a private of the 31st Brigade.", "Yha Ran"),
+    ("How many times was the script shown?", "The page quoted alert(1) in its header.", "1"),
+    ("How many arrests were made?", "As reported in para 5 and REF B 24, arrests rose.", "5"),
+    ("How many arrests were made?", "As reported in para 5 and REF B 24, arrests rose.", "24"),
+    ("How many people attended in 2009?", "Attendance doubled in 2009.", "2009"),
+])
+def test_never_a_span_that_crosses_a_clause_or_misreads_a_word(question, text, wrong):
+    assert wrong not in spans(question, text)
+
+
+def test_a_figure_stops_before_the_clause_that_follows_it():
+    assert spans("How many police officers were fired?", "The ministry said 800 have been fired.") == ["800"]
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Which Russian firm holds acreage in the Caspian?", "organisation"),
+    ("Which company won the tender?", "organisation"),
+    ("Who leads Cambodia's police TIP response?", "person"),
+    ("How much did the ministry pay?", "number"),
+    ("Where was the shipment seized?", "place"),
+])
+def test_the_kind_asked_for(question, kind):
+    assert asked_kind(analyse(question)) == kind
+
+
+def test_an_organisation_question_finds_a_company_by_name():
+    assert "LUKoil" in spans("Which Russian firm holds acreage there?", "Blocks went to Gazprom and LUKoil last year.")
+
+
+def test_claims_carry_their_tags():
+    text = "Kang Sokhorn leads it [09PHNOMPENH637 ¶1] [09PHNOMPENH637 ¶4] Police made 100 arrests. [09PHNOMPENH637 ¶6]"
+    assert claims_of(text) == [
+        ("Kang Sokhorn leads it", [Citation("09PHNOMPENH637", 1), Citation("09PHNOMPENH637", 4)]),
+        ("Police made 100 arrests.", [Citation("09PHNOMPENH637", 6)]),
+    ]
+
+
+def test_the_claim_holding_the_one_line_answer_is_quoted_first():
+    text = "The plan was delivered. [09PHNOMPENH637 ¶1] Police made 100 arrests. [09PHNOMPENH637 ¶6]"
+    assert lead_with(text, 1) == "Police made 100 arrests. [09PHNOMPENH637 ¶6] The plan was delivered. [09PHNOMPENH637 ¶1]"
+    assert lead_with(text, 0) == text
