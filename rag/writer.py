@@ -35,6 +35,8 @@ def writing(index_dir: Path) -> Iterator[int | None]:
     Yields the pid of a killed ingest whose lock this one took over, None when the last holder
     finished. Raises IndexBusy, naming the holder's pid, while another ingest holds the lock."""
     path = Path(index_dir) / LOCK
+    if path.parent.exists() and not path.parent.is_dir():
+        raise RagError(f"{index_dir} is a file, not an index directory: give --index a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")
