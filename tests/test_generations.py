@@ -34,6 +34,9 @@ from rag.writer import LOCK, writing
 
 TIP_CABLE = "09PHNOMPENH637"
 QUESTION = "Who leads Cambodia's police TIP response?"
+# Answered from ¶5 of the TIP cable, the paragraph the ingests below remove, which is also the
+# question's nearest paragraph by vector (so a stale HNSW index returns it).
+WORKING_GROUP = "What will the inter-ministerial working group of the MOI and MOJ review in December 2009?"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
        "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
@@ -138,7 +141,8 @@ def test_a_running_server_answers_after_another_process_removes_a_paragraph(inde
     with rag_serve(index_copy, tmp_path / "serve.log") as client:
         before = client.get("/api/health").json()["generation"]
         assert before == generation(index_copy)
-        assert asked(client).status_code == 200
+        cited = asked(client, WORKING_GROUP).json()["paragraphs"]
+        assert (TIP_CABLE, 5) in [(p["cable_id"], p["paragraph"]) for p in cited]
         edited = without_paragraph(TIP_CABLE, 5, tmp_path / "edited")
         done = subprocess.run([sys.executable, "-m", "rag", "ingest", str(edited), "--index",
                                str(index_copy.index_dir), "--quiet"], env=ENV, capture_output=True, text=True,
@@ -146,6 +150,9 @@ def test_a_running_server_answers_after_another_process_removes_a_paragraph(inde
         assert done.returncode == 0 and "1 removed" in done.stdout, done.stdout + done.stderr
         after = generation(index_copy)
         assert after > before
+        answered = asked(client, WORKING_GROUP)
+        assert answered.status_code == 200, answered.text
+        assert (TIP_CABLE, 5) not in [(p["cable_id"], p["paragraph"]) for p in answered.json()["paragraphs"]]
         answer = served_generation(client, after)
         assert "Kang Sokhorn" in answer["answer"]
         shown = client.get(f"/api/cables/{TIP_CABLE}").json()
