@@ -84,8 +84,11 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
         return service.cable(cable_id)
 
     @router.get("/health")
-    async def health() -> dict:
-        return service.health()
+    async def health() -> JSONResponse:
+        """The server's state (`Service.health`): 200 when it can answer, else 503, so a load
+        balancer or supervisor that reads the status sends no questions to it."""
+        state = service.health()
+        return JSONResponse(state, status_code=200 if state["status"] == "ok" else 503)
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi(request: Request) -> dict:

@@ -24,6 +24,7 @@ from rag.sentences import SentenceVectors
 from rag.settings import Settings, get_settings
 from rag.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
 from rag.types import Cable
+from rag.writer import writing
 
 
 @dataclass
@@ -256,7 +257,13 @@ class Ingester:
 
 
 def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True) -> IngestReport:
-    """Ingest cables from `paths` into the index of `settings`; see `Ingester`."""
+    """Ingest cables from `paths` into the index of `settings`, holding its writer lock
+    (rag.writer: IndexBusy while another ingest holds it); see `Ingester`."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
-    return Ingester(settings).run(paths, progress)
+    settings = get_settings(settings)
+    with writing(settings.index_dir) as killed:
+        if killed and progress:
+            print(f"an ingest into {settings.index_dir} (pid {killed}) was killed before it finished: "
+                  "this one takes over and completes its work", file=sys.stderr)
+        return Ingester(settings).run(paths, progress)

@@ -124,12 +124,12 @@ class Retriever:
         return sorted(hits, key=lambda h: (h.paragraph, h.metadata.get("occurrence", 0), h.metadata.get("part", 0)))
 
     def newer(self) -> Retriever | None:
-        """A retriever over the sidecar of the store's current generation, once an ingest has
-        built it, or over the sentence vectors of its generation, once an ingest has swapped them
-        in after the sidecar; None while this one is current or the next is not built yet (every
-        hit's text is read from the store, so until then an answer still cites only what the
-        store holds). A retriever never changes its sidecar: searches running on this one finish
-        on it, whoever moves on."""
+        """A retriever over the store and sidecar of the store's current generation, once an
+        ingest has built the sidecar, or over the sentence vectors of its generation, once an
+        ingest has swapped them in after the sidecar; None while this one is current or the next
+        is not built yet (every hit's text is read from the store, so until then an answer still
+        cites only what the store holds). A retriever never changes its store or sidecar:
+        searches running on this one finish on them, whoever moves on."""
         generation = self.store.generation
         sentences = SentenceVectors.at(self.lexical.path.parent)
         if generation == self.lexical.generation:
@@ -141,7 +141,14 @@ class Retriever:
             fresh = RowIndex(self.lexical.path)
             if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
                 return None
-            moved = replace(self, lexical=fresh, sentences=sentences.load())
+            # The store is opened again too: this one's vectors are those of its own generation.
+            store = self.store.view()
+            store.load_vectors()
+            # Every write advances the generation first, so one unchanged after the load means
+            # the vectors loaded are this generation's; changed, the next ingest has begun.
+            if store.generation != generation:
+                return None
+            moved = replace(self, store=store, lexical=fresh, sentences=sentences.load())
         if "reranker" in self.__dict__:  # the loaded cross-encoder moves along, not loaded again
             moved.__dict__["reranker"] = self.reranker
         return moved

@@ -52,6 +52,9 @@ REQUEST_THREADS = 256
 # in the first requests, all at once.
 WARM_UP = "Who leads Cambodia's police TIP response?"
 
+# Seconds a question refused while an ingest updates the index is told to wait (Retry-After).
+UPDATING_RETRY_S = 5
+
 T = TypeVar("T")
 
 
@@ -121,6 +124,14 @@ class Snapshot:
         # The filter dropdowns offer what the index holds.
         return cls(pipelines, index_stats(retriever.store, retriever.lexical), retriever.lexical.vocabulary())
 
+    @property
+    def generation(self) -> int | None:
+        return next(iter(self.pipelines.values())).retriever.lexical.generation
+
+    def behind(self) -> bool:
+        """Whether the index has moved to another generation since this snapshot was opened."""
+        return next(iter(self.pipelines.values())).retriever.store.generation != self.generation
+
     def newer(self) -> Snapshot | None:
         """The snapshot of the store's current generation, once an ingest has built its sidecar."""
         retriever = next(iter(self.pipelines.values())).retriever.newer()
@@ -147,6 +158,8 @@ class Service:
         self._turns = {name: Turns(1 if name == "llamacpp" else self.workers)
                        for name in BACKENDS}
         self._switching = threading.Lock()
+        # Why the index's newest generation could not be opened (kept for health), "" when it could.
+        self.switch_error = ""
         self.threads = CapacityLimiter(REQUEST_THREADS)
 
     def load(self) -> None:
@@ -188,6 +201,11 @@ class Service:
                         ranker=default.ranker, evidence=default.evidence)
 
     @property
+    def generation(self) -> int | None:
+        """The generation of the index the answers are read from (rag.store)."""
+        return self.snapshot.generation if self.snapshot else None
+
+    @property
     def stats(self) -> dict:
         return self.snapshot.stats if self.snapshot else {}
 
@@ -217,12 +235,19 @@ class Service:
     def _current(self) -> Snapshot:
         """The newest snapshot, moved to a newer generation of the index once an ingest has built
         its sidecar. One request at a time looks (a read of the store's generation); the others
-        go on with the snapshot there is, so none waits for the switch."""
+        go on with the snapshot there is, so none waits for the switch. A generation that fails
+        to open is logged and the snapshot there is kept: it still answers whole."""
         if self._switching.acquire(blocking=False):
             try:
                 newer = self.snapshot.newer()
+            except Exception as exc:  # noqa: BLE001 — answered from the snapshot there is
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                if reason != self.switch_error:
+                    log.warning("kept generation %s: the next one failed to open: %s", self.generation, reason)
+                self.switch_error = reason
+            else:
                 if newer is not None:
-                    self.snapshot = newer
+                    self.snapshot, self.switch_error = newer, ""
             finally:
                 self._switching.release()
         return self.snapshot
@@ -238,7 +263,20 @@ class Service:
             raise Busy(f"the server is busy: no {backend} worker was free for {timeout:g} s; try again shortly",
                        retry_after=max(1, math.ceil(timeout)))
         try:
-            yield self._current()
+            snapshot = self._current()
+            try:
+                yield snapshot
+            except RagError:
+                raise
+            except Exception as exc:
+                # Chroma keeps no old versions: between an ingest's writes and its sidecar, the
+                # snapshot's store can fail on what the ingest changed. Not a fault of the server.
+                if not snapshot.behind():
+                    raise
+                log.warning("answer failed while an ingest updates the index: %s: %s", type(exc).__name__,
+                            str(exc).splitlines()[0] if str(exc) else "")
+                raise Busy("the index is being updated by an ingest; try again in a few seconds",
+                           retry_after=UPDATING_RETRY_S) from exc
         finally:
             turns.release()
 
@@ -304,9 +342,14 @@ class Service:
             return Checker(pipeline.retriever, pipeline.verifier).check(text)
 
     def health(self) -> dict:
+        """What the server answers from: `status` is "ok" only when it can answer; `generation`
+        is the generation of the index it serves, and `switch_error` why it keeps serving that
+        one when the index has a newer generation it cannot open."""
         status = "error" if self.error else "ok" if self.ready.is_set() else "building"
         return {
             "status": status, **({"error": self.error} if self.error else {}),
+            "generation": self.generation,
+            **({"switch_error": self.switch_error} if self.switch_error else {}),
             "index": self.stats or {"location": self.settings.chroma_url or str(self.settings.index_dir)},
             "model": self.stats.get("model"),
             "backend": self.settings.llm,

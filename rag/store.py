@@ -50,7 +50,9 @@ def _generation(collection_metadata: dict | None) -> int:
     return int((collection_metadata or {}).get(GENERATION_KEY, 0))
 
 
-def _client(settings: Settings):
+def _client(settings: Settings, own: bool = False):
+    """A Chroma client for the index of `settings`; `own`: over a system of its own, which reads
+    the embedded index as it is on disk now (see `Store`)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -63,7 +65,16 @@ def _client(settings: Settings):
             host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https", settings=chroma_settings
         )
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.index_dir / "chroma"), settings=chroma_settings)
+    path = str(settings.index_dir / "chroma")
+    if own:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        # chromadb keeps one system per path and process, whose HNSW index never reloads what
+        # another process wrote: dropped from its cache here, the next client opens a new one.
+        # Clients already open keep theirs.
+        SharedSystemClient._identifier_to_system.pop(path, None)
+        SharedSystemClient._identifier_to_refcount.pop(path, None)
+    return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
 def where_clause(filters: Filters) -> dict | None:
@@ -93,16 +104,23 @@ def _hit(chunk_id: str, text: str, meta: dict, score: float, source: str, vector
 
 
 class Store:
-    """A Chroma collection of paragraph chunks embedded by one model."""
+    """A Chroma collection of paragraph chunks embedded by one model.
+
+    Each Store of an embedded index opens a Chroma system of its own, and so sees the index as
+    it is when opened: the vectors another process writes afterwards reach its HNSW index only
+    through a new Store (`view`), while its SQLite reads (text, metadata) see them at once, so a
+    chunk the other process deleted can come back from a search without its metadata, and is
+    dropped (`query`)."""
 
     def __init__(self, settings: Settings | None = None, *, model_id: str | None, dimension: int | None,
                  create: bool = True):
         """`model_id=None` (with create=False) opens the collection whatever encoder built it:
         for reading stored text only, never for searching with vectors."""
         self.settings = get_settings(settings)
+        self._model_id, self._dimension = model_id, dimension
         if not create and not self.settings.chroma_url and not (self.settings.index_dir / "chroma").exists():
             raise NoIndex(f"no index at {self.settings.index_dir}: run 'rag ingest PATH' first")
-        self.client = _client(self.settings)
+        self.client = _client(self.settings, own=True)
         self.max_batch = self.client.get_max_batch_size()
         name = self.settings.collection
         if create:
@@ -125,6 +143,17 @@ class Store:
                 f"({meta.get('embed_dim')} dims), not {model_id} ({dimension} dims): "
                 "use the same encoder, or ingest into a new --index"
             )
+
+    def view(self) -> Store:
+        """This store opened again: what the index holds now, the vectors written since this one
+        was opened included."""
+        return Store(self.settings, model_id=self._model_id, dimension=self._dimension, create=False)
+
+    def load_vectors(self) -> None:
+        """Load the HNSW index now, not in the first search: Chroma reads all of it then."""
+        dim = int(self.metadata.get("embed_dim") or 0)
+        if dim > 0:
+            self.nearest_ids(np.ones(dim, dtype=np.float32), 1)
 
     @property
     def location(self) -> str:
@@ -248,6 +277,7 @@ class Store:
             _hit(cid, doc, meta, 1.0 - dist, "dense", vec)
             for cid, doc, meta, dist, vec in zip(got["ids"][0], got["documents"][0], got["metadatas"][0],
                                                  got["distances"][0], got["embeddings"][0])
+            if meta is not None  # deleted by another process since this store was opened
         ]
 
     def nearest_ids(self, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:

@@ -1,0 +1,267 @@
+"""Serving across ingests and one writer per index.
+
+A running server answers while other processes ingest into its index, whatever the ingest does
+(adds, changes or removes paragraphs and cables), moves to each new generation between questions
+and says in /api/health which one it serves. Two ingests into one index are refused, and the lock
+of a killed one is taken over."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from rag.cli import main
+from rag.demo import DEMO_DIR
+from rag.ingest import ingest
+from rag.rows import RowIndex
+from rag.settings import Settings
+from rag.store import Store
+from rag.writer import LOCK, writing
+
+TIP_CABLE = "09PHNOMPENH637"
+QUESTION = "Who leads Cambodia's police TIP response?"
+# Answered from ¶5 of the TIP cable, the paragraph the ingests below remove, which is also the
+# question's nearest paragraph by vector (so a stale HNSW index returns it).
+WORKING_GROUP = "What will the inter-ministerial working group of the MOI and MOJ review in December 2009?"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
+       "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+@pytest.fixture
+def index_copy(demo_settings, tmp_path) -> Settings:
+    """A copy of the demo index that a test may ingest into."""
+    index = tmp_path / "index"
+    shutil.copytree(demo_settings.index_dir, index, ignore=shutil.ignore_patterns(".last-used", LOCK))
+    return Settings(index_dir=index)
+
+
+def without_paragraph(cable_id: str, n: int, folder: Path) -> Path:
+    """A copy of a demo cable with its paragraph ¶n deleted, in `folder`."""
+    text = (DEMO_DIR / f"{cable_id}.txt").read_text(encoding="utf-8")
+    cut = re.sub(rf"¶{n}\.\s.*?(?=¶{n + 1}\.)", "", text, count=1, flags=re.S)
+    assert cut != text
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{cable_id}.txt"
+    path.write_text(cut, encoding="utf-8")
+    return path
+
+
+def generation(settings: Settings) -> int:
+    return Store.generation_at(settings)
+
+
+# ── a store opened before another writer changed the index ──────────────────────────────────────────
+
+
+def test_a_chunk_deleted_by_another_writer_is_skipped_by_a_store_opened_before(index_copy):
+    """Chroma's HNSW index of a store opened earlier still finds the deleted chunk, whose metadata
+    is gone: the search drops it instead of failing on it (the TypeError behind the 500s)."""
+    reader = Store(index_copy, model_id=None, dimension=None, create=False)
+    chunk = f"{TIP_CABLE}:5"
+    vector = np.asarray(reader.collection.get(ids=[chunk], include=["embeddings"])["embeddings"][0])
+    assert reader.query(vector, 3)[0].chunk_id == chunk
+    Store(index_copy, model_id=None, dimension=None, create=False).delete([chunk])
+    hits = reader.query(vector, 3)
+    assert hits and chunk not in [h.chunk_id for h in hits]
+    assert chunk not in [h.chunk_id for h in reader.view().query(vector, 3)]
+
+
+# ── a server and an ingest, two processes ───────────────────────────────────────────────────────────
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def rag_serve(settings: Settings, log: Path) -> Iterator[httpx.Client]:
+    """`rag serve` over the index of `settings`, in a process of its own, until it answers."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rag", "serve", "--index", str(settings.index_dir),
+                                 "--port", str(port)], env=ENV, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, "rag serve did not start: " + log.read_text(errors="replace")[-2000:]
+            try:
+                if client.get("/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield client
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def asked(client: httpx.Client, question: str = QUESTION) -> httpx.Response:
+    return client.post("/api/ask", json={"question": question})
+
+
+def served_generation(client: httpx.Client, wanted: int, timeout: float = 60) -> dict:
+    """Ask until the server reports the generation `wanted` (it moves between questions)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = asked(client)
+        assert response.status_code == 200, response.text
+        health = client.get("/api/health")
+        assert health.status_code == 200, health.text
+        if health.json()["generation"] == wanted:
+            return response.json()
+        assert time.monotonic() < deadline, f"still serving {health.json()['generation']}, not {wanted}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_running_server_answers_after_another_process_removes_a_paragraph(index_copy, tmp_path):
+    with rag_serve(index_copy, tmp_path / "serve.log") as client:
+        before = client.get("/api/health").json()["generation"]
+        assert before == generation(index_copy)
+        cited = asked(client, WORKING_GROUP).json()["paragraphs"]
+        assert (TIP_CABLE, 5) in [(p["cable_id"], p["paragraph"]) for p in cited]
+        edited = without_paragraph(TIP_CABLE, 5, tmp_path / "edited")
+        done = subprocess.run([sys.executable, "-m", "rag", "ingest", str(edited), "--index",
+                               str(index_copy.index_dir), "--quiet"], env=ENV, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0 and "1 removed" in done.stdout, done.stdout + done.stderr
+        after = generation(index_copy)
+        assert after > before
+        answered = asked(client, WORKING_GROUP)
+        assert answered.status_code == 200, answered.text
+        assert (TIP_CABLE, 5) not in [(p["cable_id"], p["paragraph"]) for p in answered.json()["paragraphs"]]
+        answer = served_generation(client, after)
+        assert "Kang Sokhorn" in answer["answer"]
+        shown = client.get(f"/api/cables/{TIP_CABLE}").json()
+        assert 5 not in [p["paragraph"] for p in shown["paragraphs"]] and 6 in [p["paragraph"] for p in shown["paragraphs"]]
+    assert "internal error" not in (tmp_path / "serve.log").read_text(errors="replace")
+
+
+def change(kind: str, round_: int, folder: Path) -> Path:
+    """Cable files for one small generation of `kind`, written into a fresh `folder`."""
+    folder.mkdir(parents=True)
+    added = sorted(DEMO_DIR.glob("*.txt"))[round_]
+    if kind == "add cable":  # a demo cable under a new id: all of it new to the index
+        text = added.read_text(encoding="utf-8").replace(added.stem, f"{added.stem[:-3]}9{round_:02d}", 1)
+        (folder / f"{added.stem[:-3]}9{round_:02d}.txt").write_text(text, encoding="utf-8")
+    elif kind == "change paragraph":
+        text = (DEMO_DIR / f"{TIP_CABLE}.txt").read_text(encoding="utf-8")
+        (folder / f"{TIP_CABLE}.txt").write_text(text.replace("100 TIP arrests", f"{101 + round_} TIP arrests"),
+                                                 encoding="utf-8")
+    elif kind == "remove paragraph":
+        without_paragraph(TIP_CABLE, 3 + round_, folder)
+    else:  # remove cable: given with its header only, it holds no paragraph, so all of it goes
+        lines = added.read_text(encoding="utf-8").split("\n")
+        (folder / added.name).write_text("\n".join([*lines[:6], f"SUBJECT: {lines[1]}", ""]), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+def test_many_small_generations_of_every_kind_while_asking_never_fail_a_question(index_copy, tmp_path):
+    """The soak: questions asked without pause from two clients while eight ingests run one
+    after another in this process (two of each kind); every answer is a 200 and the server ends
+    on the last generation."""
+    kinds = ["add cable", "change paragraph", "remove paragraph", "remove cable"]
+    statuses: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    with rag_serve(index_copy, tmp_path / "serve.log") as client:
+        def ask_loop(question: str) -> None:
+            with httpx.Client(base_url=client.base_url, timeout=120) as own:
+                while not stop.is_set():
+                    response = asked(own, question)
+                    statuses.append(response.status_code)
+                    if response.status_code != 200:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+        askers = [threading.Thread(target=ask_loop, args=(q,)) for q in
+                  (QUESTION, "How many TIP arrests did the police make in 2009?")]
+        for thread in askers:
+            thread.start()
+        try:
+            for round_ in range(2):
+                for kind in kinds:
+                    report = ingest([change(kind, round_, tmp_path / f"{kind}-{round_}")], index_copy, progress=False)
+                    assert report.ok and (report.embedded or report.deleted), (kind, report.summary())
+        finally:
+            stop.set()
+            for thread in askers:
+                thread.join(300)
+        last = generation(index_copy)
+        assert RowIndex.at(index_copy).generation_on_disk() == last
+        served_generation(client, last)
+        shown = [p["paragraph"] for p in client.get(f"/api/cables/{TIP_CABLE}").json()["paragraphs"]]
+        removed = sorted(DEMO_DIR.glob("*.txt"))[1].stem
+        gone = client.get(f"/api/cables/{removed}").status_code
+    assert not failures, failures[:5]
+    assert len(statuses) > 8, statuses
+    # The last generations: the TIP cable without its ¶4 (¶3, removed before, is back), and a cable gone.
+    assert 4 not in shown and 3 in shown and 5 in shown
+    assert gone == 404
+
+
+# ── one writer per index ────────────────────────────────────────────────────────────────────────────
+
+
+HOLD = ("import sys, time\nfrom rag.writer import writing\n"
+        "with writing(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
+
+
+@contextmanager
+def lock_held_by_another_process(index: Path) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(index)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_ingest_into_one_index_is_refused_in_one_line_naming_the_first(index_copy, capsys):
+    before = generation(index_copy)
+    edited = without_paragraph(TIP_CABLE, 5, index_copy.index_dir.parent / "edited")
+    with lock_held_by_another_process(index_copy.index_dir) as holder:
+        assert main(["ingest", str(edited), "--index", str(index_copy.index_dir), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err == (f"rag: error: another ingest is writing to {index_copy.index_dir} (pid {holder.pid}): "
+                       "wait for it to finish, then run this one again")
+    assert generation(index_copy) == before  # nothing written
+
+
+def test_the_lock_of_a_killed_ingest_is_taken_over(index_copy, capsys):
+    with lock_held_by_another_process(index_copy.index_dir) as holder:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    assert (index_copy.index_dir / LOCK).read_text() == str(holder.pid)  # left behind by the kill
+    edited = without_paragraph(TIP_CABLE, 5, index_copy.index_dir.parent / "edited")
+    assert main(["ingest", str(edited), "--index", str(index_copy.index_dir)]) == 0
+    captured = capsys.readouterr()
+    assert f"(pid {holder.pid}) was killed before it finished: this one takes over" in captured.err
+    assert "1 removed" in captured.out
+    assert (index_copy.index_dir / LOCK).read_text() == ""  # released: the next ingest finds it free
+    with writing(index_copy.index_dir) as killed:
+        assert killed is None
