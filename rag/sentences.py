@@ -76,6 +76,16 @@ class SentenceVectors:
         """The description of the build now on disk (model, dimension, generation, counts); {} when none."""
         return _read_json(self.path / META) or {}
 
+    def problem(self) -> str | None:
+        """Why the build on disk cannot be read whole (a lookup would miss every paragraph and
+        answers encode their sentences), naming the file; None when it can."""
+        try:
+            _open_build(self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            file = Path(getattr(exc, "filename", None) or "").name
+            return f"{DIRNAME}/{file or ''} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        return None
+
     def generation(self) -> int | None:
         """The store generation the build now on disk was made from (None when there is none)."""
         return self.on_disk().get("generation")
