@@ -15,18 +15,23 @@ by its uuid, holding four files written by hnswlib's `persistDirty`:
 - link_lists.bin: per element, a uint32 byte size, then that many bytes of upper-level link
   lists (size_links_per_element bytes a level).
 
+Beside them chromadb keeps index_metadata.pickle (its ids and labels), which it unpickles: one cut
+short lacks the pickle's closing STOP opcode.
+
 `problems` reads them with numpy (the link lists walked by their non-empty entries, about one
 element in M), so an index of millions of elements is checked in well under a second.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
 FILES = ("header.bin", "data_level0.bin", "length.bin", "link_lists.bin")
+METADATA = "index_metadata.pickle"
 PERSISTENCE_VERSION = 1
 _HEADER = struct.Struct("<i6Qii3QdQ")
 # hnswlib keeps a link list's count in 16 bits.
@@ -45,6 +50,9 @@ def problems(segment: Path) -> list[str]:
     missing = [name for name in FILES if not (segment / name).is_file()]
     if missing:
         return [f"{segment.name}/{name} is missing" for name in missing]
+    pickled = segment / METADATA
+    if pickled.is_file() and not _whole_pickle(pickled):
+        return [f"{segment.name}/{METADATA} is truncated or overwritten"]
     raw = (segment / "header.bin").read_bytes()
     if len(raw) < _HEADER.size:
         return [f"{segment.name}/header.bin is truncated ({len(raw)} of {_HEADER.size} bytes)"]
@@ -56,7 +64,8 @@ def problems(segment: Path) -> list[str]:
         version == PERSISTENCE_VERSION and offset_level0 == 0 and 0 < max_m <= max_m0 <= _MAX_LINKS
         and 0 < m <= max_m0 and count <= max_elements and offset_data == links0
         and 0 < dimension_bytes and dimension_bytes % 4 == 0 and per_element == label_offset + 8
-        and 0 <= max_level < 64 and (count == 0 or 0 <= enter_point < count)
+        # An empty index has no level and no entry point (both -1).
+        and (count == 0 or (0 <= max_level < 64 and 0 <= enter_point < count))
         and np.isfinite(mult) and mult > 0 and ef_construction > 0
     )
     if not header_ok:
@@ -74,6 +83,17 @@ def problems(segment: Path) -> list[str]:
     if links_problem:
         found.append(f"{segment.name}/link_lists.bin {links_problem}")
     return found
+
+
+def _whole_pickle(path: Path) -> bool:
+    """Whether the file opens as a pickle of protocol 2 or later does, and ends with STOP."""
+    if path.stat().st_size < 3:
+        return False
+    with open(path, "rb") as f:
+        head = f.read(2)
+        f.seek(-1, os.SEEK_END)
+        tail = f.read(1)
+    return head[0] == 0x80 and 2 <= head[1] <= 5 and tail == b"."
 
 
 def _level0_links_sound(path: Path, count: int, per_element: int, max_m0: int) -> bool:

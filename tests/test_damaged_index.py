@@ -161,6 +161,8 @@ STORE_DAMAGE = [
     ("hnsw-link-lists-truncated", lambda i: truncate(hnsw_file(i, "link_lists.bin"), 0.2), "hnsw",
      "/link_lists.bin is truncated"),
     ("hnsw-missing", lambda i: hnsw_file(i, "length.bin").unlink(), "hnsw", "/length.bin is missing"),
+    ("hnsw-pickle", lambda i: truncate(hnsw_file(i, "index_metadata.pickle")), "hnsw",
+     "/index_metadata.pickle is truncated or overwritten"),
 ]
 
 
