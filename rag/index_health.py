@@ -141,27 +141,35 @@ def check_store_files(settings: Settings | None = None) -> None:
 
 
 def verify(settings: Settings | None = None) -> list[Part]:
-    """Every part of the index checked in full, in the order `rag stats --verify` prints them."""
+    """Every part of the index checked in full, in the order `rag stats --verify` prints them (the
+    store's SQLite and HNSW files only when it is embedded: a Chroma server keeps its own)."""
     from rag.rows import RowIndex
     from rag.sentences import SentenceVectors
 
     settings = get_settings(settings)
     require_directory(settings.index_dir)
+    parts = [] if settings.chroma_url else _verify_store(settings)
+    sidecar = RowIndex.at(settings)
+    problem = sidecar.problem(deep=True) if sidecar.exists() else "bm25/columns.npz is missing"
+    parts.append(Part("sidecar", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
+                      "" if problem else f"{sidecar.rows_on_disk():,} rows, generation {sidecar.generation_on_disk()}"))
+    kept = SentenceVectors.at(settings.index_dir)
+    meta = kept.on_disk()
+    problem = kept.problem() if kept.exists() else None
+    parts.append(Part("sentences", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
+                      f"{meta.get('sentences', 0):,} sentences, generation {meta.get('generation')}"
+                      if kept.exists() else "none kept: answers encode their sentences"))
+    return parts
+
+
+def _verify_store(settings: Settings) -> list[Part]:
+    """The embedded store's parts: its SQLite file and its HNSW segments."""
     chroma_dir = settings.index_dir / "chroma"
     if not (chroma_dir / SQLITE).exists():
         raise NoIndex(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
     sqlite = sqlite_problem(chroma_dir / SQLITE) or sqlite_quick_check(chroma_dir / SQLITE)
-    parts = [Part("sqlite", sqlite, f"{(chroma_dir / SQLITE).stat().st_size:,} bytes, quick_check ok")]
     segments = hnsw_files.segments(chroma_dir)
     hnsw = [f"chroma/{p}" for segment in segments for p in hnsw_files.problems(segment)]
-    parts.append(Part("hnsw", "; ".join(hnsw) or None, f"{len(segments)} segment{'s' * (len(segments) != 1)}"))
-    sidecar = RowIndex.at(settings)
-    parts.append(Part("sidecar", sidecar.problem(deep=True) if sidecar.exists() else "missing",
-                      f"{sidecar.rows_on_disk():,} rows, generation {sidecar.generation_on_disk()}"
-                      if sidecar.exists() else ""))
-    kept = SentenceVectors.at(settings.index_dir)
-    meta = kept.on_disk()
-    parts.append(Part("sentences", kept.problem() if kept.exists() else None,
-                      f"{meta.get('sentences', 0):,} sentences, generation {meta.get('generation')}"
-                      if kept.exists() else "none kept: answers encode their sentences"))
-    return parts
+    hint = rebuild_hint(settings.index_dir)
+    return [Part("sqlite", sqlite and f"{sqlite}: {hint}", f"{(chroma_dir / SQLITE).stat().st_size:,} bytes, quick_check ok"),
+            Part("hnsw", f"{'; '.join(hnsw)}: {hint}" if hnsw else None, f"{len(segments)} segment{'s' * (len(segments) != 1)}")]
