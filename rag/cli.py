@@ -80,13 +80,23 @@ def filters_from(args: argparse.Namespace) -> Filters:
 def cmd_ingest(args) -> int:
     from rag.ingest import ingest
 
-    report = ingest(args.paths, settings_from(args), progress=not args.quiet)
+    report = ingest(args.paths, settings_from(args), progress=not args.quiet, rebuild=args.rebuild)
     print(report.summary())
     return 0 if report.ok else 1
 
 
 def cmd_stats(args) -> int:
+    from rag.index_health import require_directory
+
     settings = settings_from(args)
+    require_directory(settings.index_dir)
+    if args.verify:
+        from rag.index_health import verify
+
+        parts = verify(settings)
+        for part in parts:
+            print(part.line)
+        return 1 if any(part.problem for part in parts) else 0
     if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
         raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
     from rag.embed import get_encoder
@@ -227,11 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     _index_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--rebuild", action="store_true",
+                   help="discard the index first (a damaged one too) and build it again from PATH alone")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("stats", help="what the index holds", epilog=EPILOG)
     _index_args(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--verify", action="store_true",
+                   help="check every part of the index (SQLite, HNSW, BM25 sidecar, sentence vectors) in full, "
+                   "one line each; exit 1 when one is damaged")
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("ask", help="answer a question with verified paragraph citations",

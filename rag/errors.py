@@ -16,3 +16,8 @@ class NoIndex(RagError):
 class StaleIndex(RagError):
     """The BM25 sidecar was built from another state of the store than the one it holds now
     (an ingest was interrupted, or is running)."""
+
+
+class DamagedIndex(RagError):
+    """A file of the index cannot be what it claims to be (truncated, overwritten, missing): the
+    message names it and the command that rebuilds it."""

@@ -9,6 +9,7 @@ generation of the store (every write advances it, so a killed run leaves them ap
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from rag.cables import CableError, iter_csv_cables, read_cable_file
 from rag.chunk import chunk_cables
 from rag.embed import Encoder, get_encoder
 from rag.errors import RagError
-from rag.rows import LEGACY_STALE, RowIndex
-from rag.sentences import SentenceVectors
+from rag.index_health import require_directory
+from rag.rows import DIRNAME, LEGACY_STALE, RowIndex
+from rag.sentences import DIRNAME as SENTENCES, SentenceVectors
 from rag.settings import Settings, get_settings
 from rag.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
 from rag.types import Cable
@@ -118,7 +120,8 @@ class Ingester:
         self.store = open_store(self.settings, self.encoder)
         self.lexical = RowIndex.at(self.settings)
         # A sidecar in step with the store at the start knows every stored chunk id by cable: see _stored.
-        in_step = self.lexical.generation_on_disk() == self.store.generation and self.lexical.has_vectors()
+        in_step = (self.lexical.generation_on_disk() == self.store.generation and self.lexical.problem() is None
+                   and self.lexical.has_vectors())
         self.row_index = self.lexical if in_step else None
         self.seen: set[str] = set()  # cables this run has looked up, and may have written
 
@@ -217,7 +220,7 @@ class Ingester:
         are swapped in)."""
         generation = self.store.generation
         sentences = SentenceVectors.at(self.settings.index_dir)
-        if not self.settings.sentence_vectors or sentences.generation() == generation:
+        if not self.settings.sentence_vectors or (sentences.generation() == generation and sentences.problem() is None):
             return 0
         from tqdm import tqdm
 
@@ -243,9 +246,10 @@ class Ingester:
 
     def refresh_lexical(self, progress: bool = True) -> None:
         """Rebuild the sidecar (BM25, and the vectors beside it) from the store when it was built
-        from another generation of the store, or when it predates the vectors."""
+        from another generation of the store, predates the vectors or is damaged."""
         generation = self.store.generation
-        if self.lexical.generation_on_disk() == generation and self.lexical.has_vectors():
+        on_disk = RowIndex(self.lexical.path)
+        if on_disk.generation_on_disk() == generation and on_disk.problem() is None and on_disk.has_vectors():
             return
         from tqdm import tqdm
 
@@ -256,14 +260,34 @@ class Ingester:
         (self.settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
 
 
-def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True) -> IngestReport:
+def discard_index(settings: Settings) -> None:
+    """Remove every part of the index of `settings`: the store, the sidecar and the sentence
+    vectors, with what interrupted builds of them left beside them. Other files in the folder
+    stay: `--index` may name a folder that holds more than the index."""
+    Store.discard(settings)
+    for name in (DIRNAME, SENTENCES):
+        for suffix in ("", ".tmp", ".old"):
+            shutil.rmtree(settings.index_dir / f"{name}{suffix}", ignore_errors=True)
+    (settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
+
+
+def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
+           rebuild: bool = False) -> IngestReport:
     """Ingest cables from `paths` into the index of `settings`, holding its writer lock
-    (rag.writer: IndexBusy while another ingest holds it); see `Ingester`."""
+    (rag.writer: IndexBusy while another ingest holds it); see `Ingester`. `rebuild` first
+    discards the index (a damaged one included), so it is built again from `paths` alone."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
     settings = get_settings(settings)
+    require_directory(settings.index_dir)  # before the encoder loads
+    if rebuild:
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise RagError(f"no such file or directory: {missing[0]}: the index was left as it is")
     with writing(settings.index_dir) as killed:
         if killed and progress:
             print(f"an ingest into {settings.index_dir} (pid {killed}) was killed before it finished: "
                   "this one takes over and completes its work", file=sys.stderr)
+        if rebuild:
+            discard_index(settings)
         return Ingester(settings).run(paths, progress)

@@ -32,6 +32,7 @@ import numpy as np
 
 from rag.bm25 import BM25, Builder
 from rag.errors import StaleIndex
+from rag.index_health import damaged, refresh_hint
 from rag.filters import Filters
 from rag.settings import Settings, get_settings
 
@@ -46,6 +47,9 @@ LEGACY_STALE = "bm25.stale"
 LOAD_TRIES = 3
 # Rows per block of an exact search: 32k × 384 floats is 48 MiB.
 _BLOCK = 32_768
+# What each cached part of an open sidecar reads, in the order `problem` opens them.
+_FILES = (("_columns", "columns.npz or ids.npy"), ("_vocab", "vocab.json"), ("_vectors", VECTORS),
+          ("_sorted_ids", "ids_sorted.npy or ids_order.npy"), ("bm25", "the BM25 score matrix (*.index.*)"))
 
 
 class _Codes:
@@ -97,6 +101,8 @@ class RowIndex:
         sidecar from before generations that is in step (as is its store, at generation 0)."""
         try:
             return int((self.path / GENERATION).read_text())
+        except ValueError:  # overwritten: like a build that never finished, which ingest redoes
+            return None
         except FileNotFoundError:
             if not self.exists() or (self.path.parent / LEGACY_STALE).exists():
                 return None
@@ -106,20 +112,21 @@ class RowIndex:
         """Open every file of the sidecar now, not on first use: a rebuild that swaps the
         directory later then cannot pair this generation's ids with the next one's rows (the
         memory maps keep the files they opened after the swap removes them). A load that
-        straddles a swap is retried."""
+        straddles a swap is retried; files that do not agree with each other (`problem`) are
+        DamagedIndex, naming the file."""
         for _ in range(LOAD_TRIES):
             before = self.generation_on_disk()
             if before is None and not self.exists():
                 return self
             try:
-                self._open_files()
-            except FileNotFoundError:
-                if self.generation_on_disk() == before:
-                    raise
-            else:
-                if self.generation_on_disk() == before:
-                    self.generation = before
-                    return self
+                problem = self.problem()
+            except FileNotFoundError:  # the folder was swapped out while it was opened
+                problem = "swapped"
+            if self.generation_on_disk() == before:
+                if problem:
+                    raise damaged(self.path.parent, problem, refresh_hint(self.path.parent))
+                self.generation = before
+                return self
             self._forget_files()
         raise StaleIndex(f"the BM25 sidecar at {self.path} kept changing while it was opened: "
                          "wait for the running 'rag ingest' to finish, then try again")
@@ -220,11 +227,63 @@ class RowIndex:
         shutil.rmtree(old, ignore_errors=True)
         return cls(path).load()
 
-    def _open_files(self) -> None:
-        for name in ("_columns", "_vocab", "_vectors", "_sorted_ids"):
-            getattr(self, name)
-        if len(self):  # an empty index has no score matrix
-            getattr(self, "bm25")
+    def rows_on_disk(self) -> int:
+        """How many rows the sidecar now on disk holds, read from its ids' header alone."""
+        return int(np.load(self.path / "ids.npy", mmap_mode="r").shape[0])
+
+    def problem(self, deep: bool = False) -> str | None:
+        """Open every file (as `load` does) and check that they agree with each other: None when
+        they do, else what is wrong, naming the file. Shapes and codes always (milliseconds at
+        millions of rows); `deep` also reads every BM25 posting, id order and vector."""
+        for name, files in _FILES:
+            if name == "bm25" and not len(self):  # an empty index has no score matrix
+                continue
+            try:
+                getattr(self, name)
+            except FileNotFoundError as exc:
+                if not self.path.is_dir():
+                    raise
+                return f"{DIRNAME}/{Path(exc.filename or files).name} is missing"
+            except Exception as exc:  # noqa: BLE001 — numpy, zipfile, json and bm25s each raise their own
+                return f"{DIRNAME}/{files} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        try:
+            return self._disagreement(deep)
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            return f"{DIRNAME}/ columns.npz or vocab.json lack what they should hold ({type(exc).__name__}: {exc})"
+
+    def _disagreement(self, deep: bool) -> str | None:
+        cols, vocab, n = self._columns, self._vocab, len(self)
+        for key in ("origin_codes", "class_codes", "date_int"):
+            if len(cols[key]) != n:
+                return f"{DIRNAME}/columns.npz holds {len(cols[key])} {key} for {n} rows"
+        for key, names in (("origin_codes", "origins"), ("class_codes", "classes")):
+            if n and not 0 <= int(cols[key].min()) <= int(cols[key].max()) < max(len(vocab[names]), 1):
+                return f"{DIRNAME}/columns.npz holds {key} that vocab.json does not name"
+        indptr = cols["tag_indptr"]
+        if len(indptr) != len(vocab["tags"]) + 1 or int(indptr[-1]) != len(cols["tag_rows"]):
+            return f"{DIRNAME}/columns.npz holds tag lists that do not match vocab.json"
+        ids_sorted, order = self._sorted_ids
+        if len(ids_sorted) != n or len(order) != n:
+            return f"{DIRNAME}/ids_sorted.npy or ids_order.npy hold {len(ids_sorted)} ids for {n} rows"
+        dim = self._vocab.get("vector_dim") or 0
+        if dim and (self.path / VECTORS).stat().st_size != n * dim * 4:
+            return f"{DIRNAME}/{VECTORS} holds {(self.path / VECTORS).stat().st_size:,} bytes, not {n} rows of {dim} floats"
+        if n:
+            scores = self.bm25.matrix.scores
+            data, indices, indptr = scores["data"], scores["indices"], scores["indptr"]
+            if (len(data) != len(indices) or len(indptr) != len(self.bm25.matrix.vocab_dict) + 1
+                    or int(indptr[-1]) != len(data) or int(indptr[0]) != 0):
+                return f"{DIRNAME}/ the BM25 score matrix files do not agree with each other"
+        if deep and n:
+            if not (np.diff(indptr) >= 0).all() or (len(indices) and not 0 <= int(indices.min()) <= int(indices.max()) < n):
+                return f"{DIRNAME}/indices.csc.index.npy names rows the sidecar does not hold"
+            if not np.isfinite(data).all():
+                return f"{DIRNAME}/data.csc.index.npy holds scores that are not numbers"
+            if not (np.bincount(order, minlength=n) == 1).all() or (len(cols["tag_rows"]) and int(cols["tag_rows"].max()) >= n):
+                return f"{DIRNAME}/ the row order or tag rows name rows the sidecar does not hold"
+            if self._vectors is not None and not np.isfinite(self._vectors).all():
+                return f"{DIRNAME}/{VECTORS} holds values that are not numbers"
+        return None
 
     def _forget_files(self) -> None:
         for name in ("_columns", "_vocab", "_vectors", "_sorted_ids", "bm25", "last_date"):

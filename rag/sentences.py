@@ -76,6 +76,15 @@ class SentenceVectors:
         """The description of the build now on disk (model, dimension, generation, counts); {} when none."""
         return _read_json(self.path / META) or {}
 
+    def problem(self) -> str | None:
+        """Why the build on disk cannot be read whole (a lookup would miss every paragraph and
+        answers encode their sentences), naming the file; None when it can."""
+        try:
+            _open_build(self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            return f"{DIRNAME}/{_culprit(self.path)} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        return None
+
     def generation(self) -> int | None:
         """The store generation the build now on disk was made from (None when there is none)."""
         return self.on_disk().get("generation")
@@ -260,6 +269,17 @@ def _open_build(folder: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]
     if len(offsets) != len(keys) + 1 or vectors.size != int(offsets[-1]) * dimension:
         raise ValueError(f"the sentence vectors at {folder} do not match their keys")
     return meta, keys, offsets, vectors.reshape(-1, dimension)
+
+
+def _culprit(folder: Path) -> str:
+    """The first file of a build that does not open on its own; the vectors when every other
+    one does (they then disagree with the keys)."""
+    for name, read in ((META, lambda p: json.loads(p.read_text())), ("keys.npy", np.load), ("offsets.npy", np.load)):
+        try:
+            read(folder / name)
+        except (OSError, ValueError):
+            return name
+    return "vectors.f16"
 
 
 def _open_or_none(folder: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray] | None:

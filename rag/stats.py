@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rag.index_health import refresh_hint
 from rag.rows import RowIndex
 from rag.sentences import SentenceVectors
 from rag.store import Store
@@ -39,6 +40,10 @@ def index_stats(store: Store, lexical: RowIndex) -> dict:
     }
     if not lexical.exists():
         return {**stats, "cables": None, "paragraphs": None, "bm25": "missing: run 'rag ingest' again"}
+    problem = lexical.problem()
+    if problem:
+        return {**stats, "cables": None, "paragraphs": None,
+                "bm25": f"damaged: {problem}: {refresh_hint(lexical.path.parent)}"}
     cols, vocab = lexical._columns, lexical._vocab
     cables, paragraphs = chunk_counts(lexical._sorted_ids[0])
     dates = cols["date_int"][cols["date_int"] > 0]
@@ -68,5 +73,8 @@ def sentence_vectors_state(kept: SentenceVectors, generation: int) -> str:
     built = meta.get("generation")
     if built is None:
         return "none: answers encode their sentences ('rag ingest' adds them)"
+    problem = kept.problem()
+    if problem:
+        return f"damaged, so answers encode their sentences: {problem}: {refresh_hint(kept.path.parent)}"
     count = f"{meta.get('sentences', 0):,} sentences"
     return f"ok ({count})" if built == generation else f"from generation {built} ({count}): 'rag ingest' brings them up to date"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from rag.errors import IndexMismatch, NoIndex, RagError
 from rag.filters import Filters
+from rag.index_health import SQLITE, check_store_files, damaged, rebuild_hint, require_directory, sqlite_quick_check
 from rag.settings import Settings, get_settings
 from rag.types import Chunk, Hit
 
@@ -64,6 +66,8 @@ def _client(settings: Settings, own: bool = False):
         return chromadb.HttpClient(
             host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https", settings=chroma_settings
         )
+    # Before Chroma reads a byte: its hnswlib segfaults on some damaged files (rag.hnsw_files).
+    check_store_files(settings)
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     path = str(settings.index_dir / "chroma")
     if own:
@@ -74,7 +78,19 @@ def _client(settings: Settings, own: bool = False):
         # Clients already open keep theirs.
         SharedSystemClient._identifier_to_system.pop(path, None)
         SharedSystemClient._identifier_to_refcount.pop(path, None)
-    return chromadb.PersistentClient(path=path, settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=path, settings=chroma_settings)
+    except Exception as exc:
+        raise _unreadable(settings, exc) from exc
+
+
+def _unreadable(settings: Settings, exc: Exception) -> RagError:
+    """What Chroma failing to open the embedded store means: DamagedIndex when SQLite's own
+    check of every page finds the damage that the header checks before the open could not."""
+    problem = sqlite_quick_check(settings.index_dir / "chroma" / SQLITE)
+    if problem:
+        return damaged(settings.index_dir, problem, rebuild_hint(settings.index_dir))
+    return RagError(f"cannot open the index at {settings.index_dir}: {type(exc).__name__}: {exc}".splitlines()[0])
 
 
 def where_clause(filters: Filters) -> dict | None:
@@ -118,6 +134,7 @@ class Store:
         for reading stored text only, never for searching with vectors."""
         self.settings = get_settings(settings)
         self._model_id, self._dimension = model_id, dimension
+        require_directory(self.settings.index_dir)
         if not create and not self.settings.chroma_url and not (self.settings.index_dir / "chroma").exists():
             raise NoIndex(f"no index at {self.settings.index_dir}: run 'rag ingest PATH' first")
         self.client = _client(self.settings, own=True)
@@ -134,6 +151,8 @@ class Store:
             try:
                 self.collection = self.client.get_collection(name, embedding_function=None)
             except Exception as exc:
+                if not self.settings.chroma_url and sqlite_quick_check(self.settings.index_dir / "chroma" / SQLITE):
+                    raise _unreadable(self.settings, exc) from exc
                 raise NoIndex(f"no index at {self.location}: run 'rag ingest PATH' first") from exc
         meta = self.collection.metadata or {}
         recorded = (meta.get("embed_model"), int(meta.get("embed_dim", -1)))
@@ -183,6 +202,7 @@ class Store:
     @classmethod
     def exists(cls, settings: Settings | None = None) -> bool:
         settings = get_settings(settings)
+        require_directory(settings.index_dir)
         if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
             return False
         try:
@@ -193,6 +213,17 @@ class Store:
             # Not "no index": treating an unreachable server as empty would build the demo into it.
             where = f"the Chroma server at {settings.chroma_url}" if settings.chroma_url else f"the index at {settings.index_dir}"
             raise RagError(f"cannot read {where}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+    @classmethod
+    def discard(cls, settings: Settings | None = None) -> None:
+        """Remove the collection, whatever state its files are in: the embedded store's folder
+        (never opened: it may be damaged), or the collection on a Chroma server."""
+        settings = get_settings(settings)
+        require_directory(settings.index_dir)
+        if not settings.chroma_url:
+            shutil.rmtree(settings.index_dir / "chroma", ignore_errors=True)
+        elif cls.exists(settings):
+            _client(settings).delete_collection(settings.collection)
 
     def count(self) -> int:
         return self.collection.count()
