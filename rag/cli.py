@@ -171,25 +171,40 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from rag.check import Checker, annotate, format_report, read_text
+    from rag.check import MAX_BYTES, Checker, Report, annotate, format_claim, format_summary, read_text
+    from rag.claims import split_text
     from rag.demo import ensure_index
     from rag.retrieve import open_retriever
 
     # Exit 1 means "a citation does not hold": a text or an index that cannot be read is a 2.
     try:
-        text = read_text(args.file)
+        text = read_text(args.file, args.max_bytes or MAX_BYTES)
         settings = settings_from(args)
         ensure_index(settings)
-        report = Checker(open_retriever(settings)).check(text)
+        checker = Checker(open_retriever(settings))
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 2
+    from tqdm import tqdm
+
+    drafts = split_text(text)
+    claims = []
+    # The plain report is printed claim by claim as they are checked; a bar on a terminal
+    # shows how far a long text has got (--json and --markdown print once, at the end).
+    with tqdm(total=len(drafts), unit="claim", desc="check", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        for claim in checker.claims(drafts):
+            claims.append(claim)
+            bar.update()
+            if not (args.json or args.markdown):
+                tqdm.write(format_claim(claim, text), file=sys.stdout)
+    report = Report(claims)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     elif args.markdown:
         print(annotate(report, text), end="" if text.endswith("\n") else "\n")
     else:
-        print(format_report(report, text))
+        print(format_summary(report))
     return 0 if report.ok else 1
 
 

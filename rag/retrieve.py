@@ -168,6 +168,10 @@ class Retriever:
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
+    def search_many(self, questions: list[str], k: int, vectors: np.ndarray) -> list[list[Hit]]:
+        """`search` for each question with its vector, unfiltered."""
+        return [self.search(q, k, vector=v) for q, v in zip(questions, vectors)]
+
 
 def require_in_step(store_generation: int, sidecar_generation: int | None, settings: Settings) -> None:
     """Raise StaleIndex, saying how to repair it, unless the sidecar was built from the store's
