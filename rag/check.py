@@ -13,8 +13,10 @@ cable's best paragraph. When the cited paragraph is not the one that backs the c
 does is suggested: the best of the same cable, else the best of the index. A claim without a
 citation is told what it could cite.
 
-Every claim is encoded in one encoder call; paragraphs are compared through the vectors the store
-keeps, so no paragraph is encoded again.
+Claims are checked in blocks of BLOCK: each block's claims are encoded in one encoder call and
+retrieved for in one batched search (`Retriever.search_many`), and its verdicts are yielded as
+soon as it is done (`Checker.claims`), so a long text shows progress. Paragraphs are compared
+through the vectors the store keeps, so no paragraph is encoded again.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -35,14 +38,19 @@ from rag.show import Reference
 from rag.text import numbers, split_sentences
 from rag.types import Hit
 
-# The largest file `rag check` reads.
-MAX_BYTES = 10 * 1024 * 1024
+# The most `rag check` reads of a file, device or stdin (`--max-bytes` changes it): some 300
+# pages, about three minutes of checking on 2 cores (bench/check_bench.py).
+MAX_BYTES = 2 * 1024 * 1024
 # The longest text the server checks (POST /api/check, the Check tab): about 60 ms a claim on the
 # full release (2 cores; retrieval for each claim a citation does not back outright), so 20,000
 # characters, some 180 claims, take about 10 s.
 MAX_CHECK = 20_000
 # Paragraphs retrieval proposes for a claim whose citations do not hold (and for an uncited one).
 CANDIDATES = 20
+# Claims encoded, searched and scored together: one encoder call, one read of the store and one
+# batched retrieval per block rather than per claim; small enough that `rag check` shows the
+# first verdicts within a second or two.
+BLOCK = 64
 
 # Best first. A claim takes the status of its worst citation, so a claim counts as supported
 # only when every citation it carries holds.
@@ -205,32 +213,50 @@ class Checker:
         return by_cable, {k: " ".join(h.text for h in hs) for k, hs in texts.items()}
 
     def check(self, text: str) -> Report:
-        drafts = split_text(text)
-        if not drafts:
-            return Report([])
+        return Report(list(self.claims(split_text(text))))
+
+    def claims(self, drafts: list[Draft]) -> Iterator[ClaimCheck]:
+        """The check of each claim, in order, each block of BLOCK yielded as soon as it is done
+        (`rag check` prints them as they come)."""
+        for start in range(0, len(drafts), BLOCK):
+            yield from self._block(drafts[start : start + BLOCK])
+
+    def _block(self, drafts: list[Draft]) -> list[ClaimCheck]:
+        """Claims checked together: one encoder call, one read of their cables, one batched
+        retrieval for those whose citations do not hold outright."""
         vectors = self.retriever.encoder.encode_documents([d.text for d in drafts])
-        cited = {r.cable_id for d in drafts for m in d.mentions for r in m.references}
-        cables, texts = self.cables(cited)
-        return Report([self.check_claim(d, v, cables, texts) for d, v in zip(drafts, vectors)])
+        cables, texts = self.cables({r.cable_id for d in drafts for m in d.mentions for r in m.references})
+        scored = [self._score_cited(d, v, cables, texts) for d, v in zip(drafts, vectors)]
+        searching = [i for i, (d, s) in enumerate(zip(drafts, scored)) if self._needs_search(d, s)]
+        found = self.retriever.search_many([drafts[i].text for i in searching], self.candidates, vectors[searching])
+        for i, hits in zip(searching, found):
+            self._score(drafts[i], vectors[i], [h for h in hits if (h.cable_id, h.paragraph) not in scored[i].scores],
+                        texts, scored[i])
+        return [self._verdict(d, s) for d, s in zip(drafts, scored)]
 
     def _score(self, draft: Draft, vector: np.ndarray, hits: list[Hit], texts: dict, into: _Scored) -> None:
         if hits:
             into.add(hits, self.verifier.support([draft.text], hits, vector[None])[0], texts)
 
-    def check_claim(self, draft: Draft, vector: np.ndarray, cables: dict[str, list[Hit]],
-                    texts: dict[tuple[str, int], str]) -> ClaimCheck:
+    def _score_cited(self, draft: Draft, vector: np.ndarray, cables: dict[str, list[Hit]],
+                     texts: dict[tuple[str, int], str]) -> _Scored:
+        """The claim scored against every paragraph of the cables it cites."""
         scored = _Scored(draft.text)
-        refs = [(m, r) for m in draft.mentions for r in m.references]
-        self._score(draft, vector, [h for c in dict.fromkeys(r.cable_id for _, r in refs) for h in cables[c]],
-                    texts, scored)
-        # Retrieval, unless each citation's paragraph backs the claim outright: weaker support
-        # counts only when nothing in the index does better, and a suggestion may come from there.
+        cited = dict.fromkeys(r.cable_id for m in draft.mentions for r in m.references)
+        self._score(draft, vector, [h for c in cited for h in cables[c]], texts, scored)
+        return scored
+
+    @staticmethod
+    def _needs_search(draft: Draft, scored: _Scored) -> bool:
+        """Retrieval, unless each citation's paragraph backs the claim outright: weaker support
+        counts only when nothing in the index does better, and a suggestion may come from there."""
+        refs = [r for m in draft.mentions for r in m.references]
         outright = [scored.scores.get((r.cable_id, r.paragraph), 0.0) if r.paragraph is not None
-                    else getattr(scored.best(r.cable_id), "score", 0.0) for _, r in refs]
-        if not refs or min(outright) < SUPPORTED:
-            found = self.retriever.search(draft.text, self.candidates, vector=vector)
-            self._score(draft, vector, [h for h in found if (h.cable_id, h.paragraph) not in scored.scores],
-                        texts, scored)
+                    else getattr(scored.best(r.cable_id), "score", 0.0) for r in refs]
+        return not refs or min(outright) < SUPPORTED
+
+    def _verdict(self, draft: Draft, scored: _Scored) -> ClaimCheck:
+        refs = [(m, r) for m in draft.mentions for r in m.references]
         index_best = scored.best()
         if not refs:
             suggested = index_best if index_best and scored.holds(index_best.cable_id, index_best.paragraph) else None
@@ -269,26 +295,38 @@ def check_text(text: str, source: str = "the text") -> str:
     return text
 
 
-def read_text(path: str) -> str:
+def size_words(n: int) -> str:
+    """A byte count as people say it: "2 MB" when it is a whole number of MiB."""
+    return f"{n // 2**20} MB" if n >= 2**20 and n % 2**20 == 0 else f"{n:,} bytes"
+
+
+def read_text(path: str, max_bytes: int = MAX_BYTES) -> str:
     """The text of a file, or of stdin for "-"; RagError (one line) for a missing, binary,
-    empty or over-large one."""
+    empty or over-large one. At most `max_bytes` + 1 bytes are read, whatever the file is: a
+    device (/dev/zero, /dev/urandom), a pipe or a file that grows as it is read."""
     source = "stdin" if path == "-" else path
+    too_large = RagError(f"{source} is larger than {size_words(max_bytes)}: check a part of it, "
+                         "or raise the limit with --max-bytes")
     try:
         if path == "-":
             if sys.stdin.isatty():
                 raise RagError("no text to check: give a FILE, or pipe the text in (rag check - < draft.md)")
-            data = sys.stdin.buffer.read(MAX_BYTES + 1)
+            data = sys.stdin.buffer.read(max_bytes + 1)
         else:
             file = Path(path).expanduser()
             if file.is_dir():
                 raise RagError(f"{path} is a directory, not a text file")
-            if file.stat().st_size > MAX_BYTES:
-                raise RagError(f"{path} is larger than {MAX_BYTES // (1024 * 1024)} MB")
-            data = file.read_bytes()
+            if file.is_file() and file.stat().st_size > max_bytes:
+                raise too_large  # refused unread
+            with open(file, "rb") as f:
+                data = f.read(max_bytes + 1)
     except OSError as exc:
         raise RagError(f"cannot read {source}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BYTES:
-        raise RagError(f"{source} is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    # NUL bytes first: /dev/zero is binary before it is too large.
+    if b"\x00" in data:
+        raise RagError(f"{source} is binary, not text")
+    if len(data) > max_bytes:
+        raise too_large
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -312,38 +350,39 @@ def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
-def format_report(report: Report, text: str) -> str:
-    """The report for a terminal: each claim with its line, each citation's status and score,
-    the sentence of the paragraph that matches best, and what to cite instead."""
+def format_claim(claim: ClaimCheck, text: str) -> str:
+    """One claim for a terminal: its line, each citation's status and score, the sentence of
+    the paragraph that matches best, and what to cite instead."""
     out = []
     wrap = dict(width=WIDTH, break_on_hyphens=False, break_long_words=False)
-    for claim in report.claims:
-        head = f"line {_line_of(text, claim.start)} [{claim.status}] "
-        out.append(textwrap.fill(claim.text, initial_indent=head, subsequent_indent="    ", **wrap))
-        for c in claim.citations:
-            score = "" if c.score is None else f" {c.score:.2f}"
-            what = {"unknown_cable": "not in this index",
-                    "unknown_paragraph": "the cable prints no such paragraph"}.get(c.status, "")
-            resolved = f" (best: ¶{c.suggested.paragraph})" if c.paragraph is None and c.suggested \
-                and c.suggested.cable_id == c.cable_id else ""
-            out.append(f"  {SYMBOLS[c.status]} {c}{resolved}: {c.status}{score}" + (f" — {what}" if what else ""))
-            if c.text and c.paragraph is not None:
-                out.append(textwrap.fill(f"“{excerpt(c.text, claim.text)}”", initial_indent="      ",
-                                         subsequent_indent="      ", **wrap))
-            if c.suggested and not resolved:
-                out.append(f"    → cite {c.suggested} instead ({c.suggested.score:.2f})")
-            if c.suggested:
-                out.append(textwrap.fill(f"“{excerpt(c.suggested.text, claim.text)}”", initial_indent="      ",
-                                         subsequent_indent="      ", **wrap))
-        if claim.suggested:
-            out.append(f"    → you could cite {claim.suggested} ({claim.suggested.score:.2f})")
-            out.append(textwrap.fill(f"“{excerpt(claim.suggested.text, claim.text)}”", initial_indent="      ",
+    head = f"line {_line_of(text, claim.start)} [{claim.status}] "
+    out.append(textwrap.fill(claim.text, initial_indent=head, subsequent_indent="    ", **wrap))
+    for c in claim.citations:
+        score = "" if c.score is None else f" {c.score:.2f}"
+        what = {"unknown_cable": "not in this index",
+                "unknown_paragraph": "the cable prints no such paragraph"}.get(c.status, "")
+        resolved = f" (best: ¶{c.suggested.paragraph})" if c.paragraph is None and c.suggested \
+            and c.suggested.cable_id == c.cable_id else ""
+        out.append(f"  {SYMBOLS[c.status]} {c}{resolved}: {c.status}{score}" + (f" — {what}" if what else ""))
+        if c.text and c.paragraph is not None:
+            out.append(textwrap.fill(f"“{excerpt(c.text, claim.text)}”", initial_indent="      ",
                                      subsequent_indent="      ", **wrap))
-        out.append("")
+        if c.suggested and not resolved:
+            out.append(f"    → cite {c.suggested} instead ({c.suggested.score:.2f})")
+        if c.suggested:
+            out.append(textwrap.fill(f"“{excerpt(c.suggested.text, claim.text)}”", initial_indent="      ",
+                                     subsequent_indent="      ", **wrap))
+    if claim.suggested:
+        out.append(f"    → you could cite {claim.suggested} ({claim.suggested.score:.2f})")
+        out.append(textwrap.fill(f"“{excerpt(claim.suggested.text, claim.text)}”", initial_indent="      ",
+                                 subsequent_indent="      ", **wrap))
+    return "\n".join(out) + "\n"
+
+
+def format_summary(report: Report) -> str:
     s = report.summary
-    out.append(f"{s['claims']} claims: {s['cited']} cited ({s['supported']} supported, {s['weak']} weak, "
-               f"{s['unsupported']} unsupported, {s['unknown']} unknown), {s['uncited']} uncited")
-    return "\n".join(out)
+    return (f"{s['claims']} claims: {s['cited']} cited ({s['supported']} supported, {s['weak']} weak, "
+            f"{s['unsupported']} unsupported, {s['unknown']} unknown), {s['uncited']} uncited")
 
 
 def annotate(report: Report, text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,14 +64,25 @@ def is_refusal(text: str) -> bool:
 def overlap(sentence: str, paragraph: str) -> float:
     """Share of the sentence's names, numbers and content words that the paragraph contains.
     Names and numbers weigh double: they are what a wrong citation gets wrong."""
-    keys = names(sentence) | numbers(sentence)
-    words = content_words(sentence) - keys
+    keys, words = _sentence_terms(sentence)
     if not keys and not words:
         return 0.0
-    para_lower = paragraph.lower()
-    para_words = content_words(paragraph)
+    para_lower, para_words = _paragraph_terms(paragraph)
     found = sum(2 for k in keys if k in para_lower) + sum(1 for w in words if w in para_words)
     return found / (2 * len(keys) + len(words))
+
+
+# A sentence is scored against every candidate paragraph, and a paragraph against every claim
+# that cites its cable (`rag check`: some 20 each): their words are read once, not each time.
+@lru_cache(maxsize=4096)
+def _sentence_terms(sentence: str) -> tuple[frozenset[str], frozenset[str]]:
+    keys = names(sentence) | numbers(sentence)
+    return frozenset(keys), frozenset(content_words(sentence) - keys)
+
+
+@lru_cache(maxsize=4096)
+def _paragraph_terms(paragraph: str) -> tuple[str, frozenset[str]]:
+    return paragraph.lower(), frozenset(content_words(paragraph))
 
 
 @dataclass

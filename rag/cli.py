@@ -56,6 +56,17 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", help="a TAGS code, e.g. KTIP")
 
 
+def _positive(value: str) -> int:
+    """A whole number of at least 1, for options that count something."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not at least 1")
+    return number
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     return Settings().with_(
         index_dir=Path(args.index).expanduser() if getattr(args, "index", None) else None,
@@ -170,25 +181,40 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from rag.check import Checker, annotate, format_report, read_text
+    from rag.check import MAX_BYTES, Checker, Report, annotate, format_claim, format_summary, read_text
+    from rag.claims import split_text
     from rag.demo import ensure_index
     from rag.retrieve import open_retriever
 
     # Exit 1 means "a citation does not hold": a text or an index that cannot be read is a 2.
     try:
-        text = read_text(args.file)
+        text = read_text(args.file, args.max_bytes or MAX_BYTES)
         settings = settings_from(args)
         ensure_index(settings)
-        report = Checker(open_retriever(settings)).check(text)
+        checker = Checker(open_retriever(settings))
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 2
+    from tqdm import tqdm
+
+    drafts = split_text(text)
+    claims = []
+    # The plain report is printed claim by claim as they are checked; a bar on a terminal
+    # shows how far a long text has got (--json and --markdown print once, at the end).
+    with tqdm(total=len(drafts), unit="claim", desc="check", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        for claim in checker.claims(drafts):
+            claims.append(claim)
+            bar.update()
+            if not (args.json or args.markdown):
+                tqdm.write(format_claim(claim, text), file=sys.stdout)
+    report = Report(claims)
     if args.json:
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
     elif args.markdown:
         print(annotate(report, text), end="" if text.endswith("\n") else "\n")
     else:
-        print(format_report(report, text))
+        print(format_summary(report))
     return 0 if report.ok else 1
 
 
@@ -283,12 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "them: [ID ¶6], ID ¶6, ID ¶¶4-6, 'ID, para. 6', (ID para 6), ID:6, a bare ID (the "
                        "cable's best paragraph) and WikiLeaks cable links.", 78),
                        epilog=textwrap.fill("exit status: 0 every citation is supported, 1 one is not, 2 the text "
-                       "(or the index) cannot be read: empty, binary, over 10 MB, missing.", 78) + "\n\nexamples:\n  rag check draft.md\n"
+                       "(or the index) cannot be read: empty, binary, over --max-bytes, missing.", 78) + "\n\nexamples:\n  rag check draft.md\n"
                        "  rag check --markdown draft.md > checked.md\n  pbpaste | rag check - --json\n\n"
                        + textwrap.fill(EPILOG, 78), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", nargs="?", default="-", metavar="FILE",
                    help="the text to check, plain text or Markdown; - or nothing reads stdin")
     _index_args(p)
+    p.add_argument("--max-bytes", type=_positive, default=None, metavar="N",
+                   help="read at most N bytes of FILE or stdin; a longer text is refused unchecked "
+                   "(default: 2 MB = 2097152, some 300 pages)")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true",
                         help="each claim with its offsets, status, citations (status, score, suggested) and a summary")

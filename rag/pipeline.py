@@ -149,7 +149,7 @@ class Pipeline:
         asked, found = self.candidates(question, standalone, filters)
         t2 = time.perf_counter()
         timings["retrieve"] = (t2 - t1) * 1000
-        ranked = self.ranker.rank(found)
+        ranked = self.ranker.rank(found, asked)
         hits = [c.hit for c in ranked[: self.settings.top_k]]
         # The evidence check, before any backend runs: a question the paragraphs do not answer
         # is refused with its reason, whatever a backend would have made of them.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rag.bm25 import tokenize
 from rag.text import STOPWORDS, key_names
-from rag.types import CABLE_ID
+from rag.types import CABLE_ID, CABLE_ID_PATTERN
 
 YEAR = re.compile(r"\b(19[5-9]\d|20[0-3]\d)\b")
 # A month of a year a question asks about: "March 2010", "the end of 2010", "mid-2010".
@@ -21,6 +21,10 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
 _MONTH_OF_YEAR = re.compile(rf"\b({'|'.join(MONTHS)}|end of|late|mid-?)\s*(?:of\s+)?(19[5-9]\d|20[0-3]\d)\b", re.I)
 _MONTH_NUMBER = {m.lower(): i for i, m in enumerate(MONTHS, 1)}
 _FIGURE = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b")
+# A paragraph the question names, in the forms `rag show` reads: "09PHNOMPENH637 ¶6",
+# "09PHNOMPENH637 para 6", "09PHNOMPENH637, paragraph 6", "09PHNOMPENH637:6".
+_PARAGRAPH_REFERENCE = re.compile(
+    rf"\b({CABLE_ID_PATTERN})(?:\s*,?\s*(?:¶|\bpara(?:graph)?\b\.?)\s*|:)(\d{{1,4}})\b", re.I)
 
 # The answer a wh-phrase asks for. Order matters: a court's sentence before "how many" ("how many
 # years in prison"), "how many" before "how", "what year" before "what".
@@ -132,6 +136,8 @@ class Question:
     cable_ids: tuple[str, ...]
     wants: str
     prospective: bool
+    # (cable id, paragraph) of each paragraph the question names: ranked first (rag.rank).
+    paragraphs: tuple[tuple[str, int], ...] = ()
 
 
 def fold(text: str) -> str:
@@ -144,7 +150,9 @@ def analyse(text: str, context: str = "") -> Question:
     follow-up (the question with the earlier turns' names and cable ids): its cable ids count,
     its words do not, so "Where was he born?" is ranked by "born", within the cable talked about."""
     text = fold(text)
-    without_ids = CABLE_ID.sub(" ", text)
+    named = [(m.group(1).upper(), int(m.group(2))) for m in _PARAGRAPH_REFERENCE.finditer(text)]
+    # "¶6" and "para 6" say where to look: neither a figure nor a word to find.
+    without_ids = CABLE_ID.sub(" ", _PARAGRAPH_REFERENCE.sub(" ", text))
     return Question(
         text=text,
         terms=tuple(t for t in dict.fromkeys(stems(without_ids)) if t not in _FRAME and t not in STOPWORDS),
@@ -155,4 +163,5 @@ def analyse(text: str, context: str = "") -> Question:
         cable_ids=tuple(dict.fromkeys(CABLE_ID.findall(f"{text} {context}".upper()))),
         wants=wants_of(text),
         prospective=bool(_PROSPECTIVE.search(text)),
+        paragraphs=tuple(dict.fromkeys(named)),
     )

@@ -202,9 +202,13 @@ class Ranker:
             raise ValueError("rag/models/ranker.json was fitted on other features: run evals/fit_models.py")
         self.model = model
 
-    def rank(self, found: list[Candidate]) -> list[Candidate]:
-        if self.model is None or not found:
+    def rank(self, found: list[Candidate], question: Question | None = None) -> list[Candidate]:
+        """The candidates best first; a paragraph the question names by number ("ID ¶6") first of all."""
+        if self.model is not None and found:
+            scores = self.model.score(np.stack([c.features for c in found]))
+            order = sorted(range(len(found)), key=lambda i: (-scores[i], i))
+            found = [replace(found[i], hit=replace(found[i].hit, score=float(scores[i]))) for i in order]
+        if question is None or not question.paragraphs:
             return found
-        scores = self.model.score(np.stack([c.features for c in found]))
-        order = sorted(range(len(found)), key=lambda i: (-scores[i], i))
-        return [replace(found[i], hit=replace(found[i].hit, score=float(scores[i]))) for i in order]
+        named = set(question.paragraphs)
+        return sorted(found, key=lambda c: (c.hit.cable_id, c.hit.paragraph) not in named)

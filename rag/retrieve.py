@@ -34,17 +34,23 @@ EXACT_ROWS = 100_000
 OVERSAMPLE = 3
 
 
-def rrf(rankings: list[list[Hit]], weights: list[float] | None = None, k: int = RRF_K) -> list[Hit]:
-    """Reciprocal rank fusion; a hit's fused score is Σ weight / (k + rank)."""
+def rrf_ids(rankings: list[list[str]], weights: list[float] | None = None, k: int = RRF_K) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion of rankings of chunk ids: (id, Σ weight / (k + rank)), best first."""
     weights = weights or [1.0] * len(rankings)
     scores: dict[str, float] = {}
-    first: dict[str, Hit] = {}
     for ranking, weight in zip(rankings, weights):
-        for rank, hit in enumerate(ranking):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (k + rank + 1)
-            first.setdefault(hit.chunk_id, hit)
-    fused = sorted(scores, key=scores.get, reverse=True)
-    return [replace(first[c], score=scores[c], source="hybrid") for c in fused]
+        for rank, chunk_id in enumerate(ranking):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank + 1)
+    return sorted(scores.items(), key=lambda item: item[1], reverse=True)
+
+
+def rrf(rankings: list[list[Hit]], weights: list[float] | None = None, k: int = RRF_K) -> list[Hit]:
+    """Reciprocal rank fusion of hits (`rrf_ids`), each hit as the first ranking to hold it has it."""
+    first: dict[str, Hit] = {}
+    for hit in (h for ranking in rankings for h in ranking):
+        first.setdefault(hit.chunk_id, hit)
+    fused = rrf_ids([[h.chunk_id for h in ranking] for ranking in rankings], weights, k)
+    return [replace(first[c], score=score, source="hybrid") for c, score in fused]
 
 
 @dataclass
@@ -174,6 +180,30 @@ class Retriever:
             hits = [replace(h, score=float(s)) for h, s in zip(hits, scores)]
             hits.sort(key=lambda h: -h.score)
         return hits[:k]
+
+    def search_many(self, questions: list[str], k: int, vectors: np.ndarray) -> list[list[Hit]]:
+        """`search` for each question with its vector, unfiltered: the same hits, but ranked by id
+        and read from the store in one call for all of them, not two per question (`rag check`
+        searches for hundreds of claims). A question naming a cable, or a reranker, takes `search`."""
+        if self.mode != "dense" and not self.lexical.exists():
+            raise RagError(f"no BM25 index at {self.lexical.path}: run 'rag ingest' again to build it")
+        depth = max(k, FUSION_DEPTH) if self.mode == "hybrid" else k
+        ranked: list[list[tuple[str, float]] | None] = []
+        for question, vector in zip(questions, vectors):
+            if self.reranker_path or CABLE_ID.search(question.upper()):
+                ranked.append(None)
+                continue
+            dense = self.store.nearest_ids(vector, depth) if self.mode != "bm25" else []
+            lexical = self.lexical.search(question, depth) if self.mode != "dense" else []
+            if self.mode == "hybrid":
+                ranked.append(rrf_ids([[c for c, _ in dense], [c for c, _ in lexical]], [self.dense_weight, 1.0])[:k])
+            else:
+                ranked.append((dense or lexical)[:k])
+        source = "hybrid" if self.mode == "hybrid" else self.mode
+        stored = {h.chunk_id: h for h in self.store.get(list(dict.fromkeys(c for r in ranked if r for c, _ in r)))}
+        return [self.search(q, k, vector=v) if r is None else
+                [replace(stored[c], score=score, source=source) for c, score in r if c in stored]
+                for q, v, r in zip(questions, vectors, ranked)]
 
 
 def require_in_step(store_generation: int, sidecar_generation: int | None, settings: Settings) -> None:

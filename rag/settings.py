@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from functools import lru_cache
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError
+import annotated_types
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import RagError
@@ -51,6 +53,10 @@ def _rate_limit(value: str) -> str:
 
 RateLimit = Annotated[str, AfterValidator(_rate_limit)]
 
+# The most paragraphs a question may retrieve: the ranker reorders 40 candidates, and an answer
+# quoting more than 100 paragraphs is no answer.
+MAX_TOP_K = 100
+
 
 def setting(env: str, default: Any, description: str, **field: Any) -> Any:
     """A field read from `env` (`A|B`: the first of them that is set); `description` is the
@@ -72,15 +78,15 @@ class Settings(BaseSettings):
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
     device: Device = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
                           "else the CPU), cpu or cuda.")
-    embed_batch_size: int = setting("RAG_EMBED_BATCH", 64, "Texts per forward pass of the encoder.")
+    embed_batch_size: int = setting("RAG_EMBED_BATCH", 64, "Texts per forward pass of the encoder.", ge=1)
     embed_tokens: int = setting(
         "RAG_EMBED_TOKENS", 2048, "Padded word pieces per forward pass: texts are length-sorted, then cut into batches "
         "of at most this many tokens (and RAG_EMBED_BATCH texts); on a 2-core CPU ~2k tokens keep the activations in "
-        "cache (bench/ingest_bench.py).")
+        "cache (bench/ingest_bench.py).", ge=1)
     threads: Count = setting("RAG_THREADS", 0, "Intra-op threads of the encoder's ONNX graph; 0 = one per core, but "
-                             "one under `rag serve`, whose answers run side by side.")
+                             "one under `rag serve`, whose answers run side by side.", ge=0)
     ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
-                                "length-sorted encoding removes most padding, small enough that a kill loses little.")
+                                "length-sorted encoding removes most padding, small enough that a kill loses little.", ge=1)
     sentence_vectors: Flag = setting(
         "RAG_SENTENCE_VECTORS", True, "Keep the vectors of every paragraph's sentences from ingest (rag.sentences; "
         "~0.8 KiB a sentence, 207 MB for the 6,835 shared cables, ingest half as long again), so answers do not encode "
@@ -89,8 +95,8 @@ class Settings(BaseSettings):
                                      "(words) or hybrid (both, fused).")
     dense_weight: float = setting(
         "RAG_DENSE_WEIGHT", 0.2, "Weight of the dense ranking against BM25's 1.0 in hybrid fusion; 0.2 scored best "
-        "on the dev set over the full shared corpus (evals/RESULTS.md).")
-    top_k: int = setting("RAG_TOP_K", 10, "Paragraphs retrieved per question.")
+        "on the dev set over the full shared corpus (evals/RESULTS.md).", ge=0, le=1, allow_inf_nan=False)
+    top_k: int = setting("RAG_TOP_K", 10, "Paragraphs retrieved per question.", ge=1, le=MAX_TOP_K)
     rank: Flag = setting("RAG_RANK", True, "Reorder retrieved paragraphs by whether they answer the question "
                          "(rag/models/ranker.json); 0 keeps retrieval's order.")
     refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.evidence: stated "
@@ -103,7 +109,7 @@ class Settings(BaseSettings):
     llm_base_url: str = setting("RAG_LLM_BASE_URL|OPENAI_BASE_URL", "", "Base URL of an OpenAI-compatible server (…/v1).")
     llm_model: str = setting("RAG_LLM_MODEL", "", "Model name for the openai backend, GGUF path for llamacpp.")
     llm_timeout: float = setting("RAG_LLM_TIMEOUT", 120.0, "Seconds an LLM backend may take to answer: the openai "
-                                 "backend's request timeout; llamacpp stops generating once past it.", gt=0)
+                                 "backend's request timeout; llamacpp stops generating once past it.", gt=0, allow_inf_nan=False)
     auth: str = setting("RAG_AUTH", "", "USER:PASSWORD that `rag serve` requires (HTTP Basic for the API and its "
                         "schema, the login page for the chat); `--auth-file PATH` reads it from a file instead; "
                         "empty = no login.", repr=False)
@@ -111,11 +117,11 @@ class Settings(BaseSettings):
                                  "127.0.0.1, ::1 and its --host, comma-separated; any other Host header is a 400 "
                                  "(a DNS-rebinding page cannot reach the loopback server).")
     max_body: int = setting("RAG_MAX_BODY", 1_048_576, "Largest request body `rag serve` accepts, in bytes; a "
-                            "larger one is a 413 before it is read.")
+                            "larger one is a 413 before it is read.", ge=1)
     workers: Count = setting("RAG_WORKERS", 0, "Questions the server answers at once per backend (llamacpp: one, "
-                             "its model is not thread-safe); the others wait their turn; 0 = two per core.")
+                             "its model is not thread-safe); the others wait their turn; 0 = two per core.", ge=0)
     queue_timeout: float = setting("RAG_QUEUE_TIMEOUT", 30.0, "Seconds a question may wait for its turn on the "
-                                   "server; past that it is a 503 with Retry-After.", ge=0)
+                                   "server; past that it is a 503 with Retry-After.", ge=0, allow_inf_nan=False)
     rate_limit: RateLimit = setting("RAG_RATE_LIMIT", "", "Questions one client address may ask the server's APIs, "
                                     "e.g. 30/minute; more are a 429 with Retry-After; empty = no limit.")
 
@@ -127,12 +133,23 @@ class Settings(BaseSettings):
             raise _one_line(exc) from None
 
     def with_(self, **changes: Any) -> Settings:
-        """A copy with `changes`, those that are None ignored. Like dataclasses.replace it neither
-        reads the environment nor validates: `rag eval` carries lists of modes through it."""
+        """A copy with `changes`, those that are None ignored, each validated as a RAG_* value is
+        (a command-line option is a change). It does not read the environment. A list is carried
+        as it is: `rag eval` compares lists of modes, and validates each as it makes its pipeline."""
         unknown = set(changes) - set(type(self).model_fields)
         if unknown:
             raise TypeError(f"Settings has no field {', '.join(sorted(unknown))}")
-        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
+        update = {}
+        for name, value in changes.items():
+            if value is None:
+                continue
+            if not isinstance(value, (list, tuple)):
+                try:
+                    value = _adapter(name).validate_python(value)
+                except ValidationError as exc:
+                    raise _one_line(exc, name) from None
+            update[name] = value
+        return self.model_copy(update=update)
 
 
 def get_settings(settings: Settings | None = None) -> Settings:
@@ -145,10 +162,34 @@ def env_names(name: str) -> list[str]:
     return list(alias.choices) if isinstance(alias, AliasChoices) else [alias]
 
 
-def _one_line(exc: ValidationError) -> RagError:
-    """The first bad value, named by the variable (or keyword) it came from, with its field's description."""
+@lru_cache(maxsize=None)
+def _adapter(name: str) -> TypeAdapter:
+    """The validator of one field, bounds included, for `Settings.with_`."""
+    field = Settings.model_fields[name]
+    return TypeAdapter(Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation)
+
+
+# Errors of a value out of its field's range: the message then states the whole range.
+_OUT_OF_RANGE = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+
+
+def _range(field) -> str:
+    """A field's bounds in words: "from 0 to 1", "of at least 1", "over 0"."""
+    bounds = {key: getattr(m, key) for m in field.metadata for key in ("ge", "gt", "le", "lt")
+              if isinstance(m, annotated_types.BaseMetadata) and hasattr(m, key)}
+    if "ge" in bounds and "le" in bounds:
+        return f"from {bounds['ge']} to {bounds['le']}"
+    words = [f"of at least {bounds['ge']}" if "ge" in bounds else f"over {bounds['gt']}" if "gt" in bounds else "",
+             f"at most {bounds['le']}" if "le" in bounds else f"under {bounds['lt']}" if "lt" in bounds else ""]
+    return " and ".join(w for w in words if w)
+
+
+def _one_line(exc: ValidationError, source: str | None = None) -> RagError:
+    """The first bad value, named by the variable (or keyword) it came from, with its field's
+    description; a value out of range says the range ("RAG_TOP_K='0' is not a whole number from 1
+    to 100: …")."""
     error = exc.errors()[0]
-    source = str(error["loc"][0]) if error["loc"] else "settings"
+    source = source or (str(error["loc"][0]) if error["loc"] else "settings")
     name = next((n for n in Settings.model_fields if source == n or source in env_names(n)), None)
     if name is None:
         return RagError(f"{source}: {error['msg']}")
@@ -156,8 +197,8 @@ def _one_line(exc: ValidationError) -> RagError:
     choices = get_args(field.annotation) if getattr(field.annotation, "__origin__", None) is Literal else ()
     kind = "one of " + ", ".join(choices) if choices else {int: "a whole number", float: "a number"}.get(
         field.annotation, "valid")
-    if bound := {"greater_than": "over", "greater_than_equal": "at least"}.get(error["type"]):
-        kind = f"{bound} {next(iter(error['ctx'].values()))}"
+    if error["type"] in _OUT_OF_RANGE:
+        kind = f"{kind} {_range(field)}".rstrip()
     return RagError(f"{source}={error.get('input')!r} is not {kind}: {field.description}")
 
 

@@ -3,20 +3,28 @@ are validated by `rag.filters.Filters.parse`."""
 
 from __future__ import annotations
 
+import re
+
 from rag.errors import RagError
 from rag.types import is_cable_id
 
 # Longer than any real question; a pasted document is not one.
 MAX_QUESTION = 2000
+# Lone surrogates: bytes that are not UTF-8 in a command-line argument (Python decodes them to
+# U+DC80-U+DCFF) or "\ud800"-style escapes in JSON. No encoder can take them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_question(question: str) -> str:
-    """The question stripped, or a one-line error for an empty or over-long one (CLI, API, UI)."""
-    question = (question or "").strip()
+    """The question stripped, with bytes that are not UTF-8 replaced by U+FFFD, or a one-line
+    error for an empty, over-long or wordless one (every face: CLI, API, /v1, UI, MCP)."""
+    question = _SURROGATE.sub("\ufffd", question or "").strip()
     if not question:
         raise RagError("the question is empty")
     if len(question) > MAX_QUESTION:
         raise RagError(f"the question is longer than {MAX_QUESTION} characters")
+    if not any(c.isalnum() for c in question):
+        raise RagError("the question has no words to search for")
     return question
 
 

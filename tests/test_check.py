@@ -330,12 +330,12 @@ def test_bad_input_is_one_line_and_exit_2(demo_settings, capsys, write, content,
     assert message in err and err.count("\n") == 1
 
 
-def test_a_file_over_10_mb_is_refused_unread(demo_settings, capsys, tmp_path):
+def test_a_file_over_the_limit_is_refused_unread(demo_settings, capsys, tmp_path):
     big = tmp_path / "big.md"
     with open(big, "wb") as f:
         f.truncate(MAX_BYTES + 1)
     code, _, err = run(demo_settings, capsys, str(big))
-    assert code == 2 and "larger than 10 MB" in err and err.count("\n") == 1
+    assert code == 2 and "larger than 2 MB" in err and err.count("\n") == 1
 
 
 def test_a_missing_file_or_index_is_exit_2(demo_settings, capsys, tmp_path):

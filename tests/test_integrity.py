@@ -233,11 +233,11 @@ def test_answers_during_a_generation_switch_each_read_one_generation(corpus, ind
     ranker, held, release = service.default.ranker, threading.Event(), threading.Event()
     rank = ranker.rank
 
-    def holding(found):
+    def holding(found, *question):
         if threading.current_thread().name == "held":
             held.set()
             assert release.wait(120)
-        return rank(found)
+        return rank(found, *question)
 
     monkeypatch.setattr(ranker, "rank", holding)  # shared by every snapshot's pipelines
     results: dict[str, frozenset] = {}
