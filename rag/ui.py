@@ -101,10 +101,23 @@ mark.support { background: #fff0a0; color: #1f1f1f; padding: 0 .1em; border-radi
 .check-summary { padding: .4em 0; font-weight: 600; }
 .checked-text { white-space: pre-wrap; line-height: 1.7; }
 .claim { border-radius: .25em; padding: .05em 0; }
-.claim-supported { background: #e8f0fe; color: #1f1f1f; }
-.claim-weak { background: #fff4e0; color: #1f1f1f; }
-.claim-unsupported, .claim-unknown_paragraph, .claim-unknown_cable { background: #fde8e8; color: #1f1f1f; }
-.claim-uncited { text-decoration: underline dotted #999; }
+.claim-supported, .legend-supported { background: #e8f0fe; color: #1f1f1f; }
+.claim-weak, .legend-weak { background: #fff4e0; color: #1f1f1f; }
+.claim-unsupported, .claim-unknown_paragraph, .claim-unknown_cable, .legend-unsupported { background: #fde8e8;
+                                                                                          color: #1f1f1f; }
+.claim-uncited, .legend-uncited { text-decoration: underline dotted #999; }
+.check-legend { display: flex; flex-wrap: wrap; gap: .5em; padding-bottom: .5em; font-size: .85em; }
+.legend { padding: 0 .4em; border-radius: .25em; }
+/* The checked text as its Markdown renders; the markers stay in the page, hidden. */
+.md-mark { display: none; }
+.md-h1, .md-h2, .md-h3, .md-h4, .md-h5, .md-h6 { font-weight: 600; margin: .3em 0 .1em; }
+.md-h1 { font-size: 1.35em; } .md-h2 { font-size: 1.2em; } .md-h3 { font-size: 1.08em; }
+.md-blank { height: .7em; }
+.md-li { padding-left: 1em; }
+.md-quote { border-left: 3px solid var(--border-color-primary); padding-left: .7em; }
+.md-b { font-weight: 600; } .md-em { font-style: italic; }
+.md-code { font-family: ui-monospace, Consolas, monospace; font-size: .92em; }
+.md-link { text-decoration: underline dotted; }
 """
 
 # Citation chips and the cable view's references are plain links (the chat's HTML sanitiser
