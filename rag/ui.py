@@ -141,14 +141,16 @@ CLICK_JS = """
 }
 """
 
+# Gradio updates the cable view in place, so its body keeps the scroll of the cable shown
+# before: a cable opened at a paragraph scrolls to it, one opened whole starts at its top.
 SCROLL_JS = """
 () => {
   setTimeout(() => {
-    const para = document.querySelector("#cable-view .cable-para.hl");
-    const body = para && para.closest(".cable-body");
+    const body = document.querySelector("#cable-view .cable-body");
     if (!body) return;
-    body.scrollTop = para.offsetTop - body.clientHeight / 3;
-    body.scrollIntoView({ block: "nearest" });
+    const para = body.querySelector(".cable-para.hl");
+    body.scrollTop = para ? Math.max(0, para.offsetTop - body.clientHeight / 3) : 0;
+    (para ? body : body.closest(".cable")).scrollIntoView({ block: "nearest" });
   }, 150);
 }
 """
