@@ -231,7 +231,7 @@ def cmd_serve(args) -> int:
         return 2
     from rag.web import read_auth_file, serve
 
-    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
+    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts, cors_origins=args.cors_origins)
     if args.auth_file:
         settings = settings.with_(auth=read_auth_file(args.auth_file))
     return serve(settings, host=args.host, port=args.port)
@@ -352,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-hosts", metavar="NAMES",
                    help="comma-separated host names to answer besides localhost, 127.0.0.1, ::1 and --host "
                    "(or $RAG_ALLOWED_HOSTS); any other Host header is refused")
+    p.add_argument("--cors-origins", metavar="ORIGINS",
+                   help="comma-separated origins (scheme://host:port) whose pages may call the server from a "
+                   "browser besides its own page (or $RAG_CORS_ORIGINS); any other origin is refused")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve search, ask, get_cable and get_paragraph as MCP tools for agents",

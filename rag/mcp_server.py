@@ -18,6 +18,7 @@ import inspect
 import sys
 import threading
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
@@ -171,7 +172,8 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         tools.loader.start()
         yield {}
 
-    server = MCPServer("cablerag", instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
+    server = MCPServer("cablerag", version=version("cablerag"), instructions=INSTRUCTIONS, lifespan=lifespan,
+                       log_level="WARNING")
     for tool in (tools.search, tools.ask, tools.get_cable, tools.get_paragraph, tools.check):
         server.add_tool(tool, description=inspect.cleandoc(tool.__doc__), annotations=READ_ONLY)
     return server

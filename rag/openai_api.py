@@ -10,6 +10,12 @@ paragraph. With `stream: true` the same reply comes as `chat.completion.chunk` e
 citations in the last one; the content arrives whole, after verification, because a streamed
 token cannot be taken back and an unchecked tag must never reach the screen.
 
+Front-ends render the content as Markdown, so the cable text in it is quoted as text: HTML
+escaped and link syntax broken, so that a cable quoting `<img onerror=…>` or
+`[x](javascript:…)` shows those characters instead of running them; the `[ID ¶N]` tags stay as
+they are. `usage` counts word pieces with the packaged MiniLM tokenizer (the encoder's, not an
+LLM's): an estimate, which clients that require the field (simonw/llm) read like any other.
+
 It is a FastAPI app of its own, mounted by `rag.web`, so that its errors are OpenAI's shape
 (`{"error": {"message", "type", "param", "code"}}`) while /api keeps its own. It is behind the
 same login as /api: HTTP Basic, or the password as the API key (`Authorization: Bearer
@@ -18,8 +24,11 @@ PASSWORD`), which is what OpenAI clients send.
 
 from __future__ import annotations
 
+import functools
+import html
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -39,6 +48,7 @@ from rag.filters import Filters
 from rag.pipeline import Answer, paragraph_json
 from rag.service import HISTORY_TURNS, Busy, NotReady, Service
 from rag.settings import BACKENDS, Settings
+from rag.types import Citation
 from rag.validate import check_question
 
 log = logging.getLogger(__name__)
@@ -64,6 +74,12 @@ class Message(BaseModel):
     content: str | list[dict] | None = None
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
     # temperature, max_tokens, top_p …: accepted and not read; the pipeline decides how it answers.
     model_config = ConfigDict(extra="ignore")
@@ -71,6 +87,7 @@ class ChatRequest(BaseModel):
     model: str = Field(max_length=200)
     messages: list[Message] = Field(min_length=1, max_length=200)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     # Not OpenAI's: the search filters (origin, date_from, date_to, classification, tag), which
     # an OpenAI client sends with `extra_body={"filters": {...}}`.
     filters: dict | None = None
@@ -126,10 +143,55 @@ def citations_json(answer: Answer) -> list[dict]:
 
 
 def content_of(answer: Answer) -> str:
-    """The answer with its tags; a refusal says why, as `rag ask` does."""
+    """The answer with its tags, quoted for a Markdown renderer; a refusal says why, as `rag ask` does."""
     if answer.refused and answer.refusal_reason:
-        return f"{answer.text}\n\nWhy: {answer.refusal_reason}"
-    return answer.text
+        return f"{quoted(answer.text)}\n\nWhy: {quoted(answer.refusal_reason)}"
+    return quoted(answer.text)
+
+
+# A backslash of the text is escaped first, so that none of its own cancels an escape of ours.
+_LINK_SYNTAX = re.compile(r"([\\\[\]])")
+
+
+def quoted(text: str) -> str:
+    """`text` as Markdown that shows its HTML and links as the characters they are: `<`, `>` and
+    `&` as entities (no tag, no autolink), `[` and `]` backslash-escaped (no link, image or link
+    definition), while its `[ID ¶N]` tags are left whole."""
+    out, at = [], 0
+    for match, _ in Citation.find_all(text):
+        out += [_escaped(text[at:match.start()]), match.group(0)]
+        at = match.end()
+    return "".join([*out, _escaped(text[at:])])
+
+
+def _escaped(text: str) -> str:
+    return html.escape(_LINK_SYNTAX.sub(r"\\\1", text), quote=False)
+
+
+@functools.cache
+def _word_pieces():
+    from tokenizers import Tokenizer
+
+    from rag.embed import minilm_path
+
+    tokenizer = Tokenizer.from_file(str(minilm_path() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def tokens(texts: list[str]) -> int:
+    """Word pieces of `texts` by the packaged MiniLM's tokenizer: an estimate of an LLM's count."""
+    texts = [t for t in texts if t]
+    return sum(len(e.ids) for e in _word_pieces().encode_batch(texts, add_special_tokens=False)) if texts else 0
+
+
+def usage(messages: list[Message], content: str) -> dict[str, int]:
+    """OpenAI's `usage`: the messages' text as the prompt, the reply as the completion."""
+    sent = [m.content if isinstance(m.content, str) else
+            "\n".join(p["text"] for p in m.content or [] if isinstance(p.get("text"), str)) for m in messages]
+    prompt, completion = tokens(sent), tokens([content])
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def key_or_login(credentials: tuple[str, str] | None):
@@ -184,24 +246,32 @@ def openai_app(service: Service, credentials: tuple[str, str] | None = None) -> 
             raise OpenAIError(400, str(exc), param="filters") from None
         answer = await service.run(service.ask, question, history, filters, backend)  # out of the default pool
         reply = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": request.model}
+        content = content_of(answer)
+        counted = usage(request.messages, content)
         if request.stream:
-            return StreamingResponse(chunks(reply, answer), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        message = {"role": "assistant", "content": content_of(answer), "refusal": None}
+            with_usage = request.stream_options is not None and request.stream_options.include_usage
+            return StreamingResponse(chunks(reply, answer, content, counted if with_usage else None),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        message = {"role": "assistant", "content": content, "refusal": None}
         return {**reply, "object": "chat.completion",
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
-                "citations": citations_json(answer)}
+                "usage": counted, "citations": citations_json(answer)}
 
     return app
 
 
-def chunks(reply: dict, answer: Answer):
-    """The answer as OpenAI's stream: the role, the content, then the stop with the citations."""
-    head = {**reply, "object": "chat.completion.chunk"}
-    deltas = [({"role": "assistant", "content": ""}, None, {}), ({"content": content_of(answer)}, None, {}),
+def chunks(reply: dict, answer: Answer, content: str, counted: dict[str, int] | None):
+    """The answer as OpenAI's stream: the role, the content, then the stop with the citations;
+    when the client asked for `stream_options.include_usage`, every chunk has `usage`, null but
+    in a last chunk without choices, as OpenAI sends it."""
+    head = {**reply, "object": "chat.completion.chunk", **({"usage": None} if counted is not None else {})}
+    deltas = [({"role": "assistant", "content": ""}, None, {}), ({"content": content}, None, {}),
               ({}, "stop", {"citations": citations_json(answer)})]
-    for delta, finish, extra in deltas:
-        event = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+    events = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+              for delta, finish, extra in deltas]
+    if counted is not None:
+        events.append({**head, "choices": [], "usage": counted})
+    for event in events:
         yield format_sse_event(data_str=json.dumps(event, ensure_ascii=False))
     yield format_sse_event(data_str="[DONE]")
 

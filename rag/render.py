@@ -7,6 +7,7 @@ nothing here knows how an answer was found.
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from typing import TYPE_CHECKING
 
@@ -220,35 +221,114 @@ def suggestion_chip(suggestion: Suggestion, prefix: str) -> str:
     return f'<a class="cite cite-suggested" href="{href}" title="{title}">→ {html.escape(str(suggestion))}</a>'
 
 
+# The Markdown a draft is written in, as the check tab shows it: heading and quote markers at the
+# start of a line, list items (their markers read well as they are), and inline pairs within a
+# line. Markers stay in the HTML, hidden by CSS (.md-mark), so every character of the text is
+# there to select and compare.
+_MD_BLOCKS = (
+    ("h", re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+")),
+    ("quote", re.compile(r"[ \t]{0,3}>[ \t]?")),
+)
+_MD_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+]|\d{1,9}[.)])[ \t]+\S")
+_MD_INLINE = (
+    ("code", re.compile(r"(`)(?=[^`\n]*[^`\s])([^`\n]+)(`)")),
+    ("link", re.compile(r"(\[)([^\]\n]+)(\]\((?:[^()\s]|\([^()\s]*\))*\))")),
+    ("b", re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)(\1)")),
+    ("em", re.compile(r"(?<![\w*])([*_])(?=[^\s*_])(.+?)(?<=[^\s*_])(\1)(?![\w*])")),
+)
+CHECK_LEGEND = (("supported", "supported"), ("weak", "weak"), ("unsupported", "unsupported"),
+                ("uncited", "no citation"))
+
+
+def _markdown_of(text: str, hidden: list[bool]) -> tuple[list[str], list[str], list[str]]:
+    """Per line of `text` its block (p, h1 to h6, li, quote, blank), and per character the marker
+    it is part of ("" for text) and its inline style; characters already `hidden` (citations,
+    which chips replace) are neither."""
+    blocks, marks, styles = [], [""] * len(text), [""] * len(text)
+    at = 0
+    for line in text.split("\n"):
+        block = "blank" if not line.strip() else "p"
+        for kind, pattern in _MD_BLOCKS:
+            match = pattern.match(line)
+            if match and match.end() < len(line) and not any(hidden[at:at + match.end()]):
+                block = f"h{len(match.group(1))}" if kind == "h" else kind
+                marks[at:at + match.end()] = ["block"] * match.end()
+                break
+        else:
+            block = "li" if _MD_LIST_ITEM.match(line) else block
+        blocks.append(block)
+        for kind, pattern in _MD_INLINE:
+            for match in pattern.finditer(line):
+                s, e = at + match.start(), at + match.end()
+                if any(hidden[s:e]) or any(marks[s:e]) or any("md-code" in style for style in styles[s:e]):
+                    continue
+                opening, closing = at + match.end(1), at + match.start(3)
+                marks[s:opening] = ["inline"] * (opening - s)
+                marks[closing:e] = ["inline"] * (e - closing)
+                for i in range(opening, closing):
+                    styles[i] = f"{styles[i]} md-{kind}".strip()
+        at += len(line) + 1
+    return blocks, marks, styles
+
+
 def check_html(report: Report, text: str) -> str:
-    """A checked text as written, each claim marked by its status, each citation replaced by its
+    """A checked text as its Markdown renders (headings, lists, quotes, emphasis, code; a link
+    shows its words, not live), each claim marked by its status, each citation replaced by its
     chips, with the paragraph to cite instead after a citation that does not hold and after an
-    uncited claim that could cite one; a summary above."""
-    out, pos = [], 0
-    for claim in report.claims:
-        start = max(claim.start, pos)
-        out.append(html.escape(text[pos:start]))
-        out.append(f'<span class="claim claim-{claim.status}" title="{html.escape(claim.status)}">')
+    uncited claim that could cite one; a summary and a legend of the colours above."""
+    claim_of: list[int | None] = [None] * len(text)
+    hidden = [False] * len(text)
+    inserts: dict[int, list[tuple[int | None, str]]] = {}
+    pos = 0
+    for n, claim in enumerate(report.claims):
+        start, end = max(claim.start, pos), max(claim.end, pos)
+        claim_of[start:end] = [n] * (end - start)
         mentions: dict = {}
         for c in claim.citations:
             mentions.setdefault(c.mention, []).append(c)
-        at = start
-        for mention, checks in sorted(mentions.items(), key=lambda item: item[0].start):
-            out.append(html.escape(text[at : max(mention.start, at)]))
+        for mention, checks in mentions.items():
+            hidden[mention.start:mention.end] = [True] * (mention.end - mention.start)
             for c in checks:
-                out.append(check_chip(c))
+                chips = inserts.setdefault(mention.start, [])
+                chips.append((n, check_chip(c)))
                 if c.suggested and not (c.paragraph is None and c.suggested.cable_id == c.cable_id):
-                    out.append(suggestion_chip(c.suggested, "cite instead"))
-            at = max(mention.end, at)
-        out.append(html.escape(text[at : max(claim.end, at)]) + "</span>")
+                    chips.append((n, suggestion_chip(c.suggested, "cite instead")))
         if claim.suggested:
-            out.append(suggestion_chip(claim.suggested, "could cite"))
-        pos = max(claim.end, pos)
-    out.append(html.escape(text[pos:]))
+            inserts.setdefault(end, []).append((None, suggestion_chip(claim.suggested, "could cite")))
+        pos = end
+    blocks, marks, styles = _markdown_of(text, hidden)
+
+    lines, at = [], 0
+    for line, block in zip(text.split("\n"), blocks):
+        # Pieces of the line: (claim, style, html), runs of one claim then one style joined.
+        pieces: list[tuple[int | None, str, str]] = []
+        for i in range(at, at + len(line) + 1):
+            pieces += [(n, "", chip) for n, chip in inserts.get(i, [])]
+            if i < at + len(line) and not hidden[i]:
+                style = "md-mark" if marks[i] else styles[i]
+                pieces.append((claim_of[i], style, html.escape(text[i])))
+        lines.append(f'<div class="md-{block}">{_claim_runs(pieces, report)}</div>')
+        at += len(line) + 1
     s = report.summary
     summary = (f"{s['claims']} claims: {s['cited']} cited ({s['supported']} supported, {s['weak']} weak, "
                f"{s['unsupported']} unsupported, {s['unknown']} unknown), {s['uncited']} uncited")
-    return f'<div class="check-summary">{summary}</div><div class="checked-text">{"".join(out)}</div>'
+    legend = "".join(f'<span class="legend legend-{status}">{label}</span>' for status, label in CHECK_LEGEND)
+    return (f'<div class="check-summary">{summary}</div><div class="check-legend">{legend}</div>'
+            f'<div class="checked-text">{"".join(lines)}</div>')
+
+
+def _claim_runs(pieces: list[tuple[int | None, str, str]], report: Report) -> str:
+    out = []
+    for n, run in itertools.groupby(pieces, key=lambda piece: piece[0]):
+        styled = "".join(f'<span class="{style}">{"".join(p[2] for p in part)}</span>' if style else
+                         "".join(p[2] for p in part)
+                         for style, part in itertools.groupby(run, key=lambda piece: piece[1]))
+        if n is None:
+            out.append(styled)
+        else:
+            status = html.escape(report.claims[n].status)
+            out.append(f'<span class="claim claim-{status}" title="{status}">{styled}</span>')
+    return "".join(out)
 
 
 def error_html(message: str) -> str:

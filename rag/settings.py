@@ -124,6 +124,9 @@ class Settings(BaseSettings):
                                    "server; past that it is a 503 with Retry-After.", ge=0, allow_inf_nan=False)
     rate_limit: RateLimit = setting("RAG_RATE_LIMIT", "", "Questions one client address may ask the server's APIs, "
                                     "e.g. 30/minute; more are a 429 with Retry-After; empty = no limit.")
+    cors_origins: str = setting("RAG_CORS_ORIGINS", "", "Origins (scheme://host:port, comma-separated) whose web "
+                                "pages may call `rag serve` from the browser besides its own page; any other "
+                                "origin, other localhost ports included, is refused.")
 
     def __init__(self, **values: Any):
         """Keyword values first, then the RAG_* variables, then the defaults."""

@@ -19,6 +19,7 @@ from fastapi import FastAPI  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.filters import Filters  # noqa: E402
 from rag.pipeline import Answer  # noqa: E402
+from rag.ratelimit import Limiter, RateLimited  # noqa: E402
 from rag.check import MAX_CHECK  # noqa: E402
 from rag.render import (answer_markdown, cable_html, check_html, error_html, md_text, paragraphs_html,  # noqa: E402
                         partial_markdown)
@@ -100,10 +101,23 @@ mark.support { background: #fff0a0; color: #1f1f1f; padding: 0 .1em; border-radi
 .check-summary { padding: .4em 0; font-weight: 600; }
 .checked-text { white-space: pre-wrap; line-height: 1.7; }
 .claim { border-radius: .25em; padding: .05em 0; }
-.claim-supported { background: #e8f0fe; color: #1f1f1f; }
-.claim-weak { background: #fff4e0; color: #1f1f1f; }
-.claim-unsupported, .claim-unknown_paragraph, .claim-unknown_cable { background: #fde8e8; color: #1f1f1f; }
-.claim-uncited { text-decoration: underline dotted #999; }
+.claim-supported, .legend-supported { background: #e8f0fe; color: #1f1f1f; }
+.claim-weak, .legend-weak { background: #fff4e0; color: #1f1f1f; }
+.claim-unsupported, .claim-unknown_paragraph, .claim-unknown_cable, .legend-unsupported { background: #fde8e8;
+                                                                                          color: #1f1f1f; }
+.claim-uncited, .legend-uncited { text-decoration: underline dotted #999; }
+.check-legend { display: flex; flex-wrap: wrap; gap: .5em; padding-bottom: .5em; font-size: .85em; }
+.legend { padding: 0 .4em; border-radius: .25em; }
+/* The checked text as its Markdown renders; the markers stay in the page, hidden. */
+.md-mark { display: none; }
+.md-h1, .md-h2, .md-h3, .md-h4, .md-h5, .md-h6 { font-weight: 600; margin: .3em 0 .1em; }
+.md-h1 { font-size: 1.35em; } .md-h2 { font-size: 1.2em; } .md-h3 { font-size: 1.08em; }
+.md-blank { height: .7em; }
+.md-li { padding-left: 1em; }
+.md-quote { border-left: 3px solid var(--border-color-primary); padding-left: .7em; }
+.md-b { font-weight: 600; } .md-em { font-style: italic; }
+.md-code { font-family: ui-monospace, Consolas, monospace; font-size: .92em; }
+.md-link { text-decoration: underline dotted; }
 """
 
 # Citation chips and the cable view's references are plain links (the chat's HTML sanitiser
@@ -127,14 +141,16 @@ CLICK_JS = """
 }
 """
 
+# Gradio updates the cable view in place, so its body keeps the scroll of the cable shown
+# before: a cable opened at a paragraph scrolls to it, one opened whole starts at its top.
 SCROLL_JS = """
 () => {
   setTimeout(() => {
-    const para = document.querySelector("#cable-view .cable-para.hl");
-    const body = para && para.closest(".cable-body");
+    const body = document.querySelector("#cable-view .cable-body");
     if (!body) return;
-    body.scrollTop = para.offsetTop - body.clientHeight / 3;
-    body.scrollIntoView({ block: "nearest" });
+    const para = body.querySelector(".cable-para.hl");
+    body.scrollTop = para ? Math.max(0, para.offsetTop - body.clientHeight / 3) : 0;
+    (para ? body : body.closest(".cable")).scrollIntoView({ block: "nearest" });
   }, 150);
 }
 """
@@ -158,6 +174,14 @@ class ChatUI:
     "history" (False for failed turns, which follow-ups should not build on)}."""
 
     service: Service
+    limiter: Limiter | None = None
+
+    def count(self, request: gr.Request | None) -> None:
+        """One question of the client against RAG_RATE_LIMIT, shared with the APIs: gradio serves
+        these handlers as an API too (/gradio_api/call/respond), which must not bypass it."""
+        if self.limiter is not None:
+            client = request.client if request is not None else None
+            self.limiter.hit(client.host if client is not None else "unknown")
 
     @staticmethod
     def chat(turns: list[dict]) -> list[dict]:
@@ -167,7 +191,7 @@ class ChatUI:
     def history(turns: list[dict]) -> list[dict]:
         return [{"role": t["role"], "content": t["content"]} for t in turns if t["history"]][-HISTORY_TURNS:]
 
-    def respond(self, message, turns, origin, classification, tag, date_from, date_to):
+    def respond(self, message, turns, origin, classification, tag, date_from, date_to, request: gr.Request = None):
         """Chat handler: streams the answer into the chat, then shows the verified answer,
         its cited paragraphs and the timings."""
         question = (message or "").strip()
@@ -181,6 +205,7 @@ class ChatUI:
         try:
             answer, partial = None, ""
             question = check_question(question)
+            self.count(request)
             filters = Filters.parse({"origin": origin, "classification": classification, "tag": tag,
                                      "date_from": (date_from or "").strip(), "date_to": (date_to or "").strip()})
             for item in self.service.stream(question, history, filters):
@@ -190,7 +215,7 @@ class ChatUI:
                     partial += item
                     reply["display"] = partial_markdown(partial)
                     yield self.chat(turns + [user, reply]), turns, "", gr.skip(), gr.skip(), gr.skip()
-        except RagError as exc:
+        except (RagError, RateLimited) as exc:
             answer, error = None, str(exc)
         except Exception as exc:  # noqa: BLE001 — shown in the chat, not as a traceback
             log.exception("answering %r failed", question)
@@ -214,11 +239,12 @@ class ChatUI:
         except RagError as exc:
             return error_html(str(exc)), gr.Tabs(selected="cable")
 
-    def check(self, text):
+    def check(self, text, request: gr.Request = None):
         """Check tab handler: the text with each claim coloured by its status and its chips."""
         try:
+            self.count(request)
             return check_html(self.service.check(text or ""), text or "")
-        except RagError as exc:
+        except (RagError, RateLimited) as exc:
             return error_html(str(exc))
         except Exception as exc:  # noqa: BLE001 — shown in the tab, not as a traceback
             log.exception("checking a text failed")
@@ -305,10 +331,12 @@ class ChatUI:
         return blocks
 
 
-def mount_ui(app: FastAPI, service: Service, credentials: tuple[str, str] | None = None) -> FastAPI:
-    """`app` with the chat page mounted at /, behind gradio's login when there are credentials."""
+def mount_ui(app: FastAPI, service: Service, credentials: tuple[str, str] | None = None,
+             limiter: Limiter | None = None) -> FastAPI:
+    """`app` with the chat page mounted at /, behind gradio's login when there are credentials;
+    its questions and checks count against `limiter`."""
     return gr.mount_gradio_app(
-        app, ChatUI(service).build(), path="/", auth=credentials, css=CSS, js=CLICK_JS,
+        app, ChatUI(service, limiter).build(), path="/", auth=credentials, css=CSS, js=CLICK_JS,
         footer_links=["settings"], run_history=False, ssr_mode=False,
         app_kwargs={"openapi_url": None},  # gradio's own schema would be outside the API's login
     )

@@ -9,7 +9,6 @@ pipelines and queues the questions.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -18,12 +17,14 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.api import api_router, error_responses
 from rag.errors import RagError
 from rag.openai_api import openai_app
+from rag.ratelimit import Limiter, RateLimited
 from rag.retrieve import check_in_step
 from rag.service import Service
 from rag.settings import Settings, get_settings
@@ -109,28 +110,27 @@ class BodyLimit:
 
 
 class RateLimit:
-    """At most `limit` ("30/minute", in the `limits` package's notation) questions per client
-    address: POSTs under /api and /v1 (asks, checks, chat completions). One more is a 429 with
-    Retry-After and one line of JSON. Health, cables and the page are not counted."""
+    """The `Limiter`'s count of the questions asked through the APIs: POSTs under /api and /v1
+    (asks, checks, chat completions). One more is a 429 with Retry-After and one line of JSON.
+    Health, cables and the page are not counted; the chat page's handlers count their own."""
 
     PATHS = ("/api/", "/v1/")
 
-    def __init__(self, app: ASGIApp, limit: str):
-        from limits import parse, storage, strategies
-
-        self.app, self.text = app, limit
-        self.limit = parse(limit)
-        self.window = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    def __init__(self, app: ASGIApp, limiter: Limiter):
+        self.app, self.limiter = app, limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(self.PATHS):
-            client = (scope.get("client") or ("unknown",))[0]
-            if not self.window.hit(self.limit, client):
-                reset = self.window.get_window_stats(self.limit, client).reset_time
-                retry = max(1, math.ceil(reset - time.time()))
-                return await send_json(send, 429, f"rate limit of {self.text} exceeded; retry in {retry} s",
-                                       [(b"retry-after", str(retry).encode())])
+            try:
+                self.limiter.hit(client_address(scope.get("client")))
+            except RateLimited as exc:
+                return await send_json(send, 429, str(exc), [(b"retry-after", str(exc.retry_after).encode())])
         await self.app(scope, receive, send)
+
+
+def client_address(client: tuple | None) -> str:
+    """The address a request came from, as the rate limit counts it."""
+    return client[0] if client else "unknown"
 
 
 async def send_json(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
@@ -143,22 +143,43 @@ async def send_json(send: Send, status: int, detail: str, headers: list[tuple[by
 
 
 def create_app(service: Service, credentials: tuple[str, str] | None = None, hosts: list[str] | None = None,
-               max_body: int | None = None) -> FastAPI:
+               max_body: int | None = None, origins: list[str] | None = None) -> FastAPI:
     """One FastAPI app: the JSON API under /api, the OpenAI-compatible API under /v1, the chat UI
-    at /. Only requests whose Host is one of `hosts` (default: loopback) are answered, and no
-    body over `max_body` bytes is read; RAG_RATE_LIMIT, when set, limits each client's questions."""
+    at /. Only requests whose Host is one of `hosts` (default: loopback) are answered, no body
+    over `max_body` bytes is read, and only pages of `origins` (default: RAG_CORS_ORIGINS) may
+    read its responses from another origin; RAG_RATE_LIMIT, when set, limits each client's
+    questions on every route that answers one."""
+    limiter = Limiter(service.settings.rate_limit) if service.settings.rate_limit else None
     # No Swagger page: it loads its scripts from a CDN, and the app must work offline. The schema
     # is served by the API's router, behind its login.
     app = FastAPI(title="cablerag", docs_url=None, redoc_url=None, openapi_url=None)
     error_responses(app)
     app.include_router(api_router(service, credentials))
     app.mount("/v1", openai_app(service, credentials))
-    app = mount_ui(app, service, credentials)
+    app = mount_ui(app, service, credentials, limiter)
     app.add_middleware(BodyLimit, limit=max_body if max_body is not None else service.settings.max_body)
-    if service.settings.rate_limit:
-        app.add_middleware(RateLimit, limit=service.settings.rate_limit)
+    if limiter is not None:
+        app.add_middleware(RateLimit, limiter=limiter)
+    # Starlette's own class, exactly: gradio then leaves CORS to it, instead of reflecting any
+    # localhost origin to a page served on localhost (another local port's page could read the
+    # config and answers).
+    app.add_middleware(CORSMiddleware, allow_origins=cors_origins(service.settings.cors_origins, origins),
+                       allow_credentials=True, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or allowed_hosts(), www_redirect=False)
     return app
+
+
+def cors_origins(listed: str, own: list[str] | None = None) -> list[str]:
+    """The origins whose pages may read responses: the server's own (`own`) and the operator's
+    (comma-separated `listed`), as browsers send them: scheme://host[:port], no trailing slash."""
+    names = [*(own or []), *(o.strip().rstrip("/").lower() for o in listed.split(","))]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def own_origins(hosts: list[str], port: int) -> list[str]:
+    """The origins of the server's own page, under each name it answers to."""
+    return [f"{scheme}://{host}:{port}" for host in hosts for scheme in ("http", "https")]
 
 
 def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int = 7860, auth: str | None = None) -> int:
@@ -177,7 +198,7 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     service = Service(settings)
     threading.Thread(target=service.load, name="index", daemon=True).start()
     hosts = allowed_hosts(host, settings.allowed_hosts)
-    app = create_app(service, credentials, hosts)
+    app = create_app(service, credentials, hosts, origins=own_origins(hosts, port))
     if host not in LOOPBACK and credentials is None:
         print(f"warning: serving on {host} without a login (RAG_AUTH or --auth-file): anyone who reaches the port "
               "can use it", file=sys.stderr)

@@ -233,3 +233,32 @@ def test_a_huge_body_is_413_before_it_is_read(client):
                         headers={"content-type": "application/json"})
     assert small.status_code == 200, small.text  # a chunked body under the limit reaches the route whole
     assert client.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/config", "/gradio_api/info", "/api/health", "/v1/models"])
+@pytest.mark.parametrize("origin", ["http://localhost:9999", "http://127.0.0.1:3000", "null", "https://evil.example"])
+def test_no_other_origin_may_read_responses(client, path, origin):
+    # Gradio alone reflects any localhost origin to a page on localhost: a page another local
+    # program serves on its own port could read the config and the answers.
+    headers = {"Host": client.base_url.netloc.decode().replace("127.0.0.1", "localhost"), "Origin": origin}
+    response = client.get(path, headers=headers)
+    assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+    preflight = client.options(path, headers={**headers, "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_the_operators_origins_may_read_responses(demo_settings):
+    running = BackgroundServer(demo_settings.with_(cors_origins="http://localhost:3000, https://reader.example/"))
+    try:
+        with httpx.Client(base_url=running.url, timeout=60) as http:
+            for origin in ("http://localhost:3000", "https://reader.example"):
+                response = http.get("/api/health", headers={"Origin": origin})
+                assert response.headers["access-control-allow-origin"] == origin
+                preflight = http.options("/v1/chat/completions", headers={
+                    "Origin": origin, "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, content-type"})
+                assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == origin
+            response = http.get("/config", headers={"Origin": "http://localhost:3001"})
+            assert "access-control-allow-origin" not in response.headers
+    finally:
+        running.stop()

@@ -215,6 +215,31 @@ def test_a_client_over_the_rate_limit_is_429_with_retry_after(demo_settings):
         running.stop()
 
 
+def gradio_call(http: httpx.Client, name: str, data: list) -> str:
+    """One call of the chat page's handler `name` through gradio's own API, as a script would
+    make it: the event's whole stream of results, as text."""
+    event = http.post(f"/gradio_api/call/{name}", json={"data": data})
+    assert event.status_code == 200, event.text
+    return http.get(f"/gradio_api/call/{name}/{event.json()['event_id']}").text
+
+
+def test_the_rate_limit_covers_the_chat_pages_handlers_and_gradios_api(demo_settings):
+    # The page's handlers are an API too (/gradio_api/call/respond): it let anyone past the limit.
+    running = BackgroundServer(demo_settings.with_(rate_limit="3/minute"))
+    try:
+        with httpx.Client(base_url=running.url, timeout=120) as http:
+            assert "Kang Sokhorn" in gradio_call(http, "respond", [CAMBODIA, "", "", "", "", ""])
+            assert "check-summary" in gradio_call(http, "check", ["Police made 100 TIP arrests [09PHNOMPENH637 ¶1]."])
+            assert http.post("/v1/chat/completions", json={"model": "cablerag", "messages": []}).status_code == 400
+            refused = gradio_call(http, "respond", [CAMBODIA, "", "", "", "", ""])
+            assert "rate limit of 3/minute exceeded; retry in" in refused and "Kang Sokhorn" not in refused
+            assert "rate limit of 3/minute exceeded" in gradio_call(http, "check", ["Police made 100 TIP arrests."])
+            assert http.post("/api/ask", json={"question": CAMBODIA}).status_code == 429
+            assert "09PHNOMPENH637" in gradio_call(http, "open_cable", ["09PHNOMPENH637"])  # reading is not asking
+    finally:
+        running.stop()
+
+
 def test_a_bad_rate_limit_is_one_line_naming_the_variable(monkeypatch):
     from rag.settings import Settings
 

@@ -4,7 +4,10 @@ results."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import anyio
@@ -12,6 +15,18 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_mcp() -> tuple[list[list[str]], dict]:
+    """README's MCP section: the rows of its tool table, and the server entry of its client config."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("### Agents: the MCP server")[1].split("\n## ")[0]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+    config = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL).group(1))
+    return rows, config["mcpServers"]["cablerag"]
+
+
+README_TOOLS, README_SERVER = readme_mcp()
 CABLE = "09PHNOMPENH637"
 ARRESTS = "police had made 100 TIP arrests in the first six months of 2009"
 
@@ -31,13 +46,17 @@ CALLS = {
     "check": ("check", {"text": "Lt. General Kang said the Cambodian police made 300 TIP-related arrests in the "
                                  f"first six months of 2009 [{CABLE} ¶6]. Police made 100 TIP arrests in the first "
                                  f"six months of 2009 [{CABLE} ¶7]."}),
+    **{f"readme_{row[0].strip('`')}": (row[0].strip("`"), json.loads(row[2].strip("`"))) for row in README_TOOLS},
 }
 
 
 @pytest.fixture(scope="module")
 def session(demo_settings) -> dict:
+    # README's client config, run as written but for the index and the interpreter (this checkout's).
+    args = list(README_SERVER["args"])
+    args[args.index("--index") + 1] = str(demo_settings.index_dir)
     params = StdioServerParameters(command=sys.executable, cwd=ROOT, env={"HF_HUB_OFFLINE": "1"},
-                                   args=["-m", "rag", "mcp", "--index", str(demo_settings.index_dir)])
+                                   args=["-m", "rag", *args])
     stray: list[Exception] = []  # what reached the client's stdin and was not a protocol message
 
     async def on_message(message) -> None:
@@ -46,7 +65,7 @@ def session(demo_settings) -> dict:
 
     async def run() -> dict:
         async with Client(params, message_handler=on_message, read_timeout_seconds=300) as client:
-            out = {"tools": (await client.list_tools()).tools}
+            out = {"tools": (await client.list_tools()).tools, "server_info": client.server_info}
             for name, (tool, arguments) in CALLS.items():
                 out[name] = await client.call_tool(tool, arguments)
             return out
@@ -74,6 +93,28 @@ def test_the_tools_are_listed_read_only_with_their_parameters(session):
     assert all(t.annotations.read_only_hint and t.description for t in tools.values())
     assert set(tools["search"].input_schema["properties"]) == {"query", "filters", "k"}
     assert tools["get_paragraph"].input_schema["required"] == ["cable_id", "paragraph"]
+
+
+def test_the_server_reports_the_package_version(session):
+    info = session["server_info"]
+    assert (info.name, info.version) == ("cablerag", version("cablerag")) and info.version
+
+
+def test_readme_names_each_tools_arguments_as_its_schema_does(session):
+    schemas = {t.name: t.input_schema for t in session["tools"]}
+    assert README_SERVER["command"].endswith("/bin/rag") and README_SERVER["args"][0] == "mcp"
+    assert [row[0].strip("`") for row in README_TOOLS] == list(schemas)
+    for tool, arguments, *_ in README_TOOLS:
+        named = re.findall(r"`(\w+)`( \(optional)?", arguments)
+        schema = schemas[tool.strip("`")]
+        assert [name for name, _ in named] == list(schema["properties"]), tool
+        assert [name for name, optional in named if not optional] == schema.get("required", []), tool
+
+
+@pytest.mark.parametrize("tool", ["search", "ask", "get_cable", "get_paragraph", "check"])
+def test_readme_examples_run_as_written(session, tool):
+    result = ok(session, f"readme_{tool}")
+    assert result and CABLE in json.dumps(result, ensure_ascii=False)
 
 
 def test_stdout_carries_only_the_protocol(session):

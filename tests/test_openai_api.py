@@ -3,11 +3,20 @@ server (uvicorn on a free loopback port) over the demo index."""
 
 from __future__ import annotations
 
+import html
+import os
+import shutil
+import subprocess
+
 import httpx
 import openai
 import pytest
+from markdown_it import MarkdownIt
 
 from rag.cite import REFUSAL
+from rag.demo import DEMO_DIR
+from rag.openai_api import content_of, tokens
+from rag.pipeline import Answer
 from rag.web import BackgroundServer
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
@@ -62,6 +71,57 @@ def test_stream_is_openai_chunks_with_the_citations_in_the_last(client, cambodia
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == cambodia.choices[0].message.content
     assert [bool((c.model_extra or {}).get("citations")) for c in chunks] == [False] * (len(chunks) - 1) + [True]
     assert TAG in [c["tag"] for c in chunks[-1].model_extra["citations"]]
+
+
+def test_usage_counts_the_prompt_and_the_reply_in_word_pieces(cambodia):
+    usage = cambodia.usage
+    assert usage.prompt_tokens == tokens(["Answer in French, without citations.", CAMBODIA]) > 10
+    assert usage.completion_tokens == tokens([cambodia.choices[0].message.content]) > 50
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_a_stream_carries_usage_in_a_last_chunk_when_asked(client, cambodia):
+    messages = [{"role": "system", "content": "Answer in French, without citations."},
+                {"role": "user", "content": CAMBODIA}]
+    chunks = list(client.chat.completions.create(model="cablerag", stream=True, messages=messages,
+                                                 stream_options={"include_usage": True}))
+    *answer, last = chunks
+    assert last.choices == [] and last.usage == cambodia.usage
+    assert [c.usage for c in answer] == [None] * len(answer) and answer[-1].choices[0].finish_reason == "stop"
+    assert "".join(c.choices[0].delta.content or "" for c in answer) == cambodia.choices[0].message.content
+
+
+def test_cable_text_reaches_a_markdown_renderer_as_text_and_tags_stay_whole():
+    # 09PHNOMPENH637 ¶1 as a hostile cable might have it: markup a front-end would run.
+    cable = (DEMO_DIR / "09PHNOMPENH637.txt").read_text(encoding="utf-8")
+    paragraph = " ".join(cable.split("Laying the groundwork")[1][:200].split())
+    hostile = ("<img src=x onerror=alert(1)> see [the plan](javascript:alert(1)), ![x](http://x/t.png), "
+               "<javascript:alert(1)> and [ref]: javascript:alert(1) R&D \\[x](javascript:alert(2))")
+    text = f"Laying the groundwork{paragraph} {hostile} {TAG} [09PHNOMPENH637 ¶4]"
+    content = content_of(Answer(question=CAMBODIA, standalone=CAMBODIA, text=text, refused=False,
+                                backend="extractive"))
+    assert content.endswith(f" {TAG} [09PHNOMPENH637 ¶4]")
+    rendered = MarkdownIt("commonmark").render(content)
+    assert rendered == f"<p>{html.escape(text, quote=False)}</p>\n"  # every character shown, nothing live
+    assert "<img" not in rendered and "<a " not in rendered
+
+
+@pytest.mark.slow
+def test_llm_no_stream_reads_the_reply_and_its_usage(server, tmp_path):
+    """simonw/llm with cablerag as an OpenAI-compatible model: `--no-stream` reads `usage` and
+    failed without it."""
+    llm = shutil.which("llm")
+    if llm is None:
+        pytest.skip("simonw/llm is not installed: pip install llm (in a venv of its own: it needs openai>=3)")
+    (tmp_path / "extra-openai-models.yaml").write_text(
+        f"- model_id: cablerag\n  model_name: cablerag\n  api_base: {server.url}/v1\n", encoding="utf-8")
+    env = {**os.environ, "LLM_USER_PATH": str(tmp_path)}
+    done = subprocess.run([llm, "-m", "cablerag", "--key", "unused", "--no-stream", CAMBODIA], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Kang Sokhorn" in done.stdout and TAG in done.stdout
+    logged = subprocess.run([llm, "logs", "-n", "1", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert '"input_tokens": ' in logged.stdout and '"input_tokens": null' not in logged.stdout
 
 
 def test_earlier_turns_are_the_history_of_a_follow_up(client, cambodia):

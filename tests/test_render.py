@@ -457,8 +457,27 @@ def test_check_html_keeps_the_text_and_replaces_each_citation_by_chips():
     assert visible(out).startswith("2 claims: 2 cited")
     chips = [attrs["href"] for name, attrs in safe_tags(out) if name == "a" and "cite-suggested" not in attrs["class"]]
     assert chips == ["#cable=09PHNOMPENH637&p=1", "#cable=09PHNOMPENH637&p=4", "#cable=09PHNOMPENH637&p=5"]
-    assert "# Title" in visible(out) and "[09PHNOMPENH637 ¶1]" not in visible(out)
+    assert "[09PHNOMPENH637 ¶1]" not in visible(out)
     assert out.count('<span class="claim claim-') == 2
+    # The Markdown renders: the heading is one, its marker kept in the HTML but hidden.
+    assert '<div class="md-h1"><span class="md-mark"># </span>Title</div>' in out
+    assert [label for _, label in render.CHECK_LEGEND] == ["supported", "weak", "unsupported", "no citation"]
+    assert all(f'<span class="legend legend-{status}">{label}</span>' in out for status, label in render.CHECK_LEGEND)
+
+
+def test_check_html_renders_a_drafts_markdown_and_breaks_no_claim_or_link():
+    text = ("## Police\n\n> Police made **100 TIP arrests** in the first _six months_ of 2009 [09PHNOMPENH637 ¶1].\n"
+            "- Kang leads `the police` response, see [the plan](javascript:alert(1)) (09PHNOMPENH637 ¶4).\n"
+            "1. **unclosed and `a**b` (09PHNOMPENH637 ¶5).")
+    out = render.check_html(checked(text), text)
+    lines = re.findall(r'<div class="md-([a-z0-9]+)">', out.split('class="checked-text">')[1])
+    assert lines == ["h2", "blank", "quote", "li", "li"]
+    shown = re.sub(r'<span class="md-mark">[^<]*</span>', "", out)  # what the CSS leaves on screen
+    assert "#" not in visible(shown) and "**" in visible(shown)  # an unclosed marker stays as written
+    assert '<span class="md-b">100 TIP arrests</span>' in out and '<span class="md-em">six months</span>' in out
+    assert '<span class="md-code">the police</span>' in out and '<span class="md-code">a**b</span>' in out
+    assert '<span class="md-link">the plan</span>' in out and "javascript" not in shown
+    assert out.count('<span class="claim claim-') == 3 and all(name in ("a", "span", "div") for name, _ in safe_tags(out))
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

@@ -17,7 +17,7 @@ def served(monkeypatch) -> list:
     """The settings and host `rag serve` would start the server with (the server is not started)."""
     calls = []
     monkeypatch.setattr(rag.web, "serve", lambda settings, host, port: calls.append((settings, host)) or 0)
-    for name in ("RAG_AUTH", "RAG_ALLOWED_HOSTS", "RAG_MAX_BODY"):
+    for name in ("RAG_AUTH", "RAG_ALLOWED_HOSTS", "RAG_MAX_BODY", "RAG_CORS_ORIGINS"):
         monkeypatch.delenv(name, raising=False)
     return calls
 
@@ -79,3 +79,14 @@ def test_allowed_hosts(served, monkeypatch):
 def test_max_body_from_the_environment(served, monkeypatch):
     monkeypatch.setenv("RAG_MAX_BODY", "2048")
     assert main(["serve"]) == 0 and served[0][0].max_body == 2048
+
+
+def test_cors_origins_are_the_servers_own_and_the_operators(served, monkeypatch):
+    from rag.web import cors_origins, own_origins
+
+    assert main(["serve", "--cors-origins", "http://localhost:3000/, HTTPS://Reader.Example"]) == 0
+    own = own_origins(allowed_hosts(), 7860)
+    assert "http://localhost:7860" in own and "http://127.0.0.1:7860" in own
+    assert cors_origins(served[0][0].cors_origins, own) == [*own, "http://localhost:3000", "https://reader.example"]
+    monkeypatch.setenv("RAG_CORS_ORIGINS", "http://cables.example:8080")
+    assert main(["serve"]) == 0 and served[1][0].cors_origins == "http://cables.example:8080"
