@@ -45,7 +45,8 @@ _NOT_UNITS = frozenset(
     could may might must also only just not no more less most least about around nearly almost some each
     other such so it its he she they them their his her we our you i me one after before since until during
     between among against across through because though although unless said says say told reported noted
-    added stated""".split())
+    added stated separate known worth total additional new different further full overall estimated
+    approximately roughly confirmed registered official unofficial respectively""".split())
 _NUMBER = re.compile(
     r"(?<![\w(,./-])(?:(?:US|USD|U\.S\.)\s?\$|\$|(?:USD|EUR|GBP)\s?|€|£|¥)?\d[\d,]*(?:\.\d+)?(?![\w(])"
     rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"

@@ -95,12 +95,16 @@ def test_a_question_about_after_the_cables_is_refused_and_says_why(demo_settings
     assert "Why: the question asks about 2013; the cables in this index end in 2010-" in out
 
 
-def test_the_short_answer_comes_first_and_names_the_person(demo_settings, capsys):
+def test_a_one_line_answer_is_right_or_absent_and_the_quote_names_the_person(demo_settings, capsys):
+    """The fitted one-line answer is shown only above its precision threshold: here it either
+    names the police chief or is absent, and the quoted sentences name him either way."""
     assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir), "--json"]) == 0
-    assert "Kang Sokhorn" in json.loads(capsys.readouterr().out)["short_answer"]
+    short = json.loads(capsys.readouterr().out)["short_answer"]
+    assert short == "" or "Kang Sokhorn" in short
     assert main(["ask", CAMBODIA, "--index", str(demo_settings.index_dir)]) == 0
-    first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("Answer: ") and "Kang Sokhorn" in first
+    out = capsys.readouterr().out
+    assert out.startswith("Answer: ") == bool(short)
+    assert "Kang Sokhorn" in " ".join(out.split("\n\n")[0].split())
 
 
 def test_a_question_naming_a_cable_is_answered_from_that_cable(pipeline):
@@ -218,4 +222,4 @@ def test_a_why_question_gets_the_reason_not_only_the_restated_event(pipeline):
     answer = pipeline.ask("Why did the president refuse to sign the Icesave law?")
     assert not answer.refused
     assert "petition" in answer.text and "[10REYKJAVIK3 ¶2]" in answer.text
-    assert "petition" in answer.short_answer
+    assert answer.short_answer == "" or "petition" in answer.short_answer

@@ -14,7 +14,7 @@ SMOKE = Path(__file__).resolve().parents[1] / "evals" / "smoke.jsonl"
 REPORT_KEYS = {"n", "config", "retrieval", "answer", "latency_ms", "by_kind"}
 RETRIEVAL_KEYS = {"hit@1", "hit@5", "hit@10", "mrr@10", "multi_all_cables"}
 ANSWER_KEYS = {"fact_recall", "citation_precision", "citation_recall", "refusal_accuracy",
-               "false_refusal_rate", "unretrieved_citations"}
+               "false_refusal_rate", "unretrieved_citations", "one_line_shown", "one_line_right"}
 GOOD_LINE = {"id": "ok", "kind": "factoid", "question": "Who leads Cambodia's police TIP response?",
              "facts": [["Kang Sokhorn"]], "citations": [["09PHNOMPENH637", 1]]}
 

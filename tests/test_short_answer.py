@@ -63,6 +63,16 @@ def test_a_figure_stops_before_the_clause_that_follows_it():
     assert spans("How many police officers were fired?", "The ministry said 800 have been fired.") == ["800"]
 
 
+@pytest.mark.parametrize("text, figure", [
+    # dev answers shown as "57 separate" and "60 million USD worth": an adjective is no unit
+    ("Police recorded 57 separate attacks on churches.", "57"),
+    ("The ministry bought 60 million USD worth of grain.", "60 million USD"),
+    ("There are 10,600 known cases in the province.", "10,600"),
+])
+def test_a_figure_takes_no_adjective_for_its_unit(text, figure):
+    assert spans("How many were there?", text)[0] == figure
+
+
 @pytest.mark.parametrize("question, kind", [
     ("Which Russian firm holds acreage in the Caspian?", "organisation"),
     ("Which company won the tender?", "organisation"),
