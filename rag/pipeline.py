@@ -178,7 +178,10 @@ class Pipeline:
         verified = self.verifier.verify(raw, hits)
         one_line = None if verified.refused else self.short.best(
             asked, verified.text, {c.citation: c.score for c in verified.citations}, [h.text for h in hits])
-        if one_line:
+        if one_line and (one_line.shown or (one_line.asked and len(split) <= 1)):
+            # Below the threshold no span is shown, but the claim holding the best span of the
+            # kind asked still states the asked thing: it is quoted first (save in an answer in
+            # parts, which keeps the question's order).
             verified = replace(verified, text=lead_with(verified.text, one_line.claim))
         t5 = time.perf_counter()
         timings["verify"] = (t5 - t4) * 1000
@@ -192,7 +195,7 @@ class Pipeline:
         reason = verdict.reason or ("the best paragraphs did not support an answer" if verified.refused else "")
         yield Answer(
             question=question, standalone=standalone, text=verified.text, refused=verified.refused,
-            backend=self.answerer.name, short_answer=one_line.text if one_line else "",
+            backend=self.answerer.name, short_answer=one_line.text if one_line and one_line.shown else "",
             citations=verified.citations, hits=hits, paragraphs=self.whole_paragraphs(paragraphs),
             unsupported=verified.unsupported, refusal_reason=reason if verified.refused else "", raw=raw,
             timings_ms=timings,

@@ -121,10 +121,15 @@ class Span:
 
 @dataclass(frozen=True)
 class OneLine:
+    """The best span of an answer: shown as the one-line answer only when `shown` (its score
+    clears the threshold); its claim is quoted first either way when it is of the kind asked."""
+
     text: str
     kind: str
     claim: int
     score: float
+    shown: bool
+    asked: bool  # of the kind the question asks for
 
 
 def asked_kind(question: Question) -> str:
@@ -370,12 +375,13 @@ class ShortAnswer:
 
     def best(self, question: Question, answer: str, support: dict[Citation, float],
              paragraphs: list[str]) -> OneLine | None:
-        """The one-line answer, or None when no span clears the threshold."""
+        """The best span, or None when the answer has none (or there is no model)."""
         scored = self.scored(question, answer, support, paragraphs)
-        if not scored or scored[0][1] < self.model.threshold:
+        if not scored:
             return None
         span, score = scored[0]
-        return OneLine(span.text, span.kind, span.claim, score)
+        return OneLine(span.text, span.kind, span.claim, score, score >= self.model.threshold,
+                       span.kind == asked_kind(question))
 
 
 def lead_with(answer: str, claim: int) -> str:

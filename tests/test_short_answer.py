@@ -100,3 +100,12 @@ def test_the_claim_holding_the_one_line_answer_is_quoted_first():
     text = "The plan was delivered. [09PHNOMPENH637 ¶1] Police made 100 arrests. [09PHNOMPENH637 ¶6]"
     assert lead_with(text, 1) == "Police made 100 arrests. [09PHNOMPENH637 ¶6] The plan was delivered. [09PHNOMPENH637 ¶1]"
     assert lead_with(text, 0) == text
+
+
+def test_below_the_threshold_no_span_is_shown_but_its_claim_of_the_kind_asked_is_marked():
+    short = ShortAnswer(load_model("one_line.json"))
+    answer = ("The minister met donors in June. [09PHNOMPENH637 ¶3] "
+              "General Kang Sokhorn leads the police response to trafficking. [09PHNOMPENH637 ¶1]")
+    best = short.best(analyse("Who leads the police response to trafficking?"), answer, {}, [])
+    assert best.text.endswith("Kang Sokhorn") and best.kind == "person" and best.asked and best.claim == 1
+    assert best.shown == (best.score >= short.model.threshold)
