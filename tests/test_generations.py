@@ -265,3 +265,34 @@ def test_the_lock_of_a_killed_ingest_is_taken_over(index_copy, capsys):
     assert (index_copy.index_dir / LOCK).read_text() == ""  # released: the next ingest finds it free
     with writing(index_copy.index_dir) as killed:
         assert killed is None
+
+
+def test_health_is_503_until_the_server_can_answer_and_names_a_generation_it_cannot_open(index_copy, monkeypatch):
+    """A load balancer reads /api/health: 503 while the index is still opening; once open, 200,
+    and when an ingest leaves a newer generation that fails to open, the server keeps answering
+    from the one it has and health says why it did not move."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from rag.api import api_router
+    from rag.errors import DamagedIndex
+    from rag.service import Service, Snapshot
+
+    service = Service(index_copy)
+    app = FastAPI()
+    app.include_router(api_router(service, None))
+    client = TestClient(app)
+    building = client.get("/api/health")
+    assert building.status_code == 503 and building.json()["status"] == "building"
+    service.load()
+    assert client.get("/api/health").status_code == 200
+    served = service.generation
+
+    def damaged(self):
+        raise DamagedIndex(f"the BM25 sidecar of {index_copy.index_dir} is damaged: run 'rag ingest --rebuild'")
+
+    monkeypatch.setattr(Snapshot, "newer", damaged)
+    assert service.ask("Who leads Cambodia's police TIP response?").paragraphs
+    health = client.get("/api/health")
+    assert health.status_code == 200 and health.json()["generation"] == served
+    assert health.json()["switch_error"].startswith("DamagedIndex: the BM25 sidecar")
