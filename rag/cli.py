@@ -102,7 +102,7 @@ def cmd_stats(args) -> int:
     settings = settings_from(args)
     require_directory(settings.index_dir)
     if args.verify:
-        from rag.index_health import verify
+        from rag.stats import verify
 
         parts = verify(settings)
         for part in parts:

@@ -3,7 +3,7 @@
 Every open of an embedded store runs `check_store_files` (cheap: the SQLite header against the
 file's size, and the HNSW segments, rag.hnsw_files), so a truncated or overwritten file is one
 line naming it and the command that rebuilds it, never a traceback from Chroma or a segfault in
-its hnswlib. `rag stats --verify` runs `verify`: the same checks, SQLite's own `quick_check`
+its hnswlib. `rag stats --verify` runs rag.stats.verify: the same checks, SQLite's own `quick_check`
 (which reads every page, so it is kept off the answer path), the BM25 sidecar and the store of
 sentence vectors.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rag import hnsw_files
@@ -25,19 +24,6 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 # between two checks this far apart are a write in progress, not damage.
 SETTLE_S = 0.3
 SETTLE_TRIES = 5
-
-
-@dataclass
-class Part:
-    """One part of an index as `rag stats --verify` prints it."""
-
-    name: str
-    problem: str | None
-    detail: str = ""
-
-    @property
-    def line(self) -> str:
-        return f"{self.name:>10}: " + (f"damaged: {self.problem}" if self.problem else f"ok{self.detail and f' ({self.detail})'}")
 
 
 def require_directory(index_dir: Path) -> None:
@@ -138,38 +124,3 @@ def check_store_files(settings: Settings | None = None) -> None:
         if _signature(chroma_dir) == signature:  # damaged, and no writer is changing it
             break
     raise damaged(settings.index_dir, found[0], rebuild_hint(settings.index_dir))
-
-
-def verify(settings: Settings | None = None) -> list[Part]:
-    """Every part of the index checked in full, in the order `rag stats --verify` prints them (the
-    store's SQLite and HNSW files only when it is embedded: a Chroma server keeps its own)."""
-    from rag.rows import RowIndex
-    from rag.sentences import SentenceVectors
-
-    settings = get_settings(settings)
-    require_directory(settings.index_dir)
-    parts = [] if settings.chroma_url else _verify_store(settings)
-    sidecar = RowIndex.at(settings)
-    problem = sidecar.problem(deep=True) if sidecar.exists() else "bm25/columns.npz is missing"
-    parts.append(Part("sidecar", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
-                      "" if problem else f"{sidecar.rows_on_disk():,} rows, generation {sidecar.generation_on_disk()}"))
-    kept = SentenceVectors.at(settings.index_dir)
-    meta = kept.on_disk()
-    problem = kept.problem() if kept.exists() else None
-    parts.append(Part("sentences", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
-                      f"{meta.get('sentences', 0):,} sentences, generation {meta.get('generation')}"
-                      if kept.exists() else "none kept: answers encode their sentences"))
-    return parts
-
-
-def _verify_store(settings: Settings) -> list[Part]:
-    """The embedded store's parts: its SQLite file and its HNSW segments."""
-    chroma_dir = settings.index_dir / "chroma"
-    if not (chroma_dir / SQLITE).exists():
-        raise NoIndex(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
-    sqlite = sqlite_problem(chroma_dir / SQLITE) or sqlite_quick_check(chroma_dir / SQLITE)
-    segments = hnsw_files.segments(chroma_dir)
-    hnsw = [f"chroma/{p}" for segment in segments for p in hnsw_files.problems(segment)]
-    hint = rebuild_hint(settings.index_dir)
-    return [Part("sqlite", sqlite and f"{sqlite}: {hint}", f"{(chroma_dir / SQLITE).stat().st_size:,} bytes, quick_check ok"),
-            Part("hnsw", f"{'; '.join(hnsw)}: {hint}" if hnsw else None, f"{len(segments)} segment{'s' * (len(segments) != 1)}")]

@@ -1,12 +1,19 @@
-"""What an index holds: cables, paragraphs, date range, origins, model."""
+"""What an index holds: cables, paragraphs, date range, origins, model; and whether each of its
+parts is sound (`rag stats --verify`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from rag.index_health import refresh_hint
+from rag import hnsw_files
+from rag.errors import NoIndex
+from rag.index_health import (SQLITE, rebuild_hint, refresh_hint, require_directory, sqlite_problem,
+                              sqlite_quick_check)
 from rag.rows import RowIndex
 from rag.sentences import SentenceVectors
+from rag.settings import Settings, get_settings
 from rag.store import Store
 
 
@@ -78,3 +85,48 @@ def sentence_vectors_state(kept: SentenceVectors, generation: int) -> str:
         return f"damaged, so answers encode their sentences: {problem}: {refresh_hint(kept.path.parent)}"
     count = f"{meta.get('sentences', 0):,} sentences"
     return f"ok ({count})" if built == generation else f"from generation {built} ({count}): 'rag ingest' brings them up to date"
+
+
+@dataclass
+class Part:
+    """One part of an index as `rag stats --verify` prints it."""
+
+    name: str
+    problem: str | None
+    detail: str = ""
+
+    @property
+    def line(self) -> str:
+        return f"{self.name:>10}: " + (f"damaged: {self.problem}" if self.problem else f"ok{self.detail and f' ({self.detail})'}")
+
+
+def verify(settings: Settings | None = None) -> list[Part]:
+    """Every part of the index checked in full, in the order `rag stats --verify` prints them (the
+    store's SQLite and HNSW files only when it is embedded: a Chroma server keeps its own)."""
+    settings = get_settings(settings)
+    require_directory(settings.index_dir)
+    parts = [] if settings.chroma_url else _verify_store(settings)
+    sidecar = RowIndex.at(settings)
+    problem = sidecar.problem(deep=True) if sidecar.exists() else "bm25/columns.npz is missing"
+    parts.append(Part("sidecar", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
+                      "" if problem else f"{sidecar.rows_on_disk():,} rows, generation {sidecar.generation_on_disk()}"))
+    kept = SentenceVectors.at(settings.index_dir)
+    meta = kept.on_disk()
+    problem = kept.problem() if kept.exists() else None
+    parts.append(Part("sentences", problem and f"{problem}: {refresh_hint(settings.index_dir)}",
+                      f"{meta.get('sentences', 0):,} sentences, generation {meta.get('generation')}"
+                      if kept.exists() else "none kept: answers encode their sentences"))
+    return parts
+
+
+def _verify_store(settings: Settings) -> list[Part]:
+    """The embedded store's parts: its SQLite file and its HNSW segments."""
+    chroma_dir = settings.index_dir / "chroma"
+    if not (chroma_dir / SQLITE).exists():
+        raise NoIndex(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
+    sqlite = sqlite_problem(chroma_dir / SQLITE) or sqlite_quick_check(chroma_dir / SQLITE)
+    segments = hnsw_files.segments(chroma_dir)
+    hnsw = [f"chroma/{p}" for segment in segments for p in hnsw_files.problems(segment)]
+    hint = rebuild_hint(settings.index_dir)
+    return [Part("sqlite", sqlite and f"{sqlite}: {hint}", f"{(chroma_dir / SQLITE).stat().st_size:,} bytes, quick_check ok"),
+            Part("hnsw", f"{'; '.join(hnsw)}: {hint}" if hnsw else None, f"{len(segments)} segment{'s' * (len(segments) != 1)}")]
