@@ -24,7 +24,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from tqdm import tqdm
 
@@ -41,12 +40,7 @@ SEED = 2010
 
 
 def fit(x: np.ndarray, y: np.ndarray, c: float, balanced: bool) -> LinearModel:
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=2000)
-    lr.fit((x - mean) / scale, y)
-    return LinearModel(FEATURES if x.shape[1] == len(FEATURES) else SIGNALS, mean, scale, lr.coef_[0],
-                       float(lr.intercept_[0]))
+    return LinearModel.fit(FEATURES if x.shape[1] == len(FEATURES) else SIGNALS, x, y, c, balanced)
 
 
 def first_gold(cands, gold) -> int | None:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from tqdm import tqdm
 
@@ -104,13 +103,6 @@ def span_rows(cases: list[Answered]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.concatenate(rows), np.array(labels), np.array(groups)
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float) -> LinearModel:
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
-    return LinearModel(FEATURES, mean, scale, lr.coef_[0], float(lr.intercept_[0]))
-
-
 def best_per_case(scores: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each case's best span: its score and whether it is right (ties go to the first span,
     which is the first claim's, as ShortAnswer.scored orders them)."""
@@ -147,7 +139,7 @@ def main() -> None:
     x, y, groups = span_rows(cases)
     oof = np.zeros(len(y))
     for train, test in GroupKFold(FOLDS).split(x, y, groups):
-        oof[test] = fit(x[train], y[train], args.c).score(x[test])
+        oof[test] = LinearModel.fit(FEATURES, x[train], y[train], args.c).score(x[test])
     scores, right = best_per_case(oof, y, groups)
     print(f"{len(cases)} answered of {answerable} answerable; {len(scores)} with spans ({len(y)} spans, "
           f"{y.mean():.2f} right); a right span exists for {np.mean([y[groups == g].any() for g in np.unique(groups)]):.2f}"
@@ -160,7 +152,7 @@ def main() -> None:
     shown = scores >= threshold
     print(f"threshold {threshold:+.3f} for precision {args.precision}: shown {shown.sum() / answerable:.3f} of "
           f"answerable, right {right[shown].mean() if shown.any() else float('nan'):.3f} (out of fold)")
-    model = fit(x, y, args.c)
+    model = LinearModel.fit(FEATURES, x, y, args.c)
     for name, w in sorted(zip(FEATURES, model.coef), key=lambda t: -abs(t[1])):
         print(f"  {name:18} {w:+.3f}")
     if args.dry_run:

@@ -183,6 +183,18 @@ class LinearModel:
                 "meta": self.meta or {}}
 
     @classmethod
+    def fit(cls, features: tuple[str, ...], x: np.ndarray, y: np.ndarray, c: float,
+            balanced: bool = False) -> "LinearModel":
+        """A logistic regression of `y` on the standardised columns of `x` (one per feature)."""
+        from sklearn.linear_model import LogisticRegression  # the fitting scripts only: answers load JSON
+
+        mean, scale = x.mean(axis=0), x.std(axis=0)
+        scale[scale == 0] = 1.0
+        lr = LogisticRegression(C=c, class_weight="balanced" if balanced else None, max_iter=2000)
+        lr.fit((x - mean) / scale, y)
+        return cls(tuple(features), mean, scale, lr.coef_[0], float(lr.intercept_[0]))
+
+    @classmethod
     def from_json(cls, data: dict) -> "LinearModel":
         return cls(tuple(data["features"]), np.array(data["mean"]), np.array(data["scale"]), np.array(data["coef"]),
                    float(data["intercept"]), float(data.get("threshold", 0.0)), data.get("meta"))
