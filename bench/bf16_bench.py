@@ -1,7 +1,7 @@
 """Ingest encoding in bf16 (AMX / AVX-512 BF16) against fp32: the speed-up and the vectors.
 
 `rag ingest` encodes documents under bf16 autocast when the CPU multiplies bf16 in hardware
-(rag.embed.cpu_has_bf16). This measures that choice on the texts ingest embeds: the first
+(rag.index.embed.cpu_has_bf16). This measures that choice on the texts ingest embeds: the first
 --paragraphs paragraphs of the demo corpus, each with its context line, batch 32, in
 alternating rounds (fp32, bf16, fp32, ...) so a change in load hits both; model loading is
 excluded. Then the lowest cosine between a paragraph's bf16 and fp32 vectors, and how often the
@@ -20,14 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from common import DEV, header, record, table  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-import rag.embed as embed  # noqa: E402
+import rag.index.embed as embed  # noqa: E402
 from rag.cables import read_cable_file  # noqa: E402
 from rag.chunk import chunk_cables  # noqa: E402
-from rag.demo import DEMO_DIR  # noqa: E402
+from rag.index.demo import DEMO_DIR  # noqa: E402
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from cli_startup import ensure_demo_index  # noqa: E402
 from common import ROOT, header, load, record, table  # noqa: E402
 
 from rag.cables import read_cable_file  # noqa: E402
-from rag.demo import DEMO_DIR  # noqa: E402
+from rag.index.demo import DEMO_DIR  # noqa: E402
 from rag.text import split_sentences  # noqa: E402
 
 
@@ -71,8 +71,8 @@ def main() -> int:
     text = draft(args.kb)
     start_load = load()
 
-    from rag.check import Checker
-    from rag.retrieve import open_retriever
+    from rag.answer.retrieve import open_retriever
+    from rag.check.checker import Checker
     from rag.settings import Settings
 
     checker = Checker(open_retriever(Settings(index_dir=index)))

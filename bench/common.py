@@ -169,7 +169,7 @@ def dev_questions(path: Path = DEV) -> list[dict]:
 
 
 def condensed(case: dict) -> str:
-    from rag.chat import condense
+    from rag.answer.chat import condense
 
     return condense(case["question"], case.get("history") or None, None)
 
@@ -180,8 +180,8 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     hybrid retrieval's stages, over `cases` after `warmup` untimed questions per mode."""
     from dataclasses import replace
 
-    from rag.pipeline import Pipeline
-    from rag.retrieve import FUSION_DEPTH, open_retriever
+    from rag.answer.pipeline import Pipeline
+    from rag.answer.retrieve import FUSION_DEPTH, open_retriever
 
     base = open_retriever(settings, "hybrid")
     k = settings.top_k
@@ -249,7 +249,7 @@ def filtered_dense_rows(settings, cases: list[dict], per_filter: int = 5) -> lis
     """Dense top 50 under each of FILTER_CASES for `per_filter` dev questions: Chroma's `where`
     (Store.query) against the row path Retriever.dense takes when the index holds its vectors,
     and how many of the top 10 the two share (the row path is exact; HNSW under a filter is not)."""
-    from rag.retrieve import FUSION_DEPTH, open_retriever
+    from rag.answer.retrieve import FUSION_DEPTH, open_retriever
 
     retriever = open_retriever(settings, "dense")
     vectors = [retriever.encoder.encode_query(condensed(c)) for c in cases[:per_filter]]

@@ -5,7 +5,7 @@ plus random cables of ../shared/cables until there are --paragraphs paragraphs),
 
   (a) the encoder limit: plain `SentenceTransformer.encode` of exactly the texts `rag ingest`
       embeds (each paragraph with its context line), one call, batch 64;
-  (b) `rag ingest` (rag.ingest.ingest into a temporary index: parse, chunk, embed, Chroma, BM25);
+  (b) `rag ingest` (rag.index.ingest.ingest into a temporary index: parse, chunk, embed, Chroma, BM25);
   (c) the llama-index pipeline from its docs: SimpleDirectoryReader → SentenceSplitter (defaults:
       1024 tokens, overlap 200) → HuggingFaceEmbedding (same packaged model, by local path) →
       ChromaVectorStore. Needs `pip install llama-index-embeddings-huggingface` (bench only).
@@ -35,8 +35,15 @@ from common import DEV, SHARED, Timer, header, load, record, table  # noqa: E402
 
 from rag.cables import read_cable_file  # noqa: E402
 from rag.chunk import chunk_cables  # noqa: E402
-from rag.demo import DEMO_DIR  # noqa: E402
-from rag.embed import MINILM, MINILM_INT8, OnnxMiniLM, get_encoder, minilm_int8_path, minilm_path  # noqa: E402
+from rag.index.demo import DEMO_DIR  # noqa: E402
+from rag.index.embed import (  # noqa: E402
+    MINILM,
+    MINILM_INT8,
+    get_encoder,
+    minilm_int8_path,
+    minilm_path,
+)
+from rag.index.onnx import OnnxMiniLM  # noqa: E402
 
 WINDOW = 254  # word pieces embedded per text, special tokens excluded
 
@@ -127,7 +134,7 @@ def encode_rate(fn, texts: list[str]) -> float:
 
 def compare_metrics(suite: str, fp32, int8, work: Path) -> list[str]:
     """Dev-set retrieval metrics of the fp32 and int8 indexes, side by side, and the largest gap."""
-    from rag.evaluate import evaluate
+    from rag.evaluation.evaluate import evaluate
 
     print("dev-set metrics …", flush=True)
     reports = {}
@@ -161,7 +168,7 @@ def main() -> int:
     ap.add_argument("--work", default=None, help="scratch directory (default: a new one under /tmp)")
     args = ap.parse_args()
 
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
     from rag.settings import Settings
 
     started_load = load()
@@ -216,10 +223,10 @@ def main() -> int:
     a_rate = row("(a) SentenceTransformer.encode, fp32 (encoder limit)", ta.seconds, chunk_tok_share, emb_par_chars,
                  f"{len(texts)} texts = what (b) embeds")
 
-    print("(a2) rag.embed encoder …", flush=True)
+    print("(a2) rag.index.embed encoder …", flush=True)
     with Timer() as ta2:
         enc.encode_documents(texts)
-    row("(a2) rag.embed Encoder.encode_documents, fp32 (token batches)", ta2.seconds, chunk_tok_share, emb_par_chars,
+    row("(a2) rag.index.embed Encoder.encode_documents, fp32 (token batches)", ta2.seconds, chunk_tok_share, emb_par_chars,
         "the same texts, the encoder call rag ingest makes")
 
     def timed_ingest(encoder: str):
@@ -298,7 +305,7 @@ def main() -> int:
     def fp32_sorted64(xs):  # sentence-transformers' own length sort, 64 texts per pass (the old default)
         st.encode(xs, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
 
-    fp32_variants = [("token batches (≤ 2048 padded pieces, ≤ 64 texts): rag.embed", enc.encode_documents),
+    fp32_variants = [("token batches (≤ 2048 padded pieces, ≤ 64 texts): rag.index.embed", enc.encode_documents),
                      ("length-sorted, 64 texts per pass", fp32_sorted64),
                      ("corpus order, 64 texts per pass", fp32_corpus_order)]
     threads0 = torch.get_num_threads()
@@ -312,7 +319,7 @@ def main() -> int:
         tok_file = minilm_path() / "tokenizer.json"
         for threads in sorted({1, threads0}, reverse=True):
             m = OnnxMiniLM(minilm_int8_path(), tok_file, threads=threads)
-            variants = [("token batches (≤ 2048 padded pieces, ≤ 64 texts): rag.embed", lambda xs: m.encode(xs, 64)),
+            variants = [("token batches (≤ 2048 padded pieces, ≤ 64 texts): rag.index.embed", lambda xs: m.encode(xs, 64)),
                         ("token batches (≤ 1024 padded pieces)", lambda xs: m.encode(xs, 64, 1024)),
                         ("length-sorted, 64 texts per pass", lambda xs: m.encode(xs, 64, 10**9)),
                         ("corpus order, 64 texts per pass",

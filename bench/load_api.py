@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
 from common import DEV, ROOT, header, load, pct, record, table
 
 # Each client's requests: a whole answer may queue behind every other client's.

@@ -18,8 +18,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (FILTERED_HEAD, LATENCY_HEAD, dev_questions, dir_mib, filtered_dense_rows, header,  # noqa: E402
-                    latency_rows, load, peak_rss_mib, record, rss_mib, table)
+from common import (  # noqa: E402
+    FILTERED_HEAD,
+    LATENCY_HEAD,
+    dev_questions,
+    dir_mib,
+    filtered_dense_rows,
+    header,
+    latency_rows,
+    load,
+    peak_rss_mib,
+    record,
+    rss_mib,
+    table,
+)
 
 
 def main() -> int:
@@ -31,7 +43,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch / onnxruntime threads (default: one per core)")
     args = ap.parse_args()
 
-    from rag.embed import set_threads
+    from rag.index.embed import set_threads
     from rag.settings import Settings
 
     set_threads(args.threads or None)
@@ -43,7 +55,7 @@ def main() -> int:
     rows, _ = latency_rows(settings, cases)
     wall = time.perf_counter() - t
     filtered = filtered_dense_rows(settings, cases)
-    from rag.retrieve import open_retriever
+    from rag.answer.retrieve import open_retriever
 
     r = open_retriever(settings)
     chunks = r.store.count()

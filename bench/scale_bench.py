@@ -10,7 +10,7 @@ the paragraph it was built from, plus a small random perturbation (cosine ≈ 0.
 the ~30 copies of a paragraph at 3M are not exact duplicates in the HNSW graph (they would not
 be in reality either: the context line embedded with a paragraph names its new cable).
 
-Nothing is encoded: the store side of `rag ingest` is measured (rag.ingest.Ingester with a
+Nothing is encoded: the store side of `rag ingest` is measured (rag.index.ingest.Ingester with a
 stub encoder that returns those vectors and no-op token counts: hash lookup, Chroma upsert)
 and then the BM25 rebuild as `rag ingest` runs it (RowIndex.build over store.iter_all()).
 The corpus grows in place from one size to the next. At each size, a fresh process opens the
@@ -36,8 +36,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (FILTERED_HEAD, dev_questions, dir_mib, disk_free_gib, filtered_dense_rows, fmt, header,  # noqa: E402
-                    latency_rows, load, peak_rss_mib, record, rss_mib, table)
+from common import (  # noqa: E402
+    FILTERED_HEAD,
+    dev_questions,
+    dir_mib,
+    disk_free_gib,
+    filtered_dense_rows,
+    fmt,
+    header,
+    latency_rows,
+    load,
+    peak_rss_mib,
+    record,
+    rss_mib,
+    table,
+)
 
 
 def read_pool(source: Path, page: int = 5000, limit: int = 0) -> dict:
@@ -180,7 +193,7 @@ def main() -> int:
 
     from tqdm import tqdm
 
-    from rag.ingest import Ingester, IngestReport
+    from rag.index.ingest import Ingester, IngestReport
     from rag.settings import Settings
 
     work = Path(args.work).expanduser()

@@ -24,8 +24,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (dev_questions, fmt, header, latency_rows, load, peak_rss_mib, record,  # noqa: E402
-                    rss_mib, table, tree_rss_mib)
+from common import (  # noqa: E402
+    dev_questions,
+    fmt,
+    header,
+    latency_rows,
+    load,
+    peak_rss_mib,
+    record,
+    rss_mib,
+    table,
+    tree_rss_mib,
+)
 
 
 def free_port() -> int:
@@ -68,8 +78,8 @@ def main() -> int:
     if args.child:
         return child(args)
 
-    from rag.demo import DEMO_DIR
-    from rag.ingest import ingest
+    from rag.index.demo import DEMO_DIR
+    from rag.index.ingest import ingest
     from rag.settings import Settings
 
     start_load = load()

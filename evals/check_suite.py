@@ -1,6 +1,6 @@
 """How well `rag check` tells a right citation from a wrong one, measured on a suite's cases.
 
-For each answerable case with a reference answer, three texts are checked (rag.check.Checker,
+For each answerable case with a reference answer, three texts are checked (rag.check.checker.Checker,
 the code path of `rag check`):
 
 1. the true claim: the answer with a gold tag (the case's first gold paragraph);
@@ -27,10 +27,10 @@ import random
 import time
 from pathlib import Path
 
-from rag.check import Checker
-from rag.retrieve import open_retriever
+from rag.answer.retrieve import open_retriever
+from rag.check.checker import Checker
+from rag.evaluation.suite import check_index, load_suite
 from rag.settings import Settings
-from rag.suite import check_index, load_suite
 
 SEED = 2010
 # Every fourth false claim cites another cable.

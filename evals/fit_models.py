@@ -1,12 +1,12 @@
 """Fit the second ranking stage and the evidence check on a suite, cross-validated by case.
 
 Runs every case's retrieval once (the same code path as `rag ask`, with ranking and refusal
-off), computes the ranking features of its candidates (rag.rank.FEATURES), and fits:
+off), computes the ranking features of its candidates (rag.answer.rank.FEATURES), and fits:
 
 1. the ranker: logistic regression, candidate → "is a gold paragraph";
-2. the evidence check: logistic regression over the question's signals (rag.evidence.SIGNALS),
+2. the evidence check: logistic regression over the question's signals (rag.answer.evidence.SIGNALS),
    computed from lists ranked by out-of-fold ranker scores, → "is answerable", on the cases
-   the stated checks (rag.evidence.EvidenceCheck.rule) leave to it; its threshold is the
+   the stated checks (rag.answer.evidence.EvidenceCheck.rule) leave to it; its threshold is the
    highest whose out-of-fold false-refusal rate, with the stated checks' refusals, stays
    within --max-false-refusal.
 
@@ -27,12 +27,12 @@ import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 from tqdm import tqdm
 
-from rag.chat import condense
-from rag.evidence import SIGNALS, EvidenceCheck, signals
-from rag.pipeline import Pipeline
-from rag.rank import FEATURES, LinearModel
+from rag.answer.chat import condense
+from rag.answer.evidence import SIGNALS, EvidenceCheck, signals
+from rag.answer.pipeline import Pipeline
+from rag.answer.rank import FEATURES, LinearModel
+from rag.evaluation.suite import load_suite
 from rag.settings import Settings
-from rag.suite import load_suite
 
 MODELS = Path(__file__).resolve().parents[1] / "rag" / "models"
 FOLDS = 5

@@ -1,7 +1,7 @@
 """Fit the one-line answer's model on a suite, cross-validated by case, and choose its threshold.
 
 Runs every case through `Pipeline.ask` with the one-line answer off (the same code path as
-`rag ask` otherwise), cuts the candidate spans of each answer (rag.short_answer), labels a
+`rag ask` otherwise), cuts the candidate spans of each answer (rag.answer.short_answer), labels a
 span right when it holds a spelling of one of the case's gold facts, and fits a logistic
 regression span → right. The threshold is chosen on out-of-fold scores (5 folds by case): the
 lowest at which the cases whose best span clears it are right at least --precision of the time,
@@ -23,12 +23,18 @@ import numpy as np
 from sklearn.model_selection import GroupKFold
 from tqdm import tqdm
 
-from rag.metrics import UNANSWERABLE, facts_found
-from rag.question import analyse
-from rag.rank import LinearModel
-from rag.short_answer import FEATURES, ShortAnswer, candidate_spans, claims_of, features
-from rag.suite import load_suite
-from rag.types import Citation
+from rag.answer.question import analyse
+from rag.answer.rank import LinearModel
+from rag.answer.short_answer import (
+    FEATURES,
+    ShortAnswer,
+    candidate_spans,
+    claims_of,
+    features,
+)
+from rag.citation import Citation
+from rag.evaluation.metrics import UNANSWERABLE, facts_found
+from rag.evaluation.suite import load_suite
 
 MODELS = Path(__file__).resolve().parents[1] / "rag" / "models"
 CACHE = Path("~/.cache/cablerag/fit_one_line").expanduser()
@@ -59,7 +65,7 @@ class Answered:
 def answer_suite(questions: Path, index: Path) -> list[Answered]:
     """Every answerable case answered with the one-line answer off; kept under ~/.cache, keyed by
     the suite, the index's generation and the code of the answer path, so refits are quick."""
-    from rag.pipeline import Pipeline
+    from rag.answer.pipeline import Pipeline
     from rag.settings import Settings
 
     pipeline = Pipeline(Settings().with_(index_dir=index.expanduser(), one_line=False))

@@ -29,7 +29,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
-from rag.types import Cable, Paragraph, is_cable_id
+from rag.citation import is_cable_id
+from rag.types import Cable, Paragraph
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 CSV_COLUMNS = ("id", "date", "refid", "origin", "classification", "references", "header", "content")

@@ -26,7 +26,7 @@ def chunk_metadata(cable: Cable, paragraph: Paragraph, part: int, parts: int) ->
     """Chroma metadata: scalar values (and the tag and reference lists) that filters and the UI
     need. `refs` (the cables its REF lines name) is cable-level, like the tags, and stored on
     every chunk so that any chunk read back describes its cable; the sidecar turns it into the
-    reference lookups of the cable view (rag.rows)."""
+    reference lookups of the cable view (rag.index.rows)."""
     meta = {
         "cable_id": cable.id,
         "paragraph": paragraph.number,

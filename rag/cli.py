@@ -19,8 +19,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rag.errors import RagError
+from rag.errors import RagError, require_extra
 from rag.settings import BACKENDS, DEVICES, RETRIEVALS, Settings, env_names
+
+# What `rag serve` imports beyond a plain install: the serve extra.
+SERVE_MODULES = ("gradio", "fastapi", "starlette", "uvicorn", "limits")
 
 EPILOG = ("Environment (described by 'python -m rag.settings'; an option given here wins): "
           + ", ".join(n for name in Settings.model_fields for n in env_names(name)) + ".")
@@ -89,7 +92,7 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 
 def cmd_ingest(args) -> int:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     report = ingest(args.paths, settings_from(args), progress=not args.quiet, rebuild=args.rebuild)
     print(report.summary())
@@ -97,25 +100,22 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_stats(args) -> int:
-    from rag.index_health import require_directory
+    from rag.index.health import require_directory
 
     settings = settings_from(args)
     require_directory(settings.index_dir)
-    if args.verify:
-        from rag.stats import verify
+    from rag.index.index import Index
 
-        parts = verify(settings)
+    index = Index(settings)
+    if args.verify:
+        parts = index.verify()
         for part in parts:
             print(part.line)
         return 1 if any(part.problem for part in parts) else 0
-    if not settings.chroma_url and not (settings.index_dir / "chroma").exists():
-        raise RagError(f"no index at {settings.index_dir}: run 'rag ingest PATH --index {settings.index_dir}' first")
-    from rag.embed import get_encoder
-    from rag.ingest import open_store
-    from rag.rows import RowIndex
-    from rag.stats import index_stats
+    from rag.index.embed import get_encoder
 
-    stats = index_stats(open_store(settings, get_encoder(settings.encoder, settings.embed_batch_size, settings.device), create=False), RowIndex.at(settings))
+    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
+    stats = index.stats(lambda: index.store(encoder.model_id, encoder.dimension))
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0
@@ -157,10 +157,10 @@ def cmd_ask(args) -> int:
     question = check_question(args.question)
     settings = settings_from(args)
     filters = filters_from(args)
-    from rag.demo import ensure_index
-    from rag.pipeline import Pipeline
+    from rag.answer.pipeline import Pipeline
+    from rag.index.index import Index
 
-    ensure_index(settings)
+    Index(settings).ensure()
     answer = Pipeline(settings).ask(question, filters=filters)
     if args.json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
@@ -170,7 +170,7 @@ def cmd_ask(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from rag.show import format_text, show
+    from rag.render.terminal import format_text, show
 
     cable = show(" ".join(args.reference), settings_from(args))
     try:
@@ -181,16 +181,24 @@ def cmd_show(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from rag.check import MAX_BYTES, Checker, Report, annotate, format_claim, format_summary, read_text
-    from rag.claims import split_text
-    from rag.demo import ensure_index
-    from rag.retrieve import open_retriever
+    from rag.answer.retrieve import open_retriever
+    from rag.check.checker import (
+        MAX_BYTES,
+        Checker,
+        Report,
+        annotate,
+        format_claim,
+        format_summary,
+        read_text,
+    )
+    from rag.check.claims import split_text
+    from rag.index.index import Index
 
     # Exit 1 means "a citation does not hold": a text or an index that cannot be read is a 2.
     try:
         text = read_text(args.file, args.max_bytes or MAX_BYTES)
         settings = settings_from(args)
-        ensure_index(settings)
+        Index(settings).ensure()
         checker = Checker(open_retriever(settings))
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -219,7 +227,8 @@ def cmd_check(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rag.evaluate import main as eval_main
+    require_extra("eval", "rag eval", "matplotlib")
+    from rag.evaluation.evaluate import main as eval_main
 
     return eval_main(args, settings_from(args))
 
@@ -229,7 +238,8 @@ def cmd_serve(args) -> int:
         print("rag serve: error: --auth on the command line is not accepted (it shows in ps): "
               "set RAG_AUTH=USER:PASSWORD or use --auth-file PATH", file=sys.stderr)
         return 2
-    from rag.web import read_auth_file, serve
+    require_extra("serve", "rag serve", *SERVE_MODULES)
+    from rag.serve.web import read_auth_file, serve
 
     settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts, cors_origins=args.cors_origins)
     if args.auth_file:
@@ -238,14 +248,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_mcp(args) -> int:
-    from rag.demo import require_index
-    from rag.retrieve import check_in_step
+    require_extra("mcp", "rag mcp", "mcp", "anyio")
+    from rag.index.index import Index
 
     settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
     # A bad index stops here, before the MCP SDK's imports (seconds).
-    check_in_step(settings)
-    require_index(settings)
-    from rag.mcp_server import run
+    index = Index(settings)
+    index.check_in_step()
+    index.require()
+    from rag.serve.mcp_server import run
 
     return run(settings, http=args.http, host=args.host, port=args.port)
 

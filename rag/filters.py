@@ -1,6 +1,6 @@
 """The filters of a search, defined once: what the CLI, the API, the UI and the eval suites take
 from the user, validated in one place, and what the store (Chroma's `where`) and the row index
-(rag.rows's numpy columns) apply.
+(rag.index.rows's numpy columns) apply.
 """
 
 from __future__ import annotations

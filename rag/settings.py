@@ -11,15 +11,22 @@ the two equal).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import annotated_types
-from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag.errors import RagError
+from rag.errors import RagError, require_extra
 
 # Nothing may be fetched from a model hub at run time: the models ship inside PyPI packages.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +52,7 @@ DEVICES, RETRIEVALS, BACKENDS = get_args(Device), get_args(Retrieval), get_args(
 def _rate_limit(value: str) -> str:
     """A rate in the notation of the `limits` package ("30/minute", "5 per second"), or empty."""
     if value.strip():
+        require_extra("serve", "RAG_RATE_LIMIT", "limits")
         from limits import parse
 
         parse(value)
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
     ingest_batch: int = setting("RAG_INGEST_BATCH", 200, "Cables per store round-trip during ingest: large enough that "
                                 "length-sorted encoding removes most padding, small enough that a kill loses little.", ge=1)
     sentence_vectors: Flag = setting(
-        "RAG_SENTENCE_VECTORS", True, "Keep the vectors of every paragraph's sentences from ingest (rag.sentences; "
+        "RAG_SENTENCE_VECTORS", True, "Keep the vectors of every paragraph's sentences from ingest (rag.index.sentences; "
         "~0.8 KiB a sentence, 207 MB for the 6,835 shared cables, ingest half as long again), so answers do not encode "
         "them; 0 = encode them when answering.")
     retrieval: Retrieval = setting("RAG_RETRIEVAL", "hybrid", "How paragraphs are found: dense (embeddings), bm25 "
@@ -99,7 +107,7 @@ class Settings(BaseSettings):
     top_k: int = setting("RAG_TOP_K", 10, "Paragraphs retrieved per question.", ge=1, le=MAX_TOP_K)
     rank: Flag = setting("RAG_RANK", True, "Reorder retrieved paragraphs by whether they answer the question "
                          "(rag/models/ranker.json); 0 keeps retrieval's order.")
-    refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.evidence: stated "
+    refuse: Flag = setting("RAG_REFUSE", True, "Refuse questions the cables do not answer (rag.answer.evidence: stated "
                            "checks, and rag/models/evidence.json when ranking is on); 0 always answers.")
     one_line: Flag = setting("RAG_ONE_LINE", True, "Show a one-line answer above the quotes when the fitted model "
                              "(rag/models/one_line.json) is confident of it; 0 never shows one.")

@@ -7,54 +7,18 @@ these objects around instead of re-deriving ids, tags or metadata.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 
-
-# A cable id: two-digit year, the post, the serial number ("09PHNOMPENH637"). A few ids in the
-# release carry digits inside ("09SECTION01OF03SANJOSE525").
-CABLE_ID_PATTERN = r"\d{2}[A-Z][A-Z0-9-]*\d"
-CABLE_ID = re.compile(rf"\b({CABLE_ID_PATTERN})\b")
-
-
-def is_cable_id(text: str) -> bool:
-    return re.fullmatch(CABLE_ID_PATTERN, text) is not None
+from rag.citation import Citation
 
 
 def yyyymmdd(day: date) -> int:
     """A date as the integer YYYYMMDD: how the index stores dates (`date_int`), since Chroma can
     range-filter only numbers ($gte/$lte), and how date filters compare with them."""
     return day.year * 10_000 + day.month * 100 + day.day
-
-
-@dataclass(frozen=True)
-class Citation:
-    """A pointer to one paragraph as a reader of the cable sees it: `[09PHNOMPENH637 ¶6]`."""
-
-    cable_id: str
-    paragraph: int
-
-    TEMPLATE = "[{cable_id} ¶{paragraph}]"
-    # Accepts what LLMs write back: "[09PHNOMPENH637 ¶6]", "[09PHNOMPENH637 ¶ 6]",
-    # "[09PHNOMPENH637, para 6]", "[09PHNOMPENH637 6]".
-    PATTERN = re.compile(
-        rf"\[\s*({CABLE_ID_PATTERN})\s*[,:]?\s*(?:¶|para(?:graph)?\.?|p\.)?\s*(\d{{1,3}})\s*\]",
-        re.IGNORECASE,
-    )
-
-    @property
-    def tag(self) -> str:
-        return self.TEMPLATE.format(cable_id=self.cable_id, paragraph=self.paragraph)
-
-    def __str__(self) -> str:
-        return f"{self.cable_id} ¶{self.paragraph}"
-
-    @classmethod
-    def find_all(cls, text: str) -> list[tuple[re.Match, "Citation"]]:
-        return [(m, cls(m.group(1).upper(), int(m.group(2)))) for m in cls.PATTERN.finditer(text)]
 
 
 @dataclass(frozen=True)

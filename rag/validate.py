@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
+from rag.citation import is_cable_id
 from rag.errors import RagError
-from rag.types import is_cable_id
 
 # Longer than any real question; a pasted document is not one.
 MAX_QUESTION = 2000

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.demo import DEMO_DIR
-from rag.ingest import ingest
+from rag.index.demo import DEMO_DIR
+from rag.index.ingest import ingest
 from rag.settings import Settings
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -25,8 +25,8 @@ def shared_dir() -> Path:
 
 
 # The modules whose code decides what an index holds: the cached test index is keyed by them.
-INDEX_CODE = ("cables.py", "chunk.py", "embed.py", "store.py", "bm25.py", "rows.py", "ingest.py", "types.py",
-              "sentences.py")
+INDEX_CODE = ("cables.py", "chunk.py", "types.py", "index/embed.py", "index/store.py", "index/bm25.py", "index/rows.py",
+              "index/ingest.py", "index/sentences.py")
 
 
 def index_code_key() -> str:
@@ -69,7 +69,9 @@ def demo_settings(request) -> Settings:
 @pytest.fixture(scope="module")
 def server(demo_settings):
     """The app (UI, JSON API, /v1) on a free loopback port over the demo index, one per module."""
-    from rag.web import BackgroundServer  # gradio: only for the modules that serve
+    from rag.serve.web import (
+        BackgroundServer,  # gradio: only for the modules that serve
+    )
 
     running = BackgroundServer(demo_settings)
     yield running

@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from rag.cite import REFUSAL, Verifier
+from rag.answer.pipeline import Pipeline
+from rag.check.cite import REFUSAL, Verifier
+from rag.citation import Citation
 from rag.cli import main
 from rag.filters import Filters
-from rag.pipeline import Pipeline
-from rag.types import Citation, Hit
+from rag.types import Hit
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
 
@@ -223,3 +224,12 @@ def test_a_why_question_gets_the_reason_not_only_the_restated_event(pipeline):
     assert not answer.refused
     assert "petition" in answer.text and "[10REYKJAVIK3 ¶2]" in answer.text
     assert answer.short_answer == "" or "petition" in answer.short_answer
+
+
+def test_the_readmes_python_example_answers_through_the_public_api(demo_settings):
+    from rag import Index, Pipeline
+
+    assert Index(demo_settings).ensure() is False  # built already: nothing to do
+    answer = Pipeline(demo_settings).ask("Who leads Cambodia's police TIP response?")
+    assert "Kang Sokhorn" in answer.text
+    assert "09PHNOMPENH637 ¶1" in [str(c.citation) for c in answer.citations]

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from rag.retrieve import open_retriever
-from rag.web import BackgroundServer
+from rag.answer.retrieve import open_retriever
+from rag.serve.web import BackgroundServer
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
 

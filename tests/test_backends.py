@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.answer import smollm2_path
-from rag.cite import REFUSAL
-from rag.demo import DEMO_DIR
-from rag.ingest import ingest
-from rag.pipeline import Pipeline
+from rag.answer.backends import smollm2_path
+from rag.answer.pipeline import Pipeline
+from rag.check.cite import REFUSAL
+from rag.index.demo import DEMO_DIR
+from rag.index.ingest import ingest
 from rag.settings import Settings
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
@@ -294,7 +294,7 @@ class ScriptedLLM:
 
 
 def test_condensing_uses_the_llm_rewrite_and_restores_the_history_cable_ids():
-    from rag.chat import condense
+    from rag.answer.chat import condense
 
     history = [{"role": "user", "content": CAMBODIA},
                {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]

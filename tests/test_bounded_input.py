@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from rag.check import BLOCK, MAX_BYTES, Checker, read_text
-from rag.claims import split_text
+from rag.answer.pipeline import Pipeline
+from rag.answer.question import analyse
+from rag.answer.retrieve import open_retriever
+from rag.check.checker import BLOCK, MAX_BYTES, Checker, read_text
+from rag.check.claims import split_text
 from rag.cli import build_parser, main
 from rag.errors import RagError
-from rag.pipeline import Pipeline
-from rag.question import analyse
-from rag.retrieve import open_retriever
 from rag.settings import MAX_TOP_K, Settings
 from rag.validate import check_question
 
@@ -126,7 +126,7 @@ def test_the_plain_report_prints_each_claim_then_the_summary(demo_settings, tmp_
 
 # ── Questions ──────────────────────────────────────────────────────────────────────────────────
 def test_a_question_with_bytes_that_are_not_utf8_is_answered_not_a_traceback(demo_settings):
-    """`rag ask "$(printf 'caf\\xe9')"` crashed in rag/embed.py."""
+    """`rag ask "$(printf 'caf\\xe9')"` crashed in rag/index/embed.py."""
     done = rag("ask", b"caf\xe9 TIP arrests", "--index", str(demo_settings.index_dir), "--json")
     assert done.returncode == 0, done.stderr.decode()
     assert json.loads(done.stdout)["question"] == "caf\ufffd TIP arrests"

@@ -10,11 +10,11 @@ import time
 import httpx
 import pytest
 
-from rag.check import MAX_BYTES, MAX_CHECK, Checker
-from rag.claims import find_citations, split_text
+from rag.answer.retrieve import open_retriever
+from rag.check.checker import MAX_BYTES, MAX_CHECK, Checker
+from rag.check.claims import split_text
+from rag.citation import Citation, find_citations
 from rag.cli import main
-from rag.retrieve import open_retriever
-from rag.show import Reference, parse_reference
 
 CABLE = "09PHNOMPENH637"
 # 09PHNOMPENH637 ¶1 says so; ¶3 is about the Supreme Council of the Magistracy.
@@ -23,8 +23,8 @@ ARRESTS = "Police made 100 TIP arrests in the first six months of 2009"
 CHAN = "Chan Sotheavy met the Pol/Econ Chief on August 25 to discuss the 2009 TIP Action Plan."
 
 
-def refs(*paragraphs: int | None, cable: str = CABLE) -> tuple[Reference, ...]:
-    return tuple(Reference(cable, p) for p in paragraphs)
+def refs(*paragraphs: int | None, cable: str = CABLE) -> tuple[Citation, ...]:
+    return tuple(Citation(cable, p) for p in paragraphs)
 
 
 @pytest.mark.parametrize("written, expected", [
@@ -54,20 +54,20 @@ def test_citation_forms(written, expected):
     found = find_citations(text)
     assert len(found) == 1
     assert text[found[0].start : found[0].end] == written
-    assert found[0].references == expected
+    assert found[0].citations == expected
 
 
 @pytest.mark.parametrize("written", [f"{CABLE} ¶6", f"{CABLE}¶6", f"{CABLE}:6", f"{CABLE} para 6",
                                      f"{CABLE}, para. 6", f"{CABLE} paragraph 6", f"[{CABLE} ¶6]",
                                      f"({CABLE} para 6)", CABLE])
 def test_a_reference_rag_show_reads_is_found_the_same(written):
-    assert find_citations(f"As reported {written}.")[0].references == (parse_reference(written),)
+    assert find_citations(f"As reported {written}.")[0].citations == (Citation.parse(written),)
 
 
 def test_a_link_text_is_not_a_second_citation():
     text = f"[Police made arrests](https://wikileaks.org/cable/2009/08/{CABLE}.html) in 2009."
     (found,) = find_citations(text)
-    assert text[found.start : found.end].startswith("https://") and found.references == refs(None)
+    assert text[found.start : found.end].startswith("https://") and found.citations == refs(None)
 
 
 @pytest.mark.parametrize("text", [
@@ -81,12 +81,12 @@ def test_what_is_not_a_citation(text):
 
 def test_a_number_after_a_bare_id_in_prose_is_not_a_paragraph():
     (found,) = find_citations(f"Cable {CABLE} 6 people read it.")
-    assert found.references == refs(None)
+    assert found.citations == refs(None)
 
 
 def test_a_list_of_paragraphs_stops_before_the_next_id():
     found = find_citations(f"{CABLE} ¶¶4-6 and 08SANJOSE519 ¶6.")
-    assert [m.references for m in found] == [refs(4, 5, 6), refs(6, cable="08SANJOSE519")]
+    assert [m.citations for m in found] == [refs(4, 5, 6), refs(6, cable="08SANJOSE519")]
 
 
 @pytest.mark.parametrize("text", ["a" * 300_000, "ab." * 100_000, "09ABCD" + "E" * 300_000,

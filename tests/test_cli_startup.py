@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embed import MINILM, get_encoder
+from rag.index.embed import MINILM, get_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "Who leads Cambodia's police TIP response?"

@@ -17,13 +17,13 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-import rag.answer
-from rag.answer import LlamaIndexAnswerer
+import rag.answer.backends
+from rag.answer.backends import LlamaIndexAnswerer
+from rag.answer.retrieve import open_retriever
 from rag.errors import RagError
 from rag.filters import Filters
-from rag.retrieve import open_retriever
-from rag.service import Service
-from rag.web import BackgroundServer
+from rag.serve.service import Service
+from rag.serve.web import BackgroundServer
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
 BOUT = "Where was Viktor Bout arrested?"
@@ -56,7 +56,7 @@ def server(demo_settings, held_llm):
     backend configured, answered by `held_llm`."""
     settings = demo_settings.with_(llm_base_url="http://127.0.0.1:9/v1", workers=WORKERS, queue_timeout=1.0)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(rag.answer, "openai_llm", lambda _settings: held_llm)
+        patch.setattr(rag.answer.backends, "openai_llm", lambda _settings: held_llm)
         running = BackgroundServer(settings)
     yield running
     held_llm.release.set()
@@ -269,7 +269,7 @@ def test_an_llm_past_its_timeout_stops_between_tokens(demo_settings):
 
 
 def test_turns_are_granted_in_the_order_asked_and_a_timed_out_wait_leaves_the_queue():
-    from rag.service import Turns
+    from rag.serve.service import Turns
 
     turns = Turns(1)
     assert turns.acquire(timeout=0)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rag.cli import main
-from rag.demo import DEMO_DIR
-from rag.hnsw_files import segments
+from rag.index.demo import DEMO_DIR
+from rag.index.hnsw_files import segments
 from rag.settings import Settings
 
 QUESTION = "Who leads Cambodia's police TIP response?"

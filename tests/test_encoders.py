@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.answer.retrieve import open_retriever
 from rag.cables import read_cable_file
-from rag.demo import DEMO_DIR
-from rag.embed import MINILM, MINILM_INT8, Encoder, OnnxMiniLM, get_encoder, minilm_path
 from rag.errors import IndexMismatch
-from rag.ingest import ingest, open_store
-from rag.onnx_export import ensure_onnx, model_key, onnx_path
-from rag.retrieve import open_retriever
+from rag.index.demo import DEMO_DIR
+from rag.index.embed import MINILM, MINILM_INT8, Encoder, get_encoder, minilm_path
+from rag.index.ingest import ingest, open_store
+from rag.index.onnx import OnnxMiniLM, ensure_onnx, model_key, onnx_path
 from rag.settings import Settings
 from rag.text import split_sentences
 
@@ -75,7 +75,7 @@ def test_the_onnx_copy_gives_sentence_transformers_vectors(st_encoder, query_enc
     texts = paragraphs(40) + sentences() + QUESTIONS
     bf16 = st_encoder.encode_documents(texts)
     assert np.sum(bf16 * query_encoder.encode_documents(texts), axis=1).min() >= 0.9999
-    monkeypatch.setattr("rag.embed.cpu_has_bf16", lambda: False)
+    monkeypatch.setattr("rag.index.embed.cpu_has_bf16", lambda: False)
     a, b = st_encoder.encode_documents(texts), query_encoder.encode_documents(texts)
     assert b.shape == a.shape == (len(texts), 384) and b.dtype == np.float32
     assert np.abs(a - b).max() <= 1e-5
@@ -86,7 +86,7 @@ def test_the_onnx_copy_gives_sentence_transformers_vectors(st_encoder, query_enc
 
 def test_ask_encodes_with_the_onnx_copy(demo_settings, query_encoder):
     """The retriever's encoder, which the extractive answerer and the verifier share, is the fast one."""
-    from rag.pipeline import Pipeline
+    from rag.answer.pipeline import Pipeline
 
     pipeline = Pipeline(demo_settings)
     assert pipeline.retriever.encoder is query_encoder
@@ -98,7 +98,7 @@ def test_ask_encodes_with_the_onnx_copy(demo_settings, query_encoder):
 def test_the_onnx_copy_is_made_once_and_atomically(tmp_path, monkeypatch, query_encoder):
     import torch
 
-    import rag.onnx_export
+    import rag.index.onnx
 
     model_dir = minilm_path()
     path = onnx_path(model_dir, tmp_path)
@@ -128,7 +128,7 @@ def test_the_onnx_copy_is_made_once_and_atomically(tmp_path, monkeypatch, query_
     def again(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(rag.onnx_export, "export", again)
+    monkeypatch.setattr(rag.index.onnx, "export", again)
     assert ensure_onnx(model_dir, tmp_path) == path and path.stat().st_ino == made.st_ino
 
 
@@ -143,7 +143,7 @@ def test_the_copy_is_keyed_by_the_model_files(tmp_path):
 
 @pytest.mark.slow
 def test_processes_making_the_copy_at_once_each_leave_a_whole_one(tmp_path, query_encoder):
-    make = "import sys; from rag.embed import minilm_path; from rag.onnx_export import ensure_onnx; " \
+    make = "import sys; from rag.index.embed import minilm_path; from rag.index.onnx import ensure_onnx; " \
            "print(ensure_onnx(minilm_path(), __import__('pathlib').Path(sys.argv[1])))"
     procs = [subprocess.Popen([sys.executable, "-c", make, str(tmp_path)], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True, cwd=Path(__file__).parents[1]) for _ in range(2)]
@@ -203,7 +203,7 @@ def test_index_refuses_the_other_encoder(tmp_path, corpus, built, other):
 def test_the_device_is_the_gpu_only_when_torch_sees_one():
     import torch
 
-    from rag.embed import resolve_device
+    from rag.index.embed import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

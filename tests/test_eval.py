@@ -7,8 +7,8 @@ import pytest
 
 from rag import cli
 from rag.errors import RagError
-from rag.evaluate import evaluate
-from rag.suite import KINDS, load_suite
+from rag.evaluation.evaluate import evaluate
+from rag.evaluation.suite import KINDS, load_suite
 
 SMOKE = Path(__file__).resolve().parents[1] / "evals" / "smoke.jsonl"
 REPORT_KEYS = {"n", "config", "retrieval", "answer", "latency_ms", "by_kind"}

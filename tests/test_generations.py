@@ -25,12 +25,13 @@ import numpy as np
 import pytest
 
 from rag.cli import main
-from rag.demo import DEMO_DIR
-from rag.ingest import ingest
-from rag.rows import RowIndex
+from rag.index.demo import DEMO_DIR
+from rag.index.ingest import ingest
+from rag.index.layout import WRITER_LOCK as LOCK
+from rag.index.rows import RowIndex
+from rag.index.store import Store
+from rag.index.writer import writing
 from rag.settings import Settings
-from rag.store import Store
-from rag.writer import LOCK, writing
 
 TIP_CABLE = "09PHNOMPENH637"
 QUESTION = "Who leads Cambodia's police TIP response?"
@@ -226,7 +227,7 @@ def test_many_small_generations_of_every_kind_while_asking_never_fail_a_question
 # ── one writer per index ────────────────────────────────────────────────────────────────────────────
 
 
-HOLD = ("import sys, time\nfrom rag.writer import writing\n"
+HOLD = ("import sys, time\nfrom rag.index.writer import writing\n"
         "with writing(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
 
 
@@ -274,9 +275,9 @@ def test_health_is_503_until_the_server_can_answer_and_names_a_generation_it_can
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from rag.api import api_router
     from rag.errors import DamagedIndex
-    from rag.service import Service, Snapshot
+    from rag.serve.api import api_router
+    from rag.serve.service import Service, Snapshot
 
     service = Service(index_copy)
     app = FastAPI()

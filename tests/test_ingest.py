@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunk import chunk_cable
 from rag.cables import read_cable_file
+from rag.chunk import chunk_cable
 from rag.cli import main
-from rag.demo import DEMO_DIR
-from rag.embed import get_encoder
 from rag.errors import IndexMismatch
-from rag.ingest import ingest, open_store
-from rag.rows import RowIndex
+from rag.index.demo import DEMO_DIR
+from rag.index.embed import get_encoder
+from rag.index.ingest import ingest, open_store
+from rag.index.rows import RowIndex
+from rag.index.store import Store
 from rag.settings import Settings
-from rag.store import Store
 
 SAMPLE = ["09PHNOMPENH637", "06PHNOMPENH983", "08PHNOMPENH1012", "09PHNOMPENH851", "07PHNOMPENH1285"]
 
@@ -163,7 +163,7 @@ def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path):
 
     import httpx
 
-    from rag.pipeline import Pipeline
+    from rag.answer.pipeline import Pipeline
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -204,7 +204,7 @@ def test_a_cable_with_no_paragraph_is_reported_and_counted(shared_dir, corpus, t
 
 def test_the_progress_bar_advances_within_a_batch(corpus, tmp_path):
     seen = []
-    from rag.ingest import Ingester, IngestReport, iter_sources
+    from rag.index.ingest import Ingester, IngestReport, iter_sources
     from rag.types import Cable
 
     cables = [c for c in iter_sources([corpus]) if isinstance(c, Cable)]

@@ -15,18 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rag.demo
-import rag.store
+import rag.index.demo
+import rag.index.store
+from rag.answer.pipeline import Pipeline
+from rag.answer.retrieve import open_retriever
 from rag.cli import main
-from rag.demo import BUILDING, DEMO_DIR, ensure_index
 from rag.errors import StaleIndex
 from rag.filters import Filters
-from rag.ingest import Ingester, IngestReport, ingest, iter_sources
-from rag.pipeline import Pipeline
-from rag.rows import GENERATION, LEGACY_STALE, RowIndex
-from rag.retrieve import open_retriever
+from rag.index.demo import BUILDING, DEMO_DIR, ensure_index
+from rag.index.ingest import Ingester, IngestReport, ingest, iter_sources
+from rag.index.layout import LEGACY_STALE
+from rag.index.rows import GENERATION, RowIndex
+from rag.index.stats import chunk_counts
 from rag.settings import Settings
-from rag.stats import chunk_counts
 from rag.types import Cable
 
 TIP_CABLE = "09PHNOMPENH637"
@@ -145,7 +146,7 @@ def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):
 
 
 def test_a_new_schema_version_rewrites_all_metadata_and_embeds_nothing(corpus, indexed, monkeypatch):
-    monkeypatch.setattr(rag.store, "SCHEMA_VERSION", rag.store.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(rag.index.store, "SCHEMA_VERSION", rag.index.store.SCHEMA_VERSION + 1)
     report = ingest([corpus], indexed, progress=False)
     assert report.embedded == 0 and report.relabelled == report.chunks > 0
     assert ingest([corpus], indexed, progress=False).relabelled == 0
@@ -183,7 +184,7 @@ def test_a_running_retriever_keeps_its_generation_and_the_next_is_a_new_one(corp
 
 
 def test_a_server_answers_from_one_generation_and_moves_to_the_next_between_answers(corpus, indexed):
-    from rag.service import Service
+    from rag.serve.service import Service
 
     service = Service(indexed)
     service.load()
@@ -205,7 +206,7 @@ def test_answers_during_a_generation_switch_each_read_one_generation(corpus, ind
     """One answer held between retrieval and ranking while an ingest builds the next generation,
     and others asked in a loop all along: each answer reads the sidecar of one generation only,
     the held one the old generation to its end, those after the switch the new one."""
-    from rag.service import Service
+    from rag.serve.service import Service
 
     service = Service(indexed.with_(workers=4, queue_timeout=300.0))
     service.load()
@@ -364,7 +365,7 @@ def test_an_unreachable_chroma_server_is_one_line_not_an_empty_index(capsys, tmp
 
 def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_path, monkeypatch, demo_cables):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(rag.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637", "09BANGKOK385"]))
+    monkeypatch.setattr(rag.index.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637", "09BANGKOK385"]))
     settings = Settings(index_dir=tmp_path / "index")  # ./index, which the demo is built at
 
     def killed(self, progress=True):
@@ -374,7 +375,7 @@ def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_
         patch.setattr(Ingester, "refresh_lexical", killed)
         with pytest.raises(KeyboardInterrupt):
             ensure_index(settings, progress=False)
-    assert rag.store.Store.exists(settings) and (tmp_path / "index" / BUILDING).exists()
+    assert rag.index.store.Store.exists(settings) and (tmp_path / "index" / BUILDING).exists()
     with pytest.raises(StaleIndex):
         open_retriever(settings)
 
@@ -386,7 +387,7 @@ def test_a_first_run_killed_while_building_the_demo_is_finished_by_the_next(tmp_
 
 def test_an_interrupted_demo_finished_by_the_users_own_ingest_gets_no_demo_cables(tmp_path, monkeypatch, demo_cables):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(rag.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637"], name="demo"))
+    monkeypatch.setattr(rag.index.demo, "DEMO_DIR", demo_cables(["09PHNOMPENH637"], name="demo"))
     settings = Settings(index_dir=tmp_path / "index")  # ./index, which the demo is built at
 
     def killed(self, progress=True):

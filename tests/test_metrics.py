@@ -2,7 +2,7 @@
 
 import pytest
 
-from rag.metrics import (
+from rag.evaluation.metrics import (
     all_cables_found,
     citation_precision,
     cited_gold,

@@ -13,11 +13,11 @@ import openai
 import pytest
 from markdown_it import MarkdownIt
 
-from rag.cite import REFUSAL
-from rag.demo import DEMO_DIR
-from rag.openai_api import content_of, tokens
-from rag.pipeline import Answer
-from rag.web import BackgroundServer
+from rag.answer.pipeline import Answer
+from rag.check.cite import REFUSAL
+from rag.index.demo import DEMO_DIR
+from rag.serve.openai_api import content_of, tokens
+from rag.serve.web import BackgroundServer
 
 CAMBODIA = "Who leads Cambodia's police TIP response?"
 TAG = "[09PHNOMPENH637 ¶1]"

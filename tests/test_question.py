@@ -2,13 +2,13 @@
 
 import pytest
 
-from rag.aliases import mentioned, words_of
+from rag.answer.aliases import mentioned, words_of
+from rag.answer.evidence import after_the_cables, filter_reason, lacks_sentence
+from rag.answer.question import analyse, parts
+from rag.answer.rank import holds_answer_type
 from rag.cables import read_cable_file
-from rag.demo import DEMO_DIR
-from rag.evidence import after_the_cables, filter_reason, lacks_sentence
 from rag.filters import Filters
-from rag.question import analyse, parts
-from rag.rank import holds_answer_type
+from rag.index.demo import DEMO_DIR
 
 
 @pytest.fixture(scope="module")

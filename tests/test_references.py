@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 import rag.chunk
+from rag.answer.retrieve import open_retriever
 from rag.cables import read_cable_file
-from rag.demo import DEMO_DIR
-from rag.ingest import ingest
-from rag.retrieve import open_retriever
-from rag.rows import RowIndex
-from rag.service import cable_view
-from rag.show import open_reader
+from rag.index.demo import DEMO_DIR
+from rag.index.index import Index
+from rag.index.ingest import ingest
+from rag.index.rows import RowIndex
 from rag.settings import Settings
 
 UIGHURS = "09PHNOMPENH954"
@@ -36,6 +35,10 @@ SMALL = [UIGHURS, "09PHNOMPENH934", "09PHNOMPENH926", "09PHNOMPENH957", "09PHNOM
 def parsed() -> dict:
     """Every demo cable as the parser reads it: the oracle for what the index should list."""
     return {c.id: c for c in map(read_cable_file, sorted(DEMO_DIR.glob("*.txt")))}
+
+
+def view(settings, cable_id: str) -> dict | None:
+    return Index(settings).reader().cable(cable_id)
 
 
 def citing_of(cables: dict, cable_id: str) -> list[str]:
@@ -60,14 +63,14 @@ def test_the_sidecar_holds_every_demo_cables_references_both_ways(demo_settings,
 
 
 def test_the_cable_view_lists_references_with_subjects_and_who_cites_it(demo_settings, parsed):
-    cable = cable_view(open_reader(demo_settings), UIGHURS)
+    cable = view(demo_settings, UIGHURS)
     assert cable["references"] == [
         {"id": c, "in_index": True, "subject": parsed[c].subject, "date": parsed[c].date_iso} for c in CITED]
     citing = sorted(CITING, key=lambda c: (parsed[c].date_iso, c))
     assert cable["referenced_by"] == [
         {"id": c, "subject": parsed[c].subject, "date": parsed[c].date_iso} for c in citing]
 
-    tip = cable_view(open_reader(demo_settings), TIP)
+    tip = view(demo_settings, TIP)
     assert tip["references"] == [{"id": "09STATE87525", "in_index": False}]
     assert tip["referenced_by"] == []
 
@@ -91,7 +94,7 @@ def test_an_index_from_before_references_opens_and_ingest_adds_them_without_embe
         first = ingest([small], settings, progress=False)
     assert first.ok and first.embedded == first.chunks
 
-    before = cable_view(open_reader(settings), UIGHURS)
+    before = view(settings, UIGHURS)
     assert before["references"] == before["referenced_by"] == [] and before["paragraphs"]
     assert open_retriever(settings).search("Uighur asylum seekers deported to China", 3)
 
@@ -100,7 +103,7 @@ def test_an_index_from_before_references_opens_and_ingest_adds_them_without_embe
     # Only the chunks of cables with references get new metadata; nothing is embedded again.
     assert again.embedded == 0 and again.deleted == 0
     assert again.relabelled == again.chunks - len(rows.cable_rows(NO_REFS)) < again.chunks
-    after = cable_view(open_reader(settings), UIGHURS)
+    after = view(settings, UIGHURS)
     assert [(r["id"], r["in_index"]) for r in after["references"]] == [
         ("09PHNOMPENH934", True), ("09PHNOMPENH926", True), ("09PHNOMPENH925", False), ("09PHNOMPENH913", False)]
     assert [r["id"] for r in after["referenced_by"]] == ["09PHNOMPENH957", "09PHNOMPENH958"]
@@ -117,5 +120,5 @@ def test_a_sidecar_built_before_reference_lists_answers_with_none(small, tmp_pat
         kept = {key: npz[key] for key in npz.files if not key.startswith("ref_")}
     np.savez(columns, **kept)
 
-    cable = cable_view(open_reader(settings), UIGHURS)
+    cable = view(settings, UIGHURS)
     assert cable["references"] == cable["referenced_by"] == [] and cable["paragraphs"]

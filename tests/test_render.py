@@ -1,4 +1,4 @@
-"""Hostile cable text and hostile LLM output through every renderer of rag/render.py (issues 12, 13).
+"""Hostile cable text and hostile LLM output through every renderer of rag/render/html.py (issues 12, 13).
 
 Script tags, event-handler attributes, attribute breakers, markdown links and images, entities,
 backticks, newlines and fake citation tags go in as cable text, subject, metadata, heading,
@@ -18,17 +18,24 @@ import re
 
 import pytest
 
-from rag import render
+from rag.answer.pipeline import Answer
 from rag.cables import read_cable_file
+from rag.check.checker import (
+    STATUSES,
+    UNCITED,
+    CitationCheck,
+    ClaimCheck,
+    Report,
+    Suggestion,
+)
+from rag.check.cite import CheckedCitation
+from rag.check.claims import split_text
 from rag.chunk import chunk_metadata
-from rag.check import STATUSES, UNCITED, CitationCheck, ClaimCheck, Report, Suggestion
-from rag.claims import Mention, find_citations, split_text
-from rag.cite import CheckedCitation
-from rag.demo import DEMO_DIR
-from rag.pipeline import Answer
-from rag.service import cable_json
-from rag.show import Reference
-from rag.types import Citation, Hit
+from rag.citation import Citation, Mention, find_citations
+from rag.index.cable import cable_json
+from rag.index.demo import DEMO_DIR
+from rag.render import html as render
+from rag.types import Hit
 
 CABLE = read_cable_file(DEMO_DIR / "09PHNOMPENH637.txt")
 REAL = Citation("09PHNOMPENH637", 1)
@@ -341,7 +348,7 @@ def cable_links(out: str) -> list[str]:
 
 
 def hostile_references() -> dict:
-    """Reference lists whose ids, subjects and dates are each a payload."""
+    """Citation lists whose ids, subjects and dates are each a payload."""
     return {
         "references": [{"id": p, "in_index": i % 2 == 0, **({"subject": p, "date": p} if i % 2 == 0 else {})}
                        for i, p in enumerate(PAYLOADS)],
@@ -416,7 +423,7 @@ def checked(text: str) -> Report:
     status appears), every other one a paragraph to cite instead, each uncited claim one."""
     claims = []
     for i, draft in enumerate(split_text(text)):
-        refs = [(m, r) for m in draft.mentions for r in m.references]
+        refs = [(m, r) for m in draft.mentions for r in m.citations]
         checks = []
         for j, (mention, ref) in enumerate(refs):
             status = STATUSES[(i + j) % len(STATUSES)]
@@ -482,7 +489,7 @@ def test_check_html_renders_a_drafts_markdown_and_breaks_no_claim_or_link():
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_check_and_suggestion_chips_escape_their_attributes(payload):
-    mention = Mention(0, 1, (Reference(REAL.cable_id, 1),))
+    mention = Mention(0, 1, (Citation(REAL.cable_id, 1),))
     for chip in (render.check_chip(CitationCheck(REAL.cable_id, None, "weak", 0.4,
                                                  Suggestion(REAL.cable_id, 3, 0.6, payload), mention, payload)),
                  render.suggestion_chip(Suggestion(REAL.cable_id, 3, 0.6, payload), payload)):
@@ -498,7 +505,7 @@ def test_error_html(payload):
 
 
 def test_every_public_renderer_is_covered():
-    """A renderer added to rag/render.py gets a hostile-input test here."""
+    """A renderer added to rag/render/html.py gets a hostile-input test here."""
     public = {name for name, value in vars(render).items()
               if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == render.__name__}
     covered = {"md_text", "partial_markdown", "answer_markdown", "with_answer_marked", "citation_chip",

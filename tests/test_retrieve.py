@@ -4,12 +4,12 @@ neighbours checked by row for a broad filter; the truth is every passing chunk s
 import numpy as np
 import pytest
 
-import rag.retrieve
+import rag.answer.retrieve
+from rag.answer.retrieve import open_retriever
 from rag.filters import Filters
-from rag.ingest import Ingester
-from rag.rows import RowIndex
-from rag.retrieve import open_retriever
-from rag.store import where_clause
+from rag.index.ingest import Ingester
+from rag.index.rows import RowIndex
+from rag.index.store import where_clause
 
 QUESTION = "police trafficking arrests"
 FILTERS = [Filters.parse(f) for f in (
@@ -64,7 +64,7 @@ def test_broad_filter_takes_chroma_neighbours_checked_by_row(retriever, monkeypa
     calls = []
     nearest_ids = retriever.store.nearest_ids
     monkeypatch.setattr(retriever.store, "nearest_ids", lambda v, n: calls.append(n) or nearest_ids(v, n))
-    monkeypatch.setattr(rag.retrieve, "EXACT_ROWS", 100)
+    monkeypatch.setattr(rag.answer.retrieve, "EXACT_ROWS", 100)
     for filters in (FILTERS[5], FILTERS[1]):
         truth, _ = exact_top(retriever, vector, filters)
         assert [h.chunk_id for h in retriever.dense(QUESTION, 10, filters, vector)] == truth

@@ -1,4 +1,4 @@
-"""The sentence vectors kept from ingest (rag.sentences): what ingest stores, that answers read them
+"""The sentence vectors kept from ingest (rag.index.sentences): what ingest stores, that answers read them
 and stay the same, and that a build resumes and re-encodes only what changed."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ import shutil
 import numpy as np
 import pytest
 
-import rag.sentences
-from rag.answer import ExtractiveAnswerer
+import rag.index.sentences
+from rag.answer.backends import ExtractiveAnswerer
+from rag.answer.pipeline import Pipeline
+from rag.answer.retrieve import open_retriever
 from rag.cables import read_cable_file
-from rag.demo import DEMO_DIR
-from rag.embed import get_encoder
-from rag.ingest import ingest
-from rag.pipeline import Pipeline
-from rag.retrieve import open_retriever
-from rag.sentences import SentenceVectors, candidate_sentences
+from rag.index.demo import DEMO_DIR
+from rag.index.embed import get_encoder
+from rag.index.ingest import ingest
+from rag.index.sentences import SentenceVectors, candidate_sentences
+from rag.index.stats import sentence_vectors_state
+from rag.index.store import Store
 from rag.settings import Settings
-from rag.stats import sentence_vectors_state
-from rag.store import Store
 
 QUESTIONS = ["Who leads Cambodia's police TIP response?", "Where was Viktor Bout arrested?",
              "When does child labor in Costa Rica peak, according to UNICEF?",
@@ -97,7 +97,7 @@ def build(store: SentenceVectors, texts: list[str], encode, generation: int = 1)
 
 
 def test_a_killed_build_leaves_no_store_and_the_next_encodes_only_the_rest(tmp_path, encoder, monkeypatch):
-    monkeypatch.setattr(rag.sentences, "PART", 40)
+    monkeypatch.setattr(rag.index.sentences, "PART", 40)
     texts = paragraphs(CABLES)
     total = sum(len(candidate_sentences(t)) for t in texts)
     store = SentenceVectors(tmp_path / "sentences")

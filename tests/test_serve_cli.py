@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-import rag.web
+import rag.serve.web
 from rag.cli import main
 from rag.errors import RagError
-from rag.web import allowed_hosts, login
+from rag.serve.hosts import allowed_hosts
+from rag.serve.web import login
 
 
 @pytest.fixture
 def served(monkeypatch) -> list:
     """The settings and host `rag serve` would start the server with (the server is not started)."""
     calls = []
-    monkeypatch.setattr(rag.web, "serve", lambda settings, host, port: calls.append((settings, host)) or 0)
+    monkeypatch.setattr(rag.serve.web, "serve", lambda settings, host, port: calls.append((settings, host)) or 0)
     for name in ("RAG_AUTH", "RAG_ALLOWED_HOSTS", "RAG_MAX_BODY", "RAG_CORS_ORIGINS"):
         monkeypatch.delenv(name, raising=False)
     return calls
@@ -82,7 +83,7 @@ def test_max_body_from_the_environment(served, monkeypatch):
 
 
 def test_cors_origins_are_the_servers_own_and_the_operators(served, monkeypatch):
-    from rag.web import cors_origins, own_origins
+    from rag.serve.web import cors_origins, own_origins
 
     assert main(["serve", "--cors-origins", "http://localhost:3000/, HTTPS://Reader.Example"]) == 0
     own = own_origins(allowed_hosts(), 7860)

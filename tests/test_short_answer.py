@@ -4,12 +4,18 @@ that picks one and the threshold below which none is shown."""
 
 import pytest
 
+from rag.answer.question import analyse
+from rag.answer.rank import load_model
+from rag.answer.short_answer import (
+    ShortAnswer,
+    asked_kind,
+    candidate_spans,
+    claims_of,
+    lead_with,
+)
 from rag.cables import read_cable_file
-from rag.demo import DEMO_DIR
-from rag.question import analyse
-from rag.rank import load_model
-from rag.short_answer import ShortAnswer, asked_kind, candidate_spans, claims_of, lead_with
-from rag.types import Citation
+from rag.citation import Citation
+from rag.index.demo import DEMO_DIR
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import sys
 import pytest
 
 from rag.cables import read_cable_file
+from rag.citation import Citation, number_ranges
 from rag.cli import main
-from rag.demo import DEMO_DIR
 from rag.errors import RagError
-from rag.show import Reference, number_ranges, parse_reference
+from rag.index.demo import DEMO_DIR
 
 CABLE = "09PHNOMPENH637"
 
@@ -40,19 +40,19 @@ def printed_numbers(out: str) -> list[int]:
 
 
 @pytest.mark.parametrize("value, expected", [
-    (CABLE, Reference(CABLE)),
-    (" 09phnompenh637 ", Reference(CABLE)),
-    (f"{CABLE} ¶6", Reference(CABLE, 6)),
-    (f"{CABLE}¶6", Reference(CABLE, 6)),
-    (f"{CABLE}:6", Reference(CABLE, 6)),
-    (f"{CABLE} para 6", Reference(CABLE, 6)),
-    (f"{CABLE}, para. 6", Reference(CABLE, 6)),
-    (f"{CABLE} paragraph 6", Reference(CABLE, 6)),
-    (f"[{CABLE} ¶6]", Reference(CABLE, 6)),
-    (f"({CABLE} para 6)", Reference(CABLE, 6)),
+    (CABLE, Citation(CABLE)),
+    (" 09phnompenh637 ", Citation(CABLE)),
+    (f"{CABLE} ¶6", Citation(CABLE, 6)),
+    (f"{CABLE}¶6", Citation(CABLE, 6)),
+    (f"{CABLE}:6", Citation(CABLE, 6)),
+    (f"{CABLE} para 6", Citation(CABLE, 6)),
+    (f"{CABLE}, para. 6", Citation(CABLE, 6)),
+    (f"{CABLE} paragraph 6", Citation(CABLE, 6)),
+    (f"[{CABLE} ¶6]", Citation(CABLE, 6)),
+    (f"({CABLE} para 6)", Citation(CABLE, 6)),
 ])
 def test_reference_forms(value, expected):
-    assert parse_reference(value) == expected
+    assert Citation.parse(value) == expected
 
 
 @pytest.mark.parametrize("value, message", [
@@ -65,7 +65,7 @@ def test_reference_forms(value, expected):
 ])
 def test_bad_references_are_one_line_errors(value, message):
     with pytest.raises(RagError, match=message) as caught:
-        parse_reference(value)
+        Citation.parse(value)
     assert "\n" not in str(caught.value)
 
 

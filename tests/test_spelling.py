@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from rag.bm25 import tokenize
-from rag.evidence import WORDS_NEED_CHUNKS, absent_words
-from rag.pipeline import Pipeline
-from rag.question import analyse
+from rag.answer.evidence import WORDS_NEED_CHUNKS, absent_words
+from rag.answer.pipeline import Pipeline
+from rag.answer.question import analyse
+from rag.index.bm25 import tokenize
 from rag.spelling import variants
 
 

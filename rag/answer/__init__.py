@@ -1,0 +1,1 @@
+"""Answering: question analysis, retrieval, ranking, evidence, answer backends, the pipeline."""

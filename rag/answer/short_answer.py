@@ -1,0 +1,401 @@
+"""The answer in a few words, shown in bold above the quoted sentences, or nothing.
+
+A wrong first line is worse than none: it is what gets copied into a notebook. So the one-line
+answer is a typed span (a person with the title the cable gives, an organisation, a figure
+with its unit, a date, a place, a reason, a court's sentence) cut from the verified answer's
+claims by rules that never cross a clause ("18 that"), never keep a title without its name,
+never take a month for a person; each span is scored by a logistic model fitted on dev
+(`evals/fit_one_line.py`: does the span hold a gold fact?) over what says it is the answer:
+its kind against the kind asked for, its distance to the question's words, its claim's
+support and rank, rivals beside it, and how many of the top paragraphs repeat it. The best
+span is shown only when its score clears the threshold chosen on dev for precision; below it
+the answer begins with the stating sentence itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.answer.aliases import words_of
+from rag.answer.question import MONTHS, YEAR, Question, figures
+from rag.answer.rank import LinearModel
+from rag.citation import CABLE_ID, Citation
+
+KINDS = ("person", "organisation", "number", "date", "place", "reason", "sentence")
+
+# The noun after "which"/"what" that asks for an organisation rather than a person or a thing.
+_ORGANISATION_ASKED = re.compile(
+    r"\b(?:which|what)\s+(?:[\w'-]+\s+){0,2}?(?:company|companies|firm|firms|party|parties|ministry|ministries|"
+    r"organi[sz]ations?|group|groups|agency|agencies|bank|banks|newspaper|paper|body|institution|operator|"
+    r"operators|carrier|union|militia|faction|movement|court|office|department|network|channel|station|"
+    r"university|contractor|supplier|airline|corporation|government)\b", re.I)
+
+_MONTH = "|".join(MONTHS)
+_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
+_SCALE = r"(?:\s(?:million|billion|trillion|thousand|hundred|mn|bn))"
+# Words that open a clause or tie one: never the unit of a figure ("18 that", "800 have").
+_NOT_UNITS = frozenset(
+    """a an and or but nor the that this these those which who whom whose what when where while whether
+    if as at by for from in into of off on onto out over to under up upon with within without per than then
+    there here is are was were be been being has have had having do does did will would shall should can
+    could may might must also only just not no more less most least about around nearly almost some each
+    other such so it its he she they them their his her we our you i me one after before since until during
+    between among against across through because though although unless said says say told reported noted
+    added stated separate known worth total additional new different further full overall estimated
+    approximately roughly confirmed registered official unofficial respectively""".split())
+_NUMBER = re.compile(
+    r"(?<![\w(,./-])(?:(?:US|USD|U\.S\.)\s?\$|\$|(?:USD|EUR|GBP)\s?|€|£|¥)?\d[\d,]*(?:\.\d+)?(?![\w(])"
+    rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"
+    r"(?:\s[A-Z]{2,6}(?=\s[a-z]))?(?:\s(?P<unit>[a-z][a-z-]+))?")
+# Where a figure is a reference, not a quantity: "para 6", "REF B 45", "¶3", "No. 12".
+_REFERENCE_BEFORE = re.compile(r"(?:\bparas?|\bparagraphs?|¶|\bREF|\bNo\.|\bnumber|\bsection|\bArticle|\bresolution"
+                               r"|\bUNSCR?|\bRoom|\bline|\bpage|\btel)\s?\(?[A-Z]?\s?$", re.I)
+_DATE = re.compile(
+    rf"\b(?:(?:\d{{1,2}}\s)?(?:{_MONTH})(?:\s\d{{1,2}}(?!\d))?(?:,?\s(?:19|20)\d\d)?|(?:mid-|early |late )?(?:19|20)\d\d)\b")
+_TITLE = (r"(?:(?:Deputy|Vice|Acting|Former|former|Senior|Lieutenant|Lt\.|Major|Brigadier|Prime|First|Foreign|Finance|"
+          r"Defense|Defence|Interior|Justice|Health|Special|Assistant|Under|Permanent|Executive|Managing|Chief|General|"
+          r"Attorney|Police|Army|Supreme|Opposition|Party|Presidential)\s)*"
+          r"(?:Minister|President|Ambassador|General|Gen\.|Director|Chief|Secretary|Governor|Mayor|Chairman|Chairwoman|"
+          r"Commissioner|Colonel|Col\.|Mr\.|Mrs\.|Ms\.|Dr\.|King|Queen|Prince|Senator|Sen\.|Judge|Prosecutor|Advisor|"
+          r"Adviser|Speaker|Sheikh|Emir|Commander|Admiral|Consul|Premier|Captain|Capt\.|Major|Maj\.|Deputy|MP|"
+          r"Representative|Rep\.|Justice|Chancellor|Counselor|Counsellor|Spokesman|Spokesperson|Inspector|Sergeant)")
+# A run of capitalised words, with the particles names and organisations carry inside.
+_RUN = re.compile(r"(?<![\w'-])[A-Z][\w'.&-]*(?:\s(?:(?:al-|bin|ibn|abu|de|da|van|von|el-|le|of|for|and|on)\s)?"
+                  r"[A-Z][\w'.&-]*)*")
+_NAME_WORD = re.compile(r"[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z]?[A-Z][a-z]+")
+_PARTICLES = frozenset("al- bin ibn abu de da van von el- le".split())
+_CONNECTORS = frozenset("of for and on".split())
+_TITLE_WORDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+\.?", _TITLE))
+# Capitalised words that never name a person: months, days, sentence openers, offices.
+_NOT_NAMES = frozenset(w.lower() for w in (
+    *MONTHS, *_DAYS.split("|"), "The", "This", "That", "These", "Those", "In", "On", "At", "For", "From", "By", "With",
+    "After", "Before", "During", "According", "Although", "While", "When", "Since", "Under", "As", "If", "But",
+    "And", "Also", "Embassy", "Post", "Mission", "Government", "Ministry", "Summary", "Comment", "End", "Note",
+    "Begin", "Septel", "Reftel", "Poloff", "Econoff", "Pol", "Econ", "Emboffs", "Emboff", "Charge", "Ref",
+    "Department", "Washington", "He", "She", "They", "We", "It", "His", "Her", "Their", "Our", "Its", "Please",
+    "Action", "Request", "Background", "Subject", "Classified", "Reason", "Reasons"))
+_ORGANISATION_WORDS = re.compile(
+    r"\b(?:Ministry|Police|National|Office|Council|Committee|Party|Court|Assembly|Embassy|Department|Government|"
+    r"Agency|Bank|Commission|Union|Republic|Kingdom|Army|Forces|University|Company|Corporation|Corp\.|Inc\.|Ltd\.?|"
+    r"Group|Association|Federation|Front|Movement|Program|Programme|Project|Fund|Organi[sz]ation|Authority|"
+    r"Service|Center|Centre|Institute|Foundation|Telecom|Airlines?|Petroleum|Oil|Gas|Energy|Holdings?|Trust|"
+    r"League|Alliance|Coalition|Brigades?|Battalion|Unit|Bureau|Directorate|Parliament|Senate|Cabinet|Tribunal|"
+    r"Network|Media|Press|Times|News|Post|Radio|Television|TV|Club|Church|Mosque|Cartel|Militia)\b")
+# Upper-case words of the telegram's framing, never an answer.
+_MARKINGS = frozenset("""SUBJECT SBU NOFORN CONFIDENTIAL SECRET UNCLAS UNCLASSIFIED REF REFS TAGS FOUO END BEGIN
+    SUMMARY COMMENT NOTE AND THE OF USG US USA GOV EO E.O. ACTION INFO PARA PARAS SIPDIS NF MRN REASON USD EUR GBP
+    GMT AM PM""".split())
+MONTH_WORD = re.compile(rf"(?:{_MONTH}|{_DAYS})")
+_PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside|inside|across|via)\s(?:the\s)?"
+                    r"(?P<place>[A-Z][a-z]+(?:[\s-](?:al-|el-)?[A-Z][a-z]+){0,2})")
+_REASON = re.compile(r"\b(?:because(?: of)?|due to|as a result of|since|in order to|owing to|citing|cited|"
+                     r"on the grounds that|in protest (?:at|against|of)|in response to|for fear of|so that)\b[^.;]{3,160}",
+                     re.I)
+_SENTENCE = re.compile(r"\bsentenc\w*\s(?:\w+\s){0,3}?to\s[^.;]{3,80}?(?=[.;,]|$)|\b(?:life imprisonment|death (?:penalty|"
+                       r"sentence))\b|\b\S+[- ]years? (?:in prison|in jail|of imprisonment)|\bacquitted\b[^.;,]{0,60}",
+                       re.I)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_GENERIC = frozenset("the this that these those embassy post department mission government summary comment note "
+                     "end begin said told".split())
+
+# The features of a span, in the order the fitted model reads them.
+FEATURES = ("kind_agrees", "tier", "distance", "claim", "claim_cover", "rivals", "repeated", "support", "words",
+            "titled", "unit", "first_claim_share", *(f"kind_{k}" for k in KINDS))
+
+
+@dataclass(frozen=True)
+class Span:
+    """A candidate one-line answer: its words, its kind, the claim it was cut from."""
+
+    text: str
+    kind: str
+    tier: int  # 0 the best-shaped of its kind (a titled name, a figure with a unit), higher worse
+    claim: int  # which claim of the answer, 0 first
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class OneLine:
+    """The best span of an answer: shown as the one-line answer only when `shown` (its score
+    clears the threshold); its claim is quoted first either way when it is of the kind asked."""
+
+    text: str
+    kind: str
+    claim: int
+    score: float
+    shown: bool
+    asked: bool  # of the kind the question asks for
+
+
+def asked_kind(question: Question) -> str:
+    """The kind of answer the question asks for: "" when it asks for none a span can hold."""
+    if _ORGANISATION_ASKED.search(question.text) and question.wants in ("", "person"):
+        return "organisation"
+    return question.wants
+
+
+def claims_of(answer: str) -> list[tuple[str, list[Citation]]]:
+    """The answer's claims, each the text before a run of citation tags, with those tags."""
+    out: list[tuple[str, list[Citation]]] = []
+    last = 0
+    for m in Citation.PATTERN.finditer(answer):
+        piece = " ".join(answer[last:m.start()].split())
+        cited = Citation(m.group(1).upper(), int(m.group(2)))
+        if len(piece) > 2 or not out:
+            out.append((piece, [cited]))
+        else:
+            out[-1][1].append(cited)
+        last = m.end()
+    tail = " ".join(answer[last:].split())
+    if len(tail) > 2 and not out:
+        out.append((tail, []))
+    return out
+
+
+def _asked_words(question: Question) -> set[str]:
+    return {w.lower() for w in _WORD.findall(question.text)}
+
+
+def _new(span: str, question: Question) -> bool:
+    """A span that says something the question does not already say."""
+    return not words_of(span) <= words_of(question.text)
+
+
+def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
+    out = []
+    for m in _NUMBER.finditer(claim):
+        value, unit = m.group(0), m.group("unit")
+        if unit and unit.lower() in _NOT_UNITS:
+            value = value[: m.start("unit") - m.start()].rstrip()
+            unit = None
+        digits = figures(value)
+        if not digits or YEAR.fullmatch(value.strip()) or digits <= question.figures:
+            continue
+        before = claim[max(0, m.start() - 24):m.start()]
+        if _REFERENCE_BEFORE.search(before) or CABLE_ID.search(claim[max(0, m.start() - 12):m.end() + 2]):
+            continue
+        # A day of a month ("March 3", "3 March") is a date, not a figure.
+        if re.search(rf"(?:{_MONTH})\s(?:\d{{1,2}}\s?(?:and|to|-|–)\s?)?$", before) \
+                or re.match(rf"\s(?:{_MONTH})\b", claim[m.end():]):
+            continue
+        shaped = unit or not value[0].isdigit() or not value.rstrip()[-1].isdigit()
+        out.append((m.start(), m.start() + len(value), value, 0 if shaped else 1))
+    return out
+
+
+def _segments(claim: str) -> list[tuple[int, list[str]]]:
+    """Runs of capitalised words cut at words that never belong to a name (months, openers):
+    (offset of the first word, the words)."""
+    out = []
+    for m in _RUN.finditer(claim):
+        offset, words = m.start(), []
+        for w in m.group(0).split(" "):
+            if w.lower().rstrip(".,") in _NOT_NAMES:
+                if words:
+                    out.append((offset, words))
+                offset, words = offset + sum(len(x) + 1 for x in words) + len(w) + 1, []
+            else:
+                words.append(w)
+        if words:
+            out.append((offset, words))
+    return out
+
+
+def _is_title(word: str) -> bool:
+    word = word.lower().rstrip(".,")
+    return word in _TITLE_WORDS or (word.endswith("s") and word[:-1] in _TITLE_WORDS)
+
+
+def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
+    asked_lower = _asked_words(question)
+    out = []
+    for offset, words in _segments(claim):
+        if any(w.lower() in _CONNECTORS for w in words):
+            continue
+        i = 0
+        while i < len(words) and _is_title(words[i]):
+            i += 1
+        title, name = words[:i], [w.rstrip(".,") for w in words[i:]]
+        # Never a title without its name, never a lone word nobody titled.
+        if not name or (len(name) == 1 and not title) or len(name) > 4 or any(_is_title(w) for w in name):
+            continue
+        if not all(_NAME_WORD.fullmatch(w) or w.lower() in _PARTICLES for w in name):
+            continue
+        # A word the question itself writes in lower case is a verb or a noun there, not a name
+        # ("Who ran that training?" is never answered "Yha Ran").
+        if any(w.lower() in asked_lower for w in name):
+            continue
+        text = " ".join(title + name)
+        if _ORGANISATION_WORDS.search(text) or any(w.isupper() and len(w) > 1 for w in name) \
+                or not _new(" ".join(name), question):
+            continue
+        out.append((offset, offset + len(text), text, 0 if title and len(name) > 1 else 1 if title or len(name) > 1 else 2))
+    return out
+
+
+def _organisations(claim: str, question: Question, bare: bool) -> list[tuple[int, int, str, int]]:
+    """Organisations named by an organisation word or an acronym; with `bare`, any other
+    capitalised name inside the sentence too (a "which company" question's "Gazprom")."""
+    out = []
+    for m in _RUN.finditer(claim):
+        for start, words in _split_at_and(m.start(), m.group(0).rstrip(".,").split(" ")):
+            out += _organisation(start, words, question, bare)
+    return out
+
+
+def _split_at_and(start: int, words: list[str]) -> list[tuple[int, list[str]]]:
+    out, current = [], []
+    for w in words:
+        if w == "and":
+            out.append((start, current))
+            start += sum(len(x) + 1 for x in current) + len(w) + 1
+            current = []
+        else:
+            current.append(w)
+    return out + [(start, current)]
+
+
+def _organisation(start: int, words: list[str], question: Question, bare: bool) -> list[tuple[int, int, str, int]]:
+    while words and (words[0].lower() in _CONNECTORS or (words[0].lower() in _NOT_NAMES
+                                                          and not _ORGANISATION_WORDS.fullmatch(words[0]))):
+        start += len(words[0]) + 1
+        words = words[1:]
+    while words and words[-1].lower() in _CONNECTORS | _PARTICLES:
+        words = words[:-1]
+    text = " ".join(words)
+    if not text or text.upper() in _MARKINGS or not _new(text, question):
+        return []
+    named = _ORGANISATION_WORDS.search(text) is not None
+    acronym = len(words) == 1 and text.isupper() and len(text) > 1
+    # A capitalised word that opens the sentence is any word; inside it, a name.
+    if not (named or acronym) and (not bare or start == 0 or any(_is_title(w) or MONTH_WORD.fullmatch(w)
+                                                                  for w in words)):
+        return []
+    return [(start, start + len(text), text, 0 if named else 1 if acronym else 2)]
+
+
+def _typed(pattern: re.Pattern, claim: str, question: Question, group: int | str = 0) -> list[tuple[int, int, str, int]]:
+    return [(m.start(group), m.end(group), m.group(group).strip(" ,"), 0) for m in pattern.finditer(claim)
+            if _new(m.group(group), question)]
+
+
+def spans_of(claim: str, kind: str, question: Question) -> list[tuple[int, int, str, int]]:
+    """(start, end, text, tier) of every span of `kind` in the claim."""
+    if kind == "number":
+        return _numbers(claim, question)
+    if kind == "date":
+        return [(a, b, t, 0 if not YEAR.fullmatch(t) else 1) for a, b, t, _ in _typed(_DATE, claim, question)]
+    if kind == "person":
+        return _persons(claim, question)
+    if kind == "organisation":
+        return _organisations(claim, question, bare=asked_kind(question) == "organisation")
+    if kind == "place":
+        return _typed(_PLACE, claim, question, "place")
+    if kind == "reason":
+        return _typed(_REASON, claim, question)
+    if kind == "sentence":
+        return _typed(_SENTENCE, claim, question)
+    return []
+
+
+# A "who" question is often answered by an organisation, a "which organisation" one by a person.
+_ALSO = {"person": ("organisation",), "organisation": ("person",)}
+
+
+def candidate_spans(question: Question, claims: list[str]) -> list[Span]:
+    """Spans of the kind asked for (and of its near kind) in the answer's claims."""
+    kind = asked_kind(question)
+    if kind not in KINDS:
+        return []
+    out = []
+    for i, claim in enumerate(claims):
+        for k in (kind, *_ALSO.get(kind, ())):
+            out += [Span(text, k, tier, i, a, b) for a, b, text, tier in spans_of(claim, k, question)]
+    return out
+
+
+def _anchors(question: Question, text: str) -> list[int]:
+    """Character offsets of the text's words that the question also uses."""
+    wanted = words_of(question.text)
+    return [m.start() for m in _WORD.finditer(text) if len(m.group(0)) > 3 and m.group(0).lower() not in _GENERIC
+            and not words_of(m.group(0)).isdisjoint(wanted)]
+
+
+def features(question: Question, spans: list[Span], claims: list[str], supports: list[float],
+             paragraphs: list[str]) -> np.ndarray:
+    """One row of FEATURES per span. `supports`: the verifier's score of each claim;
+    `paragraphs`: the text of the top retrieved paragraphs."""
+    kind = asked_kind(question)
+    wanted = words_of(question.text)
+    anchors = [_anchors(question, c) for c in claims]
+    cover = [len(words_of(c) & wanted) / max(1, len(wanted)) for c in claims]
+    lowered = [p.lower() for p in paragraphs]
+    first_claim = sum(s.claim == 0 for s in spans) / max(1, len(spans))
+    rows = []
+    for s in spans:
+        near = anchors[s.claim]
+        distance = min(min(abs(a - s.start), abs(a - s.end)) for a in near) if near else 400
+        rivals = sum(1 for o in spans if o.claim == s.claim and o.kind == s.kind and o.text != s.text)
+        repeated = sum(s.text.lower() in p for p in lowered)
+        rows.append([
+            float(s.kind == kind), float(s.tier), math.log1p(distance), float(s.claim), cover[s.claim],
+            math.log1p(rivals), float(repeated), supports[s.claim] if s.claim < len(supports) else 0.0,
+            math.log1p(len(s.text.split())), float(re.match(_TITLE, s.text) is not None),
+            float(s.kind == "number" and s.tier == 0), first_claim, *(float(s.kind == k) for k in KINDS),
+        ])
+    return np.array(rows, dtype=np.float64).reshape(len(spans), len(FEATURES))
+
+
+class ShortAnswer:
+    """Picks the one-line answer with the fitted model (rag/models/one_line.json); without a
+    model, none is shown."""
+
+    def __init__(self, model: LinearModel | None):
+        if model is not None and tuple(model.features) != FEATURES:
+            raise ValueError("rag/models/one_line.json was fitted on other features: run evals/fit_one_line.py")
+        self.model = model
+
+    def scored(self, question: Question, answer: str, support: dict[Citation, float],
+               paragraphs: list[str]) -> list[tuple[Span, float]]:
+        """Every candidate span with its model score, best first. `support`: the verifier's
+        score of each cited paragraph; `paragraphs`: the text of the top retrieved ones."""
+        claimed = claims_of(answer)
+        claims = [c for c, _ in claimed]
+        supports = [max((support.get(t, 0.0) for t in tags), default=0.0) for _, tags in claimed]
+        spans = candidate_spans(question, claims)
+        if self.model is None or not spans:
+            return []
+        scores = self.model.score(features(question, spans, claims, supports, paragraphs))
+        return sorted(zip(spans, map(float, scores)), key=lambda x: (-x[1], x[0].claim, x[0].start))
+
+    def best(self, question: Question, answer: str, support: dict[Citation, float],
+             paragraphs: list[str]) -> OneLine | None:
+        """The best span, or None when the answer has none (or there is no model)."""
+        scored = self.scored(question, answer, support, paragraphs)
+        if not scored:
+            return None
+        span, score = scored[0]
+        return OneLine(span.text, span.kind, span.claim, score, score >= self.model.threshold,
+                       span.kind == asked_kind(question))
+
+
+def lead_with(answer: str, claim: int) -> str:
+    """The answer with the claim that holds the one-line answer (and its tags) moved first."""
+    if claim == 0:
+        return answer
+    pieces, last = [], 0
+    for m in re.finditer(rf"(?:\s*{Citation.PATTERN.pattern})+", answer):
+        pieces.append(answer[last:m.end()])
+        last = m.end()
+    if last < len(answer):
+        pieces.append(answer[last:])
+    pieces = [p for p in pieces if p.strip()]
+    if claim >= len(pieces):
+        return answer
+    moved = [pieces[claim], *pieces[:claim], *pieces[claim + 1:]]
+    return " ".join(p.strip() for p in moved)

@@ -1,0 +1,1 @@
+"""Checking citations: support scores, claims in free text, the checker."""

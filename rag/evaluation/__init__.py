@@ -1,0 +1,1 @@
+"""Evaluation suites, their metrics, the runner and its reports."""

@@ -1,0 +1,1 @@
+"""The index: parse results stored, encoded and searchable (Chroma store, BM25 sidecar, sentence vectors)."""
