@@ -24,7 +24,6 @@ from rag.errors import StaleIndex
 from rag.filters import Filters
 from rag.index.demo import BUILDING, DEMO_DIR, ensure_index
 from rag.index.ingest import Ingester, IngestReport, ingest, iter_sources
-from rag.index.layout import LEGACY_STALE
 from rag.index.rows import GENERATION, RowIndex
 from rag.index.stats import chunk_counts
 from rag.settings import Settings
@@ -108,20 +107,22 @@ def test_a_missing_sidecar_is_refused_too(indexed):
         open_retriever(indexed)
 
 
-def test_an_index_from_before_generations_is_adopted_without_a_write(indexed):
-    """Indexes built before generations: store and sidecar both count as generation 0."""
+def test_an_index_from_before_generations_is_one_line_and_ingest_brings_it_up_to_date(corpus, indexed, capsys):
+    """What cablerag wrote before generations: no generation in the store, none beside the sidecar."""
     store = open_retriever(indexed).store
     store.collection.modify(metadata={k: v for k, v in store.metadata.items() if k != "generation"})
     (indexed.index_dir / "bm25" / GENERATION).unlink()
-    sidecar = sorted(p.stat().st_mtime_ns for p in (indexed.index_dir / "bm25").iterdir())
 
-    retriever = open_retriever(indexed)
-    assert retriever.store.generation == retriever.lexical.generation == 0
-    assert sorted(p.stat().st_mtime_ns for p in (indexed.index_dir / "bm25").iterdir()) == sidecar
-
-    (indexed.index_dir / LEGACY_STALE).touch()  # what an interrupted ingest of that code left
-    with pytest.raises(StaleIndex):
+    with pytest.raises(StaleIndex, match="built by an older version of cablerag: run 'rag ingest PATH"):
         open_retriever(indexed)
+    assert main(["ask", "Who leads Cambodia's police TIP response?", "--index", str(indexed.index_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "older version of cablerag" in err and len(err.strip().splitlines()) == 1
+
+    report = ingest([corpus], indexed, progress=False)
+    assert report.embedded == 0  # the chunks are kept: only the sidecar is made again
+    retriever = open_retriever(indexed)
+    assert retriever.store.generation == retriever.lexical.generation
 
 
 def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):

@@ -9,6 +9,12 @@ from that cable, while a new, self-contained question is left alone.
 from __future__ import annotations
 
 import re
+from typing import Annotated, Literal
+
+from annotated_types import MaxLen
+
+# pydantic validates a TypedDict from typing_extensions on Python < 3.12 (the APIs' history).
+from typing_extensions import TypedDict
 
 from rag.citation import CABLE_ID
 from rag.errors import RagError
@@ -22,7 +28,15 @@ _ANAPHORA = re.compile(
     re.IGNORECASE,
 )
 
-Turn = dict  # {"role": "user" | "assistant", "content": str}
+# A turn's text, as the APIs accept it (pydantic reads the bound when a request is validated).
+MAX_TURN = 20_000
+
+
+class Turn(TypedDict):
+    """One earlier turn of a conversation: what the pipeline reads and every API accepts."""
+
+    role: Literal["user", "assistant"]
+    content: Annotated[str, MaxLen(MAX_TURN)]
 
 
 def carried_context(history: list[Turn]) -> str:

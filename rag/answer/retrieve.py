@@ -18,9 +18,8 @@ import numpy as np
 from rag.citation import CABLE_ID
 from rag.errors import RagError
 from rag.filters import Filters
-from rag.index.cable import cable_chunks
 from rag.index.embed import Encoder, get_encoder
-from rag.index.index import Index
+from rag.index.index import Index, Parts
 from rag.index.rows import RowIndex
 from rag.index.sentences import SentenceVectors
 from rag.index.store import Store
@@ -127,9 +126,14 @@ class Retriever:
                 hits.extend(replace(h, source="id") for h in self.store.query(vector, k, Filters(cable_id=cable_id)))
         return sorted(hits, key=lambda h: -h.score)
 
+    @property
+    def parts(self) -> Parts:
+        """The parts of the index this retriever searches (its cable view and stats)."""
+        return Parts(self.store, self.lexical, self.sentences)
+
     def cable(self, cable_id: str) -> list[Hit]:
         """All chunks of one cable in reading order."""
-        return cable_chunks(self.store, self.lexical, cable_id)
+        return self.parts.chunks(cable_id)
 
     def newer(self) -> Retriever | None:
         """A retriever over the store and sidecar of the store's current generation, once an

@@ -33,7 +33,11 @@ class Parts:
 
     store: Store
     lexical: RowIndex
-    sentences: SentenceVectors
+    sentences: SentenceVectors | None = None
+
+    def stats(self) -> dict:
+        """What the index holds, counted from the loaded sidecar (no scan of the store)."""
+        return index_stats(self.store, self.lexical)
 
     def cable(self, cable_id: str) -> dict | None:
         """The cable view (rag.index.cable) of one cable; None when the index does not hold it."""
@@ -86,6 +90,7 @@ class Index:
     def open(self, store: Store) -> Parts:
         """The sidecar and sentence vectors beside `store`, loaded whole; StaleIndex when the
         sidecar was built from another generation of the store."""
+        self.require_current()
         lexical = self.sidecar().load()
         self.require_in_step(store.generation, lexical.generation)
         return Parts(store, lexical, self.sentence_vectors().load())
@@ -113,7 +118,16 @@ class Index:
     def check_in_step(self) -> None:
         """`require_in_step` for an index that exists, without loading a model."""
         if self.exists():
+            self.require_current()
             self.require_in_step(Store.generation_at(self.settings), self.sidecar().generation_on_disk())
+
+    def require_current(self) -> None:
+        """StaleIndex in one line when the index was built by an older version of cablerag, whose
+        layout this one does not read: `rag ingest` brings it up to date (the store's chunks are
+        kept, only the sidecar is made again)."""
+        if self.sidecar().predates_generations():
+            raise StaleIndex(f"the index at {self.location} was built by an older version of cablerag: "
+                             f"run 'rag ingest PATH --index {self.root}' to bring it up to date")
 
     def require_in_step(self, store_generation: int, sidecar_generation: int | None) -> None:
         """StaleIndex, saying how to repair it, unless the sidecar was built from the store's

@@ -21,7 +21,7 @@ from rag.chunk import chunk_cables
 from rag.errors import RagError
 from rag.index.embed import Encoder, get_encoder
 from rag.index.health import require_directory
-from rag.index.layout import LEGACY_STALE, SENTENCES, SIDECAR
+from rag.index.layout import SENTENCES, SIDECAR
 from rag.index.rows import RowIndex
 from rag.index.sentences import SentenceVectors
 from rag.index.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
@@ -258,7 +258,6 @@ class Ingester:
                   file=sys.stderr, dynamic_ncols=True) as bar:
             pages = self.store.iter_all(include=("documents", "metadatas", "embeddings"))
             self.lexical = RowIndex.build(self.lexical.path, pages, generation, progress=bar.update)
-        (self.settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
 
 
 def discard_index(settings: Settings) -> None:
@@ -269,7 +268,6 @@ def discard_index(settings: Settings) -> None:
     for name in (SIDECAR, SENTENCES):
         for suffix in ("", ".tmp", ".old"):
             shutil.rmtree(settings.index_dir / f"{name}{suffix}", ignore_errors=True)
-    (settings.index_dir / LEGACY_STALE).unlink(missing_ok=True)
 
 
 def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,

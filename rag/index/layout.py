@@ -14,8 +14,6 @@ CHROMA = "chroma"
 SIDECAR = "bm25"
 SENTENCES = "sentences"
 WRITER_LOCK = "ingest.lock"
-# Beside the sidecar, left by ingests from before generations: the store changed after the build.
-LEGACY_STALE = "bm25.stale"
 
 
 def chroma_dir(root: Path) -> Path:

@@ -34,7 +34,7 @@ from rag.errors import StaleIndex
 from rag.filters import Filters
 from rag.index.bm25 import BM25, Builder
 from rag.index.health import damaged, refresh_hint
-from rag.index.layout import LEGACY_STALE, SIDECAR, sidecar_dir
+from rag.index.layout import SIDECAR, sidecar_dir
 from rag.settings import Settings, get_settings
 
 VECTORS = "vectors.f32"
@@ -94,17 +94,17 @@ class RowIndex:
         return (self.path / "columns.npz").exists()
 
     def generation_on_disk(self) -> int | None:
-        """The generation of the sidecar now on disk: None when there is none, or when it predates
-        generations and the legacy marker says the store changed after it was built; 0 for a
-        sidecar from before generations that is in step (as is its store, at generation 0)."""
+        """The generation of the sidecar now on disk: None when there is none (or one from a
+        version of cablerag that recorded none: `predates_generations`)."""
         try:
             return int((self.path / GENERATION).read_text())
-        except ValueError:  # overwritten: like a build that never finished, which ingest redoes
+        except (ValueError, FileNotFoundError):  # overwritten, or never finished: ingest redoes it
             return None
-        except FileNotFoundError:
-            if not self.exists() or (self.path.parent / LEGACY_STALE).exists():
-                return None
-            return 0
+
+    def predates_generations(self) -> bool:
+        """A complete sidecar that records no generation: built by cablerag before 0.1.0 kept
+        the store and the sidecar in step by generations."""
+        return self.exists() and not (self.path / GENERATION).exists()
 
     def load(self) -> "RowIndex":
         """Open every file of the sidecar now, not on first use: a rebuild that swaps the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
+from rag.answer.chat import Turn
 from rag.check.checker import MAX_CHECK
 from rag.errors import CableNotFound, RagError
 from rag.filters import Filters
@@ -24,11 +24,6 @@ from rag.serve.service import HISTORY_TURNS, Busy, NotReady, Service
 from rag.validate import MAX_QUESTION, check_question
 
 log = logging.getLogger(__name__)
-
-
-class Turn(BaseModel):
-    role: Literal["user", "assistant"]
-    content: str = Field(max_length=20_000)
 
 
 class AskRequest(BaseModel):
@@ -68,7 +63,7 @@ def api_router(service: Service, credentials: tuple[str, str] | None) -> APIRout
     @router.post("/ask")
     async def ask(request: AskRequest) -> dict:
         """Answer a question; the answer, its checked citations, the cited paragraphs, timings."""
-        history = [t.model_dump() for t in request.history][-HISTORY_TURNS:]
+        history = list(request.history)[-HISTORY_TURNS:]
         question, filters = check_question(request.question), Filters.parse(request.filters)
         return (await service.run(service.ask, question, history, filters, request.llm)).to_json()
 

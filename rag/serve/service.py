@@ -32,10 +32,8 @@ from rag.check.checker import Checker, Report, check_text
 from rag.citation import validate_cable_id
 from rag.errors import CableNotFound, RagError
 from rag.filters import Filters
-from rag.index.cable import cable_view
 from rag.index.embed import get_encoder
 from rag.index.index import Index
-from rag.index.stats import index_stats
 from rag.settings import Settings, get_settings
 from rag.types import Hit
 from rag.validate import check_question
@@ -119,7 +117,7 @@ class Snapshot:
     def of(cls, pipelines: dict[str, Pipeline]) -> Snapshot:
         retriever = next(iter(pipelines.values())).retriever
         # The filter dropdowns offer what the index holds.
-        return cls(pipelines, index_stats(retriever.store, retriever.lexical), retriever.lexical.vocabulary())
+        return cls(pipelines, retriever.parts.stats(), retriever.lexical.vocabulary())
 
     @property
     def generation(self) -> int | None:
@@ -321,8 +319,7 @@ class Service:
         """The whole cable as JSON, with its references both ways; the id is validated before it
         reaches the store."""
         cable_id = validate_cable_id(value)
-        retriever = self.default.retriever
-        cable = cable_view(retriever.store, retriever.lexical, cable_id)
+        cable = self.default.retriever.parts.cable(cable_id)
         if cable is None:
             raise CableNotFound(f"no cable {cable_id} in this index")
         return cable
