@@ -34,21 +34,32 @@ TIP_TAGS = "TAGS: PGOV PHUM PREL KTIP KWMN CB"
 QUESTION = "Who leads Cambodia's police TIP response?"
 
 
+def copy_corpus(folder: Path) -> Path:
+    """Eight real cables from the bundled demo corpus, the TIP cable among them."""
+    folder.mkdir()
+    for f in [DEMO_DIR / f"{TIP_CABLE}.txt", *sorted(DEMO_DIR.glob("*.txt"))[:7]]:
+        shutil.copy(f, folder / f.name)
+    return folder
+
+
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    """Eight real cables from the bundled demo corpus, the TIP cable among them."""
-    src = tmp_path / "cables"
-    src.mkdir()
-    for f in [DEMO_DIR / f"{TIP_CABLE}.txt", *sorted(DEMO_DIR.glob("*.txt"))[:7]]:
-        shutil.copy(f, src / f.name)
-    return src
+    return copy_corpus(tmp_path / "cables")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The corpus indexed once per module; each test gets its own copy (`indexed`)."""
+    root = tmp_path_factory.mktemp("integrity")
+    index = root / "index"
+    assert ingest([copy_corpus(root / "cables")], Settings(index_dir=index), progress=False).ok
+    return index
 
 
 @pytest.fixture
-def indexed(corpus, tmp_path) -> Settings:
-    settings = Settings(index_dir=tmp_path / "index")
-    assert ingest([corpus], settings, progress=False).ok
-    return settings
+def indexed(built, corpus, tmp_path) -> Settings:
+    shutil.copytree(built, tmp_path / "index", ignore=shutil.ignore_patterns("ingest.lock"))
+    return Settings(index_dir=tmp_path / "index")
 
 
 def rewrite(path: Path, old: str, new: str) -> None:
