@@ -262,3 +262,11 @@ def test_the_operators_origins_may_read_responses(demo_settings):
             assert "access-control-allow-origin" not in response.headers
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("typed", ["09PHNOMPENH637:4", "09PHNOMPENH637 para 4", "09phnompenh637 ¶4", "[09PHNOMPENH637 ¶4]"])
+def test_the_chat_pages_cable_box_reads_every_form_rag_show_reads(server, typed):
+    from rag.serve.ui import ChatUI
+
+    html, _ = ChatUI(server.service).open_cable(typed)
+    assert "Kang Sokhorn" in html and 'class="panel-note error"' not in html
