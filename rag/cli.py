@@ -173,10 +173,7 @@ def cmd_show(args) -> int:
     from rag.render.terminal import format_text, show
 
     cable = show(" ".join(args.reference), settings_from(args))
-    try:
-        print(json.dumps(cable, indent=2, ensure_ascii=False) if args.json else format_text(cable), flush=True)
-    except BrokenPipeError:  # `rag show ID | head`: the reader has what it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(json.dumps(cable, indent=2, ensure_ascii=False) if args.json else format_text(cable), flush=True)
     return 0
 
 
@@ -387,13 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return code
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rag: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `rag stats | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

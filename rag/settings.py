@@ -11,6 +11,7 @@ the two equal).
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -226,4 +227,7 @@ def settings_table() -> str:
 
 
 if __name__ == "__main__":
-    print(settings_table())
+    try:
+        print(settings_table(), flush=True)
+    except BrokenPipeError:  # `python -m rag.settings | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

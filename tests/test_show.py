@@ -191,3 +191,16 @@ def test_a_missing_index_is_one_line(tmp_path, capsys):
     code = main(["show", CABLE, "--index", str(tmp_path / "nothing")])
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and "no index at" in err
+
+
+@pytest.mark.parametrize("command", [["show", CABLE], ["stats"]])
+def test_output_cut_short_by_a_pipe_is_no_traceback(demo_settings, command):
+    """`rag show ID | head -1`: the reader has gone before the output is written."""
+    import subprocess
+    import sys
+
+    rag = subprocess.Popen([sys.executable, "-m", "rag", *command, "--index", str(demo_settings.index_dir)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rag.stdout.close()
+    err = rag.stderr.read().decode()
+    assert rag.wait(timeout=120) == 0 and "Traceback" not in err and "BrokenPipeError" not in err
