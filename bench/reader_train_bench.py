@@ -1,9 +1,9 @@
 """Reader (cross-encoder) training speed in bf16 autocast against fp32, in the same run.
 
 The packaged MiniLM with a 1-logit head, the reader's training step (groups of 1 positive + 3
-negatives, 4 groups = 16 pairs a step, ≤ 256 tokens, listwise + logistic loss, AdamW), on the
+negatives, 4 groups = 16 pairs a step, listwise + logistic loss, AdamW), on the
 groups evals.reader.mine wrote (~/.cache/cablerag/reader/groups.jsonl). Alternating rounds
-(fp32, bf16, fp32, ...) of --steps steps each, the same batches in both modes, so a change in load
+(fp32, bf16, fp32, ...) of --steps steps each (≤ --max-length tokens a pair), the same batches in both modes, so a change in load
 hits both; the best round of each mode is reported. Model loading and one warm-up step excluded.
 
     python bench/reader_train_bench.py [--steps 6] [--rounds 3] [--threads 2]
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-length", type=int, default=192, help="tokens a pair (the training run's default)")
     args = ap.parse_args()
     groups_file = CACHE / "groups.jsonl"
     if not groups_file.exists():
@@ -47,7 +48,7 @@ def main() -> None:
     groups = [json.loads(line) for line in groups_file.read_text().splitlines()[:2000]]
     stream = Stream(groups, 4, 4, seed=7)
     base, tokenizer = load_model()
-    batches = [encode(tokenizer, *stream.step(s)[:2]) for s in range(args.steps + 1)]
+    batches = [encode(tokenizer, *stream.step(s)[:2], args.max_length) for s in range(args.steps + 1)]
     tokens = sum(int(b["attention_mask"].sum()) for b in batches[1:]) / args.steps / 16
 
     def run(model, opt, bf16: bool, steps) -> float:

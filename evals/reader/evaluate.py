@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def collect(index: Path, out: Path) -> None:
         standalone = condense(case.question, history, pipeline.llm)
         asked, found = pipeline.candidates(case.question, standalone, case.filters)
         ranked = pipeline.ranker.rank(found, asked)[:TOP]
-        gold = [[p.cable_id, p.number] for p in case.citations]
+        gold = [[str(c[0]), int(c[1])] for c in case.citations]
         rows.append({"id": case.id, "kind": case.kind, "question": case.question, "standalone": standalone,
                      "gold": gold, "hits": [{"cable_id": c.hit.cable_id, "paragraph": c.hit.paragraph,
                                              "score": c.hit.score, "text": c.hit.text,
@@ -60,7 +61,7 @@ def collect(index: Path, out: Path) -> None:
 class OnnxReader:
     """The int8 reader through onnxruntime and the `tokenizers` library: no torch."""
 
-    def __init__(self, model: Path, threads: int = 2):
+    def __init__(self, model: Path, threads: int = int(os.environ.get("READER_THREADS", "2"))):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -86,7 +87,7 @@ class TorchReader:
 
         from evals.reader.train import load_model
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(int(os.environ.get("READER_THREADS", "2")))
         self.torch = torch
         self.model, self.tokenizer = load_model(ckpt)
         self.model.eval()
