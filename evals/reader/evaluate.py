@@ -245,9 +245,10 @@ def card(report_path: Path, latency_path: Path | None, out: Path) -> None:
         f"{stats['args']['margin']}); questions by cutting an answer span and putting a wh-phrase in its place; "
         f"headings -> their paragraph. Near-miss negatives (stating sentence removed): {stats['near_miss']} summary groups.",
         "", "## Training", "",
-        f"- {state['step']} of {a['steps']} steps, batch {a['batch']} groups x {a['group']} passages = "
+        f"- evaluated: {exported.get('checkpoint', '?')}; the run's checkpoint at card time: "
+        f"{state['step']} of {a['steps']} steps, batch {a['batch']} groups x {a['group']} passages = "
         f"{a['batch'] * a['group']} pairs a step, {pairs} pairs seen; lr {a['lr']}, warmup {a['warmup']}, "
-        f"listwise softmax + {a['bce']} x logistic loss, max {MAX_LENGTH} tokens, seed {a['seed']}.",
+        f"listwise softmax + {a['bce']} x logistic loss, max {a.get('max_length', MAX_LENGTH)} tokens a training pair ({MAX_LENGTH} when scoring), seed {a['seed']}.",
         f"- {state['cpu_s'] / 3600:.2f} CPU-hours ({state['wall_s'] / 3600:.2f} h wall, shared CPU, nice 10).",
         "", "## Export", "", f"- {json.dumps(exported)}", f"- latency: {json.dumps(lat)}",
         "", "## Dev metrics (offline re-ranking of the current top 10; 150 answerable cases)", "",

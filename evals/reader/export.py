@@ -66,7 +66,7 @@ def main() -> None:
         ref = model(**encode(tokenizer, q, p)).logits.view(-1).numpy()
     reader = OnnxReader(int8)
     got = np.concatenate([reader.score(q[i], [p[i]]) for i in range(len(q))])
-    check = {"fp32_mb": round(fp32.stat().st_size / 2**20, 1), "int8_mb": round(int8.stat().st_size / 2**20, 1),
+    check = {"checkpoint": str(args.ckpt), "fp32_mb": round(fp32.stat().st_size / 2**20, 1), "int8_mb": round(int8.stat().st_size / 2**20, 1),
              "corr_int8_vs_torch": round(float(np.corrcoef(ref, got)[0, 1]), 4),
              "max_abs_diff": round(float(np.abs(ref - got).max()), 3),
              "pairwise_order_agree": round(float(np.mean((ref[0::2] > ref[1::2]) == (got[0::2] > got[1::2]))), 3)}
