@@ -35,10 +35,10 @@ TOP = 10
 
 
 def collect(index: Path, out: Path) -> None:
-    from rag.chat import condense
-    from rag.pipeline import Pipeline
+    from rag.answer.chat import condense
+    from rag.answer.pipeline import Pipeline
+    from rag.evaluation.suite import load_suite
     from rag.settings import Settings
-    from rag.suite import load_suite
 
     settings = Settings().with_(index_dir=index, top_k=TOP)
     pipeline = Pipeline(settings)

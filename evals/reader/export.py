@@ -30,7 +30,7 @@ def main() -> None:
 
     from evals.reader.evaluate import OnnxReader
     from evals.reader.train import encode, load_model
-    from rag.embed import minilm_path
+    from rag.index.embed import minilm_path
 
     torch.set_num_threads(2)
     model, tokenizer = load_model(args.ckpt)

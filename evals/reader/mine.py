@@ -26,11 +26,17 @@ import random
 import re
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from evals.reader.common import CABLES, CACHE, dev_cables, offline, passage, strip_marking
+from evals.reader.common import (
+    CABLES,
+    CACHE,
+    dev_cables,
+    offline,
+    passage,
+    strip_marking,
+)
 
 offline()
 
@@ -224,7 +230,7 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from rag.embed import minilm_path
+    from rag.index.embed import minilm_path
 
     torch.set_num_threads(2)
     encoder = SentenceTransformer(str(minilm_path()), device="cpu")

@@ -38,7 +38,7 @@ import torch.nn.functional as F  # noqa: E402
 def load_model(path: Path | str | None = None):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from rag.embed import minilm_path
+    from rag.index.embed import minilm_path
 
     base = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(str(base))
