@@ -36,13 +36,7 @@ from common import DEV, SHARED, Timer, header, load, record, table  # noqa: E402
 from rag.cables import read_cable_file  # noqa: E402
 from rag.chunk import chunk_cables  # noqa: E402
 from rag.index.demo import DEMO_DIR  # noqa: E402
-from rag.index.embed import (  # noqa: E402
-    MINILM,
-    MINILM_INT8,
-    get_encoder,
-    minilm_int8_path,
-    minilm_path,
-)
+from rag.index.embed import MINILM, MINILM_INT8, get_encoder, minilm_int8_path, minilm_path  # noqa: E402
 from rag.index.onnx import OnnxMiniLM  # noqa: E402
 
 WINDOW = 254  # word pieces embedded per text, special tokens excluded

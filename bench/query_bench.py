@@ -18,20 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    FILTERED_HEAD,
-    LATENCY_HEAD,
-    dev_questions,
-    dir_mib,
-    filtered_dense_rows,
-    header,
-    latency_rows,
-    load,
-    peak_rss_mib,
-    record,
-    rss_mib,
-    table,
-)
+from common import (FILTERED_HEAD, LATENCY_HEAD, dev_questions, dir_mib, filtered_dense_rows, header,  # noqa: E402
+                    latency_rows, load, peak_rss_mib, record, rss_mib, table)
 
 
 def main() -> int:

@@ -36,21 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    FILTERED_HEAD,
-    dev_questions,
-    dir_mib,
-    disk_free_gib,
-    filtered_dense_rows,
-    fmt,
-    header,
-    latency_rows,
-    load,
-    peak_rss_mib,
-    record,
-    rss_mib,
-    table,
-)
+from common import (FILTERED_HEAD, dev_questions, dir_mib, disk_free_gib, filtered_dense_rows, fmt,  # noqa: E402
+                    header, latency_rows, load, peak_rss_mib, record, rss_mib, table)
 
 
 def read_pool(source: Path, page: int = 5000, limit: int = 0) -> dict:

@@ -24,18 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
-    dev_questions,
-    fmt,
-    header,
-    latency_rows,
-    load,
-    peak_rss_mib,
-    record,
-    rss_mib,
-    table,
-    tree_rss_mib,
-)
+from common import (dev_questions, fmt, header, latency_rows, load, peak_rss_mib, record, rss_mib, table,  # noqa: E402
+                    tree_rss_mib)
 
 
 def free_port() -> int:

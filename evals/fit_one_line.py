@@ -25,13 +25,7 @@ from tqdm import tqdm
 
 from rag.answer.question import analyse
 from rag.answer.rank import LinearModel
-from rag.answer.short_answer import (
-    FEATURES,
-    ShortAnswer,
-    candidate_spans,
-    claims_of,
-    features,
-)
+from rag.answer.short_answer import FEATURES, ShortAnswer, candidate_spans, claims_of, features
 from rag.citation import Citation
 from rag.evaluation.metrics import UNANSWERABLE, facts_found
 from rag.evaluation.suite import load_suite

@@ -179,15 +179,7 @@ def cmd_show(args) -> int:
 
 def cmd_check(args) -> int:
     from rag.answer.retrieve import open_retriever
-    from rag.check.checker import (
-        MAX_BYTES,
-        Checker,
-        Report,
-        annotate,
-        format_claim,
-        format_summary,
-        read_text,
-    )
+    from rag.check.checker import MAX_BYTES, Checker, Report, annotate, format_claim, format_summary, read_text
     from rag.check.claims import split_text
     from rag.index.index import Index
 

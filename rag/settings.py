@@ -17,14 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import annotated_types
-from pydantic import (
-    AfterValidator,
-    AliasChoices,
-    BeforeValidator,
-    Field,
-    TypeAdapter,
-    ValidationError,
-)
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import RagError, require_extra

@@ -26,7 +26,7 @@ def shared_dir() -> Path:
 
 # The modules whose code decides what an index holds: the cached test index is keyed by them.
 INDEX_CODE = ("cables.py", "chunk.py", "types.py", "index/embed.py", "index/store.py", "index/bm25.py", "index/rows.py",
-              "index/ingest.py", "index/sentences.py")
+              "index/ingest.py", "index/sentences.py", "index/onnx.py", "index/layout.py")
 
 
 def index_code_key() -> str:
@@ -69,9 +69,7 @@ def demo_settings(request) -> Settings:
 @pytest.fixture(scope="module")
 def server(demo_settings):
     """The app (UI, JSON API, /v1) on a free loopback port over the demo index, one per module."""
-    from rag.serve.web import (
-        BackgroundServer,  # gradio: only for the modules that serve
-    )
+    from rag.serve.web import BackgroundServer  # gradio: only for the modules that serve
 
     running = BackgroundServer(demo_settings)
     yield running

@@ -10,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.cables import (
-    MAX_FILE_BYTES,
-    CableError,
-    iter_csv_cables,
-    parse_cable,
-    read_cable_file,
-)
+from rag.cables import MAX_FILE_BYTES, CableError, iter_csv_cables, parse_cable, read_cable_file
 from rag.types import Cable
 
 # Cables whose printed numbers (see `printed_numbers`) are not exactly the parsed ones, and why.

@@ -2,23 +2,9 @@
 
 import pytest
 
-from rag.evaluation.metrics import (
-    all_cables_found,
-    citation_precision,
-    cited_gold,
-    dedupe,
-    fact_recall,
-    facts_found,
-    first_gold_rank,
-    group_by,
-    hit_at_k,
-    percentile,
-    reciprocal_rank,
-    score_case,
-    summarize,
-    summarize_by_kind,
-    unretrieved,
-)
+from rag.evaluation.metrics import (all_cables_found, citation_precision, cited_gold, dedupe, fact_recall, facts_found,
+                                    first_gold_rank, group_by, hit_at_k, percentile, reciprocal_rank, score_case,
+                                    summarize, summarize_by_kind, unretrieved)
 
 A1, A2, A3 = ("07A", 1), ("07A", 2), ("07A", 3)
 B1, B2 = ("08B", 1), ("08B", 2)

@@ -13,11 +13,7 @@ import re
 import sys
 from collections import defaultdict
 from functools import cache
-from importlib.metadata import (
-    PackageNotFoundError,
-    distribution,
-    packages_distributions,
-)
+from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 from pathlib import Path
 
 import pytest

@@ -20,14 +20,7 @@ import pytest
 
 from rag.answer.pipeline import Answer
 from rag.cables import read_cable_file
-from rag.check.checker import (
-    STATUSES,
-    UNCITED,
-    CitationCheck,
-    ClaimCheck,
-    Report,
-    Suggestion,
-)
+from rag.check.checker import STATUSES, UNCITED, CitationCheck, ClaimCheck, Report, Suggestion
 from rag.check.cite import CheckedCitation
 from rag.check.claims import split_text
 from rag.chunk import chunk_metadata

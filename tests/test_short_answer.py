@@ -6,13 +6,7 @@ import pytest
 
 from rag.answer.question import analyse
 from rag.answer.rank import load_model
-from rag.answer.short_answer import (
-    ShortAnswer,
-    asked_kind,
-    candidate_spans,
-    claims_of,
-    lead_with,
-)
+from rag.answer.short_answer import ShortAnswer, asked_kind, candidate_spans, claims_of, lead_with
 from rag.cables import read_cable_file
 from rag.citation import Citation
 from rag.index.demo import DEMO_DIR

@@ -29,14 +29,7 @@ import time
 
 import numpy as np
 
-from evals.reader.common import (
-    CABLES,
-    CACHE,
-    dev_cables,
-    offline,
-    passage,
-    strip_marking,
-)
+from evals.reader.common import CABLES, CACHE, dev_cables, offline, passage, strip_marking
 
 offline()
 

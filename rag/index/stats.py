@@ -9,14 +9,7 @@ import numpy as np
 
 from rag.errors import NoIndex
 from rag.index import hnsw_files
-from rag.index.health import (
-    SQLITE,
-    rebuild_hint,
-    refresh_hint,
-    require_directory,
-    sqlite_problem,
-    sqlite_quick_check,
-)
+from rag.index.health import SQLITE, rebuild_hint, refresh_hint, require_directory, sqlite_problem, sqlite_quick_check
 from rag.index.layout import CHROMA, chroma_dir
 from rag.index.rows import RowIndex
 from rag.index.sentences import SentenceVectors

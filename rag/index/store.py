@@ -19,14 +19,7 @@ import numpy as np
 
 from rag.errors import IndexMismatch, NoIndex, RagError
 from rag.filters import Filters
-from rag.index.health import (
-    SQLITE,
-    check_store_files,
-    damaged,
-    rebuild_hint,
-    require_directory,
-    sqlite_quick_check,
-)
+from rag.index.health import SQLITE, check_store_files, damaged, rebuild_hint, require_directory, sqlite_quick_check
 from rag.index.layout import chroma_dir
 from rag.settings import Settings, get_settings
 from rag.types import Chunk, Hit

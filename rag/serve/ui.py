@@ -20,15 +20,8 @@ from rag.check.checker import MAX_CHECK  # noqa: E402
 from rag.citation import Citation
 from rag.errors import RagError  # noqa: E402
 from rag.filters import Filters  # noqa: E402
-from rag.render.html import (  # noqa: E402
-    answer_markdown,
-    cable_html,
-    check_html,
-    error_html,
-    md_text,
-    paragraphs_html,
-    partial_markdown,
-)
+from rag.render.html import (answer_markdown, cable_html, check_html, error_html, md_text,  # noqa: E402
+                             paragraphs_html, partial_markdown)
 from rag.serve.ratelimit import Limiter, RateLimited  # noqa: E402
 from rag.serve.service import HISTORY_TURNS, Service  # noqa: E402
 from rag.validate import MAX_QUESTION, check_question  # noqa: E402
