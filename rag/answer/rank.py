@@ -186,9 +186,7 @@ class LinearModel:
     def fit(cls, features: tuple[str, ...], x: np.ndarray, y: np.ndarray, c: float,
             balanced: bool = False) -> "LinearModel":
         """A logistic regression of `y` on the standardised columns of `x` (one per feature)."""
-        from sklearn.linear_model import (
-            LogisticRegression,  # the fitting scripts only: answers load JSON
-        )
+        from sklearn.linear_model import LogisticRegression  # the fitting scripts only: answers load JSON
 
         mean, scale = x.mean(axis=0), x.std(axis=0)
         scale[scale == 0] = 1.0
