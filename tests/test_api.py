@@ -146,7 +146,7 @@ def test_split_paragraphs_are_rejoined(client, demo_settings):
                   if int(m.get("parts", 1)) > 1 and not m.get("occurrence")), None)
     if split is None:
         pytest.skip("the demo index splits no paragraph")
-    parts = [h for h in retriever.cable(split["cable_id"])
+    parts = [h for h in retriever.parts.chunks(split["cable_id"])
              if h.paragraph == split["paragraph"] and not h.metadata.get("occurrence")]
     cable = client.get(f"/api/cables/{split['cable_id']}").json()
     texts = [p["text"] for p in cable["paragraphs"] if p["paragraph"] == split["paragraph"]]

@@ -145,7 +145,7 @@ def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):
     retriever = open_retriever(indexed)
     rows = retriever.lexical.cable_rows(TIP_CABLE)
     assert report.relabelled == len(rows) > 0
-    for hit in retriever.cable(TIP_CABLE):
+    for hit in retriever.parts.chunks(TIP_CABLE):
         assert hit.metadata["tags"] == ["PGOV", "KZZZ"] and hit.metadata["classification"] == "CONFIDENTIAL"
     # The sidecar rebuilt from the store filters by the new values, not the old.
     assert set(retriever.lexical.filter_rows(Filters(tag="KZZZ"))) == set(rows)
@@ -154,7 +154,7 @@ def test_changed_metadata_is_rewritten_without_embedding(corpus, indexed):
     # Tags removed altogether: Chroma merges metadata on update, so the old list must be cleared.
     rewrite(path, "TAGS: PGOV KZZZ", "TAGS:")
     assert ingest([corpus], indexed, progress=False).relabelled == len(rows)
-    assert all("tags" not in h.metadata for h in open_retriever(indexed).cable(TIP_CABLE))
+    assert all("tags" not in h.metadata for h in open_retriever(indexed).parts.chunks(TIP_CABLE))
 
 
 def test_a_new_schema_version_rewrites_all_metadata_and_embeds_nothing(corpus, indexed, monkeypatch):
@@ -172,10 +172,10 @@ def test_stored_chunks_are_found_by_id_through_the_row_index(corpus, indexed):
 
     retriever = open_retriever(indexed)
     got = retriever.store.collection.get(where={"cable_id": TIP_CABLE}, include=["documents"])
-    cable = retriever.cable(TIP_CABLE)
+    cable = retriever.parts.chunks(TIP_CABLE)
     assert sorted(h.chunk_id for h in cable) == sorted(got["ids"])
     assert [h.paragraph for h in cable] == sorted(h.paragraph for h in cable)
-    assert retriever.cable("09NOWHERE1") == []
+    assert retriever.parts.chunks("09NOWHERE1") == []
 
 
 def test_a_running_retriever_keeps_its_generation_and_the_next_is_a_new_one(corpus, indexed):
@@ -322,7 +322,7 @@ def cited_paragraphs_exist(answer: dict, settings: Settings) -> None:
     """Every cited paragraph is in the store, with the text the answer shows."""
     retriever = open_retriever(settings)
     for paragraph in answer["paragraphs"]:
-        chunks = [h for h in retriever.cable(paragraph["cable_id"]) if h.paragraph == paragraph["paragraph"]]
+        chunks = [h for h in retriever.parts.chunks(paragraph["cable_id"]) if h.paragraph == paragraph["paragraph"]]
         assert chunks and " ".join(h.text for h in chunks).startswith(paragraph["text"][:200])
 
 

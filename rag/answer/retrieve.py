@@ -131,10 +131,6 @@ class Retriever:
         """The parts of the index this retriever searches (its cable view and stats)."""
         return Parts(self.store, self.lexical, self.sentences)
 
-    def cable(self, cable_id: str) -> list[Hit]:
-        """All chunks of one cable in reading order."""
-        return self.parts.chunks(cable_id)
-
     def newer(self) -> Retriever | None:
         """A retriever over the store and sidecar of the store's current generation, once an
         ingest has built the sidecar, or over the sentence vectors of its generation, once an
