@@ -90,10 +90,10 @@ def test_llm_other_than_a_backend_is_400(client):
     assert response.status_code == 400 and "gpt-17" in response.json()["detail"]
 
 
-def test_llm_can_be_chosen_per_request(client, demo_settings):
+def test_llm_can_be_chosen_per_request(client, fake_demo):
     response = client.post("/api/ask", json={"question": CAMBODIA, "llm": "extractive"})
     assert response.status_code == 200 and response.json()["backend"] == "extractive"
-    if not demo_settings.llm_base_url:  # an unconfigured backend is the client's error, not the server's
+    if not fake_demo.llm_base_url:  # an unconfigured backend is the client's error, not the server's
         response = client.post("/api/ask", json={"question": CAMBODIA, "llm": "openai"})
         assert response.status_code == 400 and "base-url" in response.json()["detail"]
 
@@ -105,11 +105,11 @@ def test_concurrent_asks_all_answer(client):
     assert statuses == [200] * len(questions)
 
 
-def test_health_reports_index_and_backend(client, demo_settings):
+def test_health_reports_index_and_backend(client, fake_demo):
     health = client.get("/api/health").json()
     assert health["status"] == "ok"
     assert health["index"]["cables"] > 0 and health["index"]["paragraphs"] > health["index"]["cables"]
-    assert health["model"] and health["backend"] == demo_settings.llm
+    assert health["model"] and health["backend"] == fake_demo.llm
 
 
 def test_cable_is_whole_and_in_order(client):
@@ -140,8 +140,8 @@ def test_cable_lists_its_references_both_ways(client):
     assert all(r.keys() == {"id", "subject", "date"} and r["date"] >= cited["date"] for r in cited["referenced_by"])
 
 
-def test_split_paragraphs_are_rejoined(client, demo_settings):
-    retriever = open_retriever(demo_settings)
+def test_split_paragraphs_are_rejoined(client, fake_demo):
+    retriever = open_retriever(fake_demo)
     split = next((m for page in retriever.store.iter_all(include=("metadatas",)) for m in page["metadatas"]
                   if int(m.get("parts", 1)) > 1 and not m.get("occurrence")), None)
     if split is None:
@@ -187,8 +187,8 @@ def test_chat_page_is_served(client):
     assert response.status_code == 200 and "<html" in response.text.lower()
 
 
-def test_auth_protects_api_schema_and_ui(demo_settings):
-    running = BackgroundServer(demo_settings.with_(auth="reader:s3cret"))  # what RAG_AUTH or --auth-file sets
+def test_auth_protects_api_schema_and_ui(fake_demo):
+    running = BackgroundServer(fake_demo.with_(auth="reader:s3cret"))  # what RAG_AUTH or --auth-file sets
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
             assert http.get("/api/health").status_code == 401
@@ -247,8 +247,8 @@ def test_no_other_origin_may_read_responses(client, path, origin):
     assert "access-control-allow-origin" not in preflight.headers
 
 
-def test_the_operators_origins_may_read_responses(demo_settings):
-    running = BackgroundServer(demo_settings.with_(cors_origins="http://localhost:3000, https://reader.example/"))
+def test_the_operators_origins_may_read_responses(fake_demo):
+    running = BackgroundServer(fake_demo.with_(cors_origins="http://localhost:3000, https://reader.example/"))
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
             for origin in ("http://localhost:3000", "https://reader.example"):

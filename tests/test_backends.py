@@ -18,7 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.answer.backends import smollm2_path
+from fake_llm import FakeLLM
+from fakes import FAKE_ENCODER
+
+from rag.answer.backends import LlamaIndexAnswerer, smollm2_path
 from rag.answer.pipeline import Pipeline
 from rag.check.cite import REFUSAL
 from rag.index.demo import DEMO_DIR
@@ -58,7 +61,7 @@ def _index(tmp: Path, planted: bool) -> Settings:
             shutil.copy(DEMO_DIR / name, src / name)
     if planted:
         (src / "09PHNOMPENH999.txt").write_text(PLANTED, encoding="utf-8")
-    settings = Settings(index_dir=tmp / f"index-{src.name}")
+    settings = Settings(index_dir=tmp / f"index-{src.name}", encoder=FAKE_ENCODER)  # what backends do, not how well it ranks
     ingest([src], settings, progress=False)
     return settings
 
@@ -282,26 +285,29 @@ def test_llamacpp_backend_in_process(indexes):
     _check_plumbing(answer)
 
 
-class ScriptedLLM:
-    """Stands in for an LLM that rewrites a follow-up; records what it was asked."""
-
-    def __init__(self, reply: str):
-        self.reply, self.asked = reply, []
-
-    def predict(self, prompt, **variables):
-        self.asked.append(variables)
-        return self.reply
-
-
 def test_condensing_uses_the_llm_rewrite_and_restores_the_history_cable_ids():
     from rag.answer.chat import condense
 
     history = [{"role": "user", "content": CAMBODIA},
                {"role": "assistant", "content": "Lieutenant General Kang Sokhorn [09PHNOMPENH637 ¶1]."}]
-    llm = ScriptedLLM("How many TIP arrests did Lieutenant General Kang Sokhorn report?")
+    llm = FakeLLM("How many TIP arrests did Lieutenant General Kang Sokhorn report?")
     assert condense("How many arrests did he report?", history, llm) == \
         "How many TIP arrests did Lieutenant General Kang Sokhorn report? 09PHNOMPENH637"
-    assert llm.asked[0]["question"] == "How many arrests did he report?"
-    assert "Kang Sokhorn [09PHNOMPENH637" in llm.asked[0]["chat_history"]
-    kept = ScriptedLLM("What did cable 09PHNOMPENH637 say about arrests?")
+    assert "How many arrests did he report?" in llm.prompts[0]
+    assert "Kang Sokhorn [09PHNOMPENH637" in llm.prompts[0]
+    kept = FakeLLM("What did cable 09PHNOMPENH637 say about arrests?")
     assert condense("And arrests?", history, kept) == "What did cable 09PHNOMPENH637 say about arrests?"
+
+
+def test_an_llm_answer_streams_in_pieces_and_is_checked_against_what_was_retrieved(indexes):
+    """The answer path of every LLM backend, with the fake answerer (tests/fake_llm.py): no server."""
+    clean, _ = indexes
+    llm = FakeLLM("Lieutenant General Kang Sokhorn is in charge of the police response to trafficking "
+                  "[09PHNOMPENH637 ¶1]. He was born in Paris in 1950 [99FAKE1 ¶1].")
+    pieces = list(Pipeline(clean, answerer=LlamaIndexAnswerer(llm, "fake")).stream(CAMBODIA))
+    answer = pieces[-1]
+    assert pieces[:3] == ["Lieutenant ", "General ", "Kang "] and answer.raw == "".join(pieces[:-1])
+    assert len(llm.prompts) == 1 and CAMBODIA in llm.prompts[0] and "[09PHNOMPENH637 ¶1]" in llm.prompts[0]
+    assert (str(answer.citations[0].citation), answer.citations[0].status) == ("09PHNOMPENH637 ¶1", "supported")
+    assert answer.backend == "fake" and not answer.refused
+    _check_plumbing(answer)  # the invented tag is gone: replaced by a retrieved paragraph, or dropped

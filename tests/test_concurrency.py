@@ -51,10 +51,10 @@ def held_llm() -> HeldLLM:
 
 
 @pytest.fixture(scope="module")
-def server(demo_settings, held_llm):
+def server(fake_demo, held_llm):
     """The app over the demo index, two workers per backend, a one-second queue, and the openai
     backend configured, answered by `held_llm`."""
-    settings = demo_settings.with_(llm_base_url="http://127.0.0.1:9/v1", workers=WORKERS, queue_timeout=1.0)
+    settings = fake_demo.with_(llm_base_url="http://127.0.0.1:9/v1", workers=WORKERS, queue_timeout=1.0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(rag.answer.backends, "openai_llm", lambda _settings: held_llm)
         running = BackgroundServer(settings)
@@ -201,8 +201,8 @@ def test_concurrent_answers_equal_serial_ones(server, monkeypatch):
     assert answerer.encoded.cache_info().misses == encoded  # every paragraph's sentences read from the store
 
 
-def test_a_client_over_the_rate_limit_is_429_with_retry_after(demo_settings):
-    running = BackgroundServer(demo_settings.with_(rate_limit="2/minute"))
+def test_a_client_over_the_rate_limit_is_429_with_retry_after(fake_demo):
+    running = BackgroundServer(fake_demo.with_(rate_limit="2/minute"))
     try:
         with httpx.Client(base_url=running.url, timeout=60) as http:
             assert [http.post("/api/ask", json={}).status_code for _ in range(2)] == [422, 422]  # counted
@@ -223,9 +223,9 @@ def gradio_call(http: httpx.Client, name: str, data: list) -> str:
     return http.get(f"/gradio_api/call/{name}/{event.json()['event_id']}").text
 
 
-def test_the_rate_limit_covers_the_chat_pages_handlers_and_gradios_api(demo_settings):
+def test_the_rate_limit_covers_the_chat_pages_handlers_and_gradios_api(fake_demo):
     # The page's handlers are an API too (/gradio_api/call/respond): it let anyone past the limit.
-    running = BackgroundServer(demo_settings.with_(rate_limit="3/minute"))
+    running = BackgroundServer(fake_demo.with_(rate_limit="3/minute"))
     try:
         with httpx.Client(base_url=running.url, timeout=120) as http:
             assert "Kang Sokhorn" in gradio_call(http, "respond", [CAMBODIA, "", "", "", "", ""])
@@ -248,7 +248,7 @@ def test_a_bad_rate_limit_is_one_line_naming_the_variable(monkeypatch):
         Settings()
 
 
-def test_an_llm_past_its_timeout_stops_between_tokens(demo_settings):
+def test_an_llm_past_its_timeout_stops_between_tokens(fake_demo):
     """What bounds the in-process llama.cpp backend: the stream is given up once past the time."""
     closed = threading.Event()
 
@@ -261,7 +261,7 @@ def test_an_llm_past_its_timeout_stops_between_tokens(demo_settings):
             finally:
                 closed.set()
 
-    hits = open_retriever(demo_settings).search(CAMBODIA, 3)
+    hits = open_retriever(fake_demo).search(CAMBODIA, 3)
     answerer = LlamaIndexAnswerer(SlowLLM(), "llamacpp", timeout=0.3)
     with pytest.raises(RagError, match=r"^the llamacpp backend failed: TimeoutError: no answer within 0.3 s"):
         list(answerer.stream(CAMBODIA, hits))

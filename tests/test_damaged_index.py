@@ -10,20 +10,22 @@ from pathlib import Path
 
 import pytest
 
+import fakes
+from fakes import FAKE_ENCODER
 from rag.cli import main
 from rag.index.demo import DEMO_DIR
 from rag.index.hnsw_files import segments
-from rag.settings import Settings
 
 QUESTION = "Who leads Cambodia's police TIP response?"
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def index(demo_settings, tmp_path) -> Path:
-    """A copy of the demo index that a test may damage."""
+def index(fake_demo, tmp_path, monkeypatch) -> Path:
+    """A copy of the demo index (built by the fake encoder, which the CLI is told of) that a test may damage."""
     copy = tmp_path / "index"
-    shutil.copytree(demo_settings.index_dir, copy, ignore=shutil.ignore_patterns(".last-used", ".demo-*"))
+    shutil.copytree(fake_demo.index_dir, copy, ignore=shutil.ignore_patterns(".last-used", ".complete", ".demo-*"))
+    monkeypatch.setenv("RAG_ENCODER", FAKE_ENCODER)
     return copy
 
 
@@ -44,9 +46,9 @@ def hnsw_file(index: Path, name: str) -> Path:
 
 
 def rag(*args: str) -> subprocess.CompletedProcess:
-    """The CLI in a process of its own: a segfault in Chroma's hnswlib kills that, not the tests."""
+    """The CLI (with the fakes) in a process of its own: a segfault in Chroma's hnswlib kills that, not the tests."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "rag", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, fakes.__file__, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def one_line(err: str) -> str:
@@ -163,7 +165,13 @@ STORE_DAMAGE = [
 ]
 
 
-@pytest.mark.parametrize("damage, part, named", [d[1:] for d in STORE_DAMAGE], ids=[d[0] for d in STORE_DAMAGE])
+# Each case runs the CLI twice in a process of its own (~1.5 s): the fast tier takes one of each kind
+# of damage, the full tier every case.
+FAST_STORE_DAMAGE = {"sqlite-truncated", "hnsw-data-links", "hnsw-pickle"}
+
+
+@pytest.mark.parametrize("damage, part, named", [
+    pytest.param(*d[1:], id=d[0], marks=() if d[0] in FAST_STORE_DAMAGE else pytest.mark.slow) for d in STORE_DAMAGE])
 def test_a_damaged_store_is_named_before_chroma_reads_it(index, damage, part, named):
     damage(index)
     asked = rag("ask", QUESTION, "--index", str(index))

@@ -20,9 +20,9 @@ GOOD_LINE = {"id": "ok", "kind": "factoid", "question": "Who leads Cambodia's po
 
 
 @pytest.fixture(scope="module")
-def smoke_run(demo_settings, tmp_path_factory):
+def smoke_run(fake_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "run"
-    return evaluate(SMOKE, demo_settings, out=out, progress=False)
+    return evaluate(SMOKE, fake_demo, out=out, progress=False)
 
 
 def _write_suite(path: Path, lines: list) -> Path:
@@ -83,9 +83,10 @@ def test_smoke_cases_are_debuggable(smoke_run):
     assert first["retrieved"][0]["rank"] == 1
 
 
-def test_cli_compares_configurations(demo_settings, tmp_path, capsys):
+def test_cli_compares_configurations(fake_demo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAG_ENCODER", fake_demo.encoder)
     out = tmp_path / "cli"
-    argv = ["eval", "--questions", str(SMOKE), "--index", str(demo_settings.index_dir), "--out", str(out),
+    argv = ["eval", "--questions", str(SMOKE), "--index", str(fake_demo.index_dir), "--out", str(out),
             "--retrieval", "dense", "bm25", "--limit", "2"]
     assert cli.main(argv) == 0
     reports = json.loads((out / "report.json").read_text())
@@ -127,11 +128,11 @@ def test_empty_suite_is_refused(tmp_path):
         load_suite(_write_suite(tmp_path / "empty.jsonl", [""]))
 
 
-def test_cable_missing_from_index_is_named_before_running(demo_settings, tmp_path):
+def test_cable_missing_from_index_is_named_before_running(fake_demo, tmp_path):
     path = _write_suite(tmp_path / "missing.jsonl",
                         [GOOD_LINE, {**GOOD_LINE, "id": "gone", "citations": [["99NOWHERE123", 4]]}])
     with pytest.raises(RagError) as exc:
-        evaluate(path, demo_settings, out=tmp_path / "run", progress=False)
+        evaluate(path, fake_demo, out=tmp_path / "run", progress=False)
     assert "line 2: cable(s) not in the index: 99NOWHERE123" in str(exc.value)
     assert not (tmp_path / "run").exists()
 

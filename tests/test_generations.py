@@ -24,6 +24,9 @@ import httpx
 import numpy as np
 import pytest
 
+import fakes
+from fakes import FAKE_ENCODER
+
 from rag.cli import main
 from rag.index.demo import DEMO_DIR
 from rag.index.ingest import ingest
@@ -39,14 +42,14 @@ QUESTION = "Who leads Cambodia's police TIP response?"
 # question's nearest paragraph by vector (so a stale HNSW index returns it).
 WORKING_GROUP = "What will the inter-ministerial working group of the MOI and MOJ review in December 2009?"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
-       "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+       "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "RAG_ENCODER": FAKE_ENCODER}
 
 
 @pytest.fixture
-def index_copy(demo_settings, tmp_path) -> Settings:
-    """A copy of the demo index that a test may ingest into."""
+def index_copy(fake_demo, fake_encoder, tmp_path) -> Settings:
+    """A copy of the demo index (of the fake encoder, tests/fakes.py) that a test may ingest into."""
     index = tmp_path / "index"
-    shutil.copytree(demo_settings.index_dir, index, ignore=shutil.ignore_patterns(".last-used", LOCK))
+    shutil.copytree(fake_demo.index_dir, index, ignore=shutil.ignore_patterns(".last-used", ".complete", LOCK))
     return Settings(index_dir=index)
 
 
@@ -95,7 +98,7 @@ def rag_serve(settings: Settings, log: Path) -> Iterator[httpx.Client]:
     """`rag serve` over the index of `settings`, in a process of its own, until it answers."""
     port = free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "rag", "serve", "--index", str(settings.index_dir),
+        proc = subprocess.Popen([sys.executable, fakes.__file__, "serve", "--index", str(settings.index_dir),
                                  "--port", str(port)], env=ENV, stdout=out, stderr=subprocess.STDOUT)
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
@@ -145,7 +148,7 @@ def test_a_running_server_answers_after_another_process_removes_a_paragraph(inde
         cited = asked(client, WORKING_GROUP).json()["paragraphs"]
         assert (TIP_CABLE, 5) in [(p["cable_id"], p["paragraph"]) for p in cited]
         edited = without_paragraph(TIP_CABLE, 5, tmp_path / "edited")
-        done = subprocess.run([sys.executable, "-m", "rag", "ingest", str(edited), "--index",
+        done = subprocess.run([sys.executable, fakes.__file__, "ingest", str(edited), "--index",
                                str(index_copy.index_dir), "--quiet"], env=ENV, capture_output=True, text=True,
                               timeout=600)
         assert done.returncode == 0 and "1 removed" in done.stdout, done.stdout + done.stderr
@@ -297,3 +300,67 @@ def test_health_is_503_until_the_server_can_answer_and_names_a_generation_it_can
     health = client.get("/api/health")
     assert health.status_code == 200 and health.json()["generation"] == served
     assert health.json()["switch_error"].startswith("DamagedIndex: the BM25 sidecar")
+
+
+def wait_for(condition, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_health_is_stale_with_both_generations_while_the_sidecar_is_behind_the_store(index_copy):
+    """Stats and answers come from the sidecar: while an ingest has written to the store and not yet
+    rebuilt it, the server answers whole from the generation it serves, and says so."""
+    from rag.index.ingest import Ingester, IngestReport, iter_sources
+    from rag.serve.service import Service
+    from rag.types import Cable
+
+    service = Service(index_copy)
+    service.load()
+    served = service.generation
+    assert service.health()["status"] == "ok" and service.health()["store_generation"] == served
+
+    edited = without_paragraph(TIP_CABLE, 5, index_copy.index_dir.parent / "edited")
+    ingester = Ingester(index_copy)
+    ingester._write_batch([c for c in iter_sources([edited]) if isinstance(c, Cable)], IngestReport())
+    health = service.health()
+    assert (health["status"], health["generation"], health["store_generation"]) == ("stale", served, served + 1)
+    assert service.ask(QUESTION).paragraphs  # still answered, from the generation served
+
+    ingester.refresh_lexical(progress=False)  # the ingest finishes: the server moves on by itself
+    wait_for(lambda: service.health()["status"] == "ok")
+    assert service.generation == served + 1 == service.health()["store_generation"]
+
+
+@pytest.mark.slow
+def test_replicas_over_one_chroma_server_catch_up_with_another_machines_ingest(fake_encoder, tmp_path, chroma_server,
+                                                                               demo_cables):
+    """Two servers over one `chroma run`, each with its own --index as two machines would have,
+    and a third that ingests: a new replica starts from the store alone; after the ingest both
+    say they are stale, build their sidecar from the store (embedding nothing) and answer from
+    the new cable."""
+    from rag.answer.retrieve import open_retriever
+    from rag.errors import StaleIndex
+    from rag.serve.service import Service
+
+    costa_rica = "When does child labor in Costa Rica peak, according to UNICEF?"
+    writer = Settings(index_dir=tmp_path / "writer", chroma_url=chroma_server)
+    assert ingest([demo_cables([TIP_CABLE, "09BANGKOK385"], name="first")], writer, progress=False).ok
+    replicas = [Service(Settings(index_dir=tmp_path / f"replica-{n}", chroma_url=chroma_server)) for n in (1, 2)]
+    with pytest.raises(StaleIndex, match=r"holds no sidecar .* \(a new replica, .*'rag serve' builds it"):
+        open_retriever(replicas[0].settings)  # what `rag ask` says there
+    for replica in replicas:
+        replica.load()
+        assert replica.health()["status"] == "ok", replica.health()
+        assert "08SANJOSE519" not in {c.citation.cable_id for c in replica.ask(costa_rica).citations}
+
+    report = ingest([demo_cables(["08SANJOSE519"], name="second")], writer, progress=False)
+    assert report.ok and report.embedded > 0
+    for replica in replicas:
+        health = replica.health()
+        assert health["status"] == "stale" and health["store_generation"] > health["generation"], health
+    for replica in replicas:
+        wait_for(lambda: replica.health()["status"] == "ok", seconds=120)
+        assert replica.generation == Store.generation_at(writer)
+        assert "08SANJOSE519" in {c.citation.cable_id for c in replica.ask(costa_rica).citations}

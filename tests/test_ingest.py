@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import fakes
+
 from rag.cables import read_cable_file
 from rag.chunk import chunk_cable
 from rag.cli import main
@@ -21,6 +23,9 @@ from rag.index.ingest import ingest, open_store
 from rag.index.rows import RowIndex
 from rag.index.store import Store
 from rag.settings import Settings
+
+# What ingest writes and keeps is tested with the fake encoder (tests/fakes.py): no model to load or run.
+pytestmark = pytest.mark.usefixtures("fake_encoder")
 
 SAMPLE = ["09PHNOMPENH637", "06PHNOMPENH983", "08PHNOMPENH1012", "09PHNOMPENH851", "07PHNOMPENH1285"]
 
@@ -39,8 +44,7 @@ def corpus(tmp_path) -> Path:
 
 def snapshot(settings: Settings) -> dict:
     """Every chunk's id → (document, content hash): what 'the same index' means."""
-    enc = get_encoder()
-    store = open_store(settings, enc, create=False)
+    store = open_store(settings, get_encoder(settings.encoder), create=False)
     got = store.collection.get(include=["documents", "metadatas"])
     return {i: (d, m["hash"]) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
@@ -79,7 +83,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_index(corpus, tmp_path):
     ingest([corpus], reference, progress=False)
 
     env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "killed"), "RAG_INGEST_BATCH": "4"}
-    cmd = [sys.executable, "-m", "rag", "ingest", str(corpus)]
+    cmd = [sys.executable, fakes.__file__, "ingest", str(corpus)]
     log = tmp_path / "ingest.log"
     with log.open("wb") as err:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -96,7 +100,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_index(corpus, tmp_path):
     killed = Settings(index_dir=tmp_path / "killed")
     assert snapshot(killed) == snapshot(reference)
     killed_sidecar = RowIndex.at(killed).load()
-    assert killed_sidecar.generation == open_store(killed, get_encoder(), create=False).generation
+    assert killed_sidecar.generation == open_store(killed, get_encoder(killed.encoder), create=False).generation
     assert sorted(killed_sidecar._columns["ids"].tolist()) == sorted(snapshot(killed))
 
 
@@ -123,13 +127,13 @@ def test_bad_files_are_named_with_a_reason_and_the_rest_is_ingested(corpus, tmp_
 def test_index_built_with_another_model_is_refused(corpus, tmp_path):
     settings = Settings(index_dir=tmp_path / "index")
     ingest([corpus], settings, progress=False)
-    with pytest.raises(IndexMismatch, match="all-MiniLM-L6-v2"):
+    with pytest.raises(IndexMismatch, match=fakes.FakeEncoder.model_id):
         Store(settings, model_id="some/other-model", dimension=768)
 
 
 def test_long_paragraph_is_split_into_parts_that_keep_its_citation():
     cable = read_cable_file(DEMO_DIR / "09PHNOMPENH637.txt")
-    enc = get_encoder()
+    enc = get_encoder(fakes.FAKE_ENCODER)  # MiniLM's word pieces and window, without loading the model
     long_text = " ".join(p.text for p in cable.paragraphs) * 2
     cable.paragraphs[0] = type(cable.paragraphs[0])(cable.id, 1, long_text)
     chunks = [c for c in chunk_cable(cable, enc.count_tokens, enc.max_tokens) if c.paragraph.number == 1]
@@ -147,7 +151,7 @@ def test_stats_reports_what_the_index_holds(corpus, tmp_path, capsys):
     assert main(["stats", "--index", str(index)]) == 0
     out = capsys.readouterr().out
     assert f"cables: {len(list(corpus.glob('*.txt')))}" in out
-    assert "all-MiniLM-L6-v2" in out and "Embassy Phnom Penh" in out
+    assert fakes.FakeEncoder.model_id in out and "Embassy Phnom Penh" in out
 
 
 def test_stats_without_an_index_is_one_line(tmp_path, capsys):
@@ -157,40 +161,17 @@ def test_stats_without_an_index_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path):
+def test_ingest_and_ask_through_a_chroma_server(corpus, tmp_path, chroma_server):
     """The path for users who outgrow one process: `chroma run` on loopback, --chroma-url."""
-    import socket
-
-    import httpx
-
     from rag.answer.pipeline import Pipeline
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    chroma = shutil.which("chroma") or pytest.skip("the chroma CLI is not on PATH")
-    log = (tmp_path / "chroma.log").open("wb")
-    server = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
-                               "--port", str(port)], stdout=log, stderr=log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                httpx.get(f"{url}/api/v2/heartbeat", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        settings = Settings(index_dir=tmp_path / "local-side", chroma_url=url)
-        report = ingest([corpus], settings, progress=False)
-        assert report.ok and report.embedded == report.chunks > 0
-        assert not (tmp_path / "local-side" / "chroma").exists()
-        assert ingest([corpus], settings, progress=False).embedded == 0
-        answer = Pipeline(settings).ask("Who leads Cambodia's police TIP response?")
-        assert "Kang Sokhorn" in answer.text
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    settings = Settings(index_dir=tmp_path / "local-side", chroma_url=chroma_server)
+    report = ingest([corpus], settings, progress=False)
+    assert report.ok and report.embedded == report.chunks > 0
+    assert not (tmp_path / "local-side" / "chroma").exists()
+    assert ingest([corpus], settings, progress=False).embedded == 0
+    answer = Pipeline(settings).ask("Who leads Cambodia's police TIP response?")
+    assert "Kang Sokhorn" in answer.text
 
 
 def test_a_cable_with_no_paragraph_is_reported_and_counted(shared_dir, corpus, tmp_path, capsys):
@@ -208,7 +189,7 @@ def test_the_progress_bar_advances_within_a_batch(corpus, tmp_path):
     from rag.types import Cable
 
     cables = [c for c in iter_sources([corpus]) if isinstance(c, Cable)]
-    settings = Settings(index_dir=tmp_path / "index")
+    settings = Settings(index_dir=tmp_path / "index", encoder="minilm")  # the model's batches are what is tested
     Ingester(settings)._write_batch(cables, IngestReport(), on_cables=seen.append)
     assert sum(seen) == len(cables)
     assert len(seen) > 1  # per encoder batch, not once for the whole batch

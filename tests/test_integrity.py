@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import fakes
+from fakes import FAKE_ENCODER
+
 import rag.index.demo
 import rag.index.store
 from rag.answer.pipeline import Pipeline
@@ -28,6 +31,9 @@ from rag.index.rows import GENERATION, RowIndex
 from rag.index.stats import chunk_counts
 from rag.settings import Settings
 from rag.types import Cable
+
+# Generations, repair and interruption are tested over indexes the fake encoder builds (tests/fakes.py).
+pytestmark = pytest.mark.usefixtures("fake_encoder")
 
 TIP_CABLE = "09PHNOMPENH637"
 TIP_TAGS = "TAGS: PGOV PHUM PREL KTIP KWMN CB"
@@ -52,7 +58,7 @@ def built(tmp_path_factory) -> Path:
     """The corpus indexed once per module; each test gets its own copy (`indexed`)."""
     root = tmp_path_factory.mktemp("integrity")
     index = root / "index"
-    assert ingest([copy_corpus(root / "cables")], Settings(index_dir=index), progress=False).ok
+    assert ingest([copy_corpus(root / "cables")], Settings(index_dir=index, encoder=FAKE_ENCODER), progress=False).ok
     return index
 
 
@@ -299,7 +305,7 @@ def test_stats_counts_match_the_ids(indexed, capsys):
 
 
 def rag_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag", *args], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, fakes.__file__, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def kill_when_cables_done(cmd: list[str], env: dict, log: Path, done: int) -> None:
@@ -341,7 +347,7 @@ def test_kill_9_mid_ingest_then_ask_is_refused_or_consistent_and_ingest_repairs(
         f.write_text("\n".join([lines[0], lines[1] + " (REVISED)", *lines[2:]]), encoding="utf-8")
 
     env = {**os.environ, "RAG_INGEST_BATCH": "4"}
-    ingest_cmd = [sys.executable, "-m", "rag", "ingest", str(corpus), "--index", str(index)]
+    ingest_cmd = [sys.executable, fakes.__file__, "ingest", str(corpus), "--index", str(index)]
     kill_when_cables_done(ingest_cmd, env, tmp_path / "ingest.log", done=9)
 
     asked = rag_cli("ask", QUESTION, "--index", str(index), "--json", env=env)

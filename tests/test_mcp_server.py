@@ -12,6 +12,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+
+import fakes
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +53,13 @@ CALLS = {
 
 
 @pytest.fixture(scope="module")
-def session(demo_settings) -> dict:
-    # README's client config, run as written but for the index and the interpreter (this checkout's).
+def session(fake_demo) -> dict:
+    # README's client config, run as written but for the index and the interpreter (this checkout's,
+    # running the CLI with the fake encoder that built the index: tests/fakes.py).
     args = list(README_SERVER["args"])
-    args[args.index("--index") + 1] = str(demo_settings.index_dir)
+    args[args.index("--index") + 1] = str(fake_demo.index_dir)
     params = StdioServerParameters(command=sys.executable, cwd=ROOT, env={"HF_HUB_OFFLINE": "1"},
-                                   args=["-m", "rag", *args])
+                                   args=[fakes.__file__, *args])
     stray: list[Exception] = []  # what reached the client's stdin and was not a protocol message
 
     async def on_message(message) -> None:

@@ -36,6 +36,9 @@ def parsed() -> dict:
     """Every demo cable as the parser reads it: the oracle for what the index should list."""
     return {c.id: c for c in map(read_cable_file, sorted(DEMO_DIR.glob("*.txt")))}
 
+# References are kept by ingest whatever the encoder: the fake one (tests/fakes.py) builds these indexes.
+pytestmark = pytest.mark.usefixtures("fake_encoder")
+
 
 def view(settings, cable_id: str) -> dict | None:
     return Index(settings).reader().cable(cable_id)
@@ -52,8 +55,8 @@ def test_the_demo_holds_the_chain_the_tests_rely_on(parsed):
     assert parsed[TIP].refs == ["09STATE87525"] and "09STATE87525" not in parsed
 
 
-def test_the_sidecar_holds_every_demo_cables_references_both_ways(demo_settings, parsed):
-    lexical = RowIndex.at(demo_settings).load()
+def test_the_sidecar_holds_every_demo_cables_references_both_ways(fake_demo, parsed):
+    lexical = RowIndex.at(fake_demo).load()
     edges = sum(len(c.refs) for c in parsed.values())
     assert edges > 300 and len(lexical._columns["ref_from"]) == edges
     for cable_id, cable in parsed.items():
@@ -62,15 +65,15 @@ def test_the_sidecar_holds_every_demo_cables_references_both_ways(demo_settings,
     assert lexical.references("09NOWHERE1") == lexical.referenced_by("09NOWHERE1") == []
 
 
-def test_the_cable_view_lists_references_with_subjects_and_who_cites_it(demo_settings, parsed):
-    cable = view(demo_settings, UIGHURS)
+def test_the_cable_view_lists_references_with_subjects_and_who_cites_it(fake_demo, parsed):
+    cable = view(fake_demo, UIGHURS)
     assert cable["references"] == [
         {"id": c, "in_index": True, "subject": parsed[c].subject, "date": parsed[c].date_iso} for c in CITED]
     citing = sorted(CITING, key=lambda c: (parsed[c].date_iso, c))
     assert cable["referenced_by"] == [
         {"id": c, "subject": parsed[c].subject, "date": parsed[c].date_iso} for c in citing]
 
-    tip = view(demo_settings, TIP)
+    tip = view(fake_demo, TIP)
     assert tip["references"] == [{"id": "09STATE87525", "in_index": False}]
     assert tip["referenced_by"] == []
 

@@ -81,8 +81,8 @@ def test_named_cable_is_searched_within_that_cable(retriever):
     assert retriever.lexical.cable_rows("09PHNOMPENH63").size == 0  # a prefix of an id is not that cable
 
 
-def test_an_index_built_before_the_vectors_is_brought_up_to_date(demo_settings, tmp_path):
-    ingester = Ingester(demo_settings)
+def test_an_index_built_before_the_vectors_is_brought_up_to_date(fake_demo, tmp_path):
+    ingester = Ingester(fake_demo)
     old = RowIndex.build(tmp_path / "bm25", ingester.store.iter_all(), ingester.store.generation)  # no embeddings
     assert old.exists() and not old.has_vectors()
     ingester.lexical = old

@@ -27,21 +27,24 @@ QUESTIONS = ["Who leads Cambodia's police TIP response?", "Where was Viktor Bout
              "When does child labor in Costa Rica peak, according to UNICEF?",
              "What became of the nuclear fuel rods stolen from the Kinshasa research reactor?",
              "What is Stung Treng province's border with Laos?"]
+# What is kept, read and rebuilt is tested with the fake encoder (tests/fakes.py): no model to run.
+pytestmark = pytest.mark.usefixtures("fake_encoder")
+
 CABLES = ["09PHNOMPENH637", "09BANGKOK385", "08SANJOSE519", "06KINSHASA1410"]
 
 
 @pytest.fixture(scope="module")
-def encoder(demo_settings):
-    return get_encoder(demo_settings.encoder, demo_settings.embed_batch_size, demo_settings.device, queries=True)
+def encoder(fake_demo):
+    return get_encoder(fake_demo.encoder, fake_demo.embed_batch_size, fake_demo.device, queries=True)
 
 
 def paragraphs(cable_ids: list[str]) -> list[str]:
     return [p.text for cable_id in cable_ids for p in read_cable_file(DEMO_DIR / f"{cable_id}.txt").paragraphs]
 
 
-def test_ingest_keeps_the_vectors_of_every_paragraphs_sentences(demo_settings, encoder):
-    kept = SentenceVectors.at(demo_settings.index_dir).load()
-    store = Store(demo_settings, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
+def test_ingest_keeps_the_vectors_of_every_paragraphs_sentences(fake_demo, encoder):
+    kept = SentenceVectors.at(fake_demo.index_dir).load()
+    store = Store(fake_demo, model_id=encoder.model_id, dimension=encoder.dimension, create=False)
     texts = list(dict.fromkeys(t for page in store.iter_all(include=("documents",)) for t in page["documents"]))
     with_sentences = [t for t in texts if candidate_sentences(t)]
     assert kept.generation() == store.generation
@@ -54,8 +57,8 @@ def test_ingest_keeps_the_vectors_of_every_paragraphs_sentences(demo_settings, e
         assert not vectors.flags.writeable
 
 
-def test_answers_read_the_kept_vectors_and_equal_those_encoded_when_asked(demo_settings):
-    pipeline = Pipeline(demo_settings)
+def test_answers_read_the_kept_vectors_and_equal_those_encoded_when_asked(fake_demo):
+    pipeline = Pipeline(fake_demo)
     answerer = pipeline.answerer
     assert isinstance(answerer, ExtractiveAnswerer) and len(answerer.stored)
     answerer.encoded.cache_clear()
@@ -67,14 +70,14 @@ def test_answers_read_the_kept_vectors_and_equal_those_encoded_when_asked(demo_s
     assert kept == encoded
 
 
-def test_a_paragraph_the_store_lacks_or_another_models_vectors_are_a_miss(demo_settings, encoder):
-    kept = SentenceVectors.at(demo_settings.index_dir).load()
+def test_a_paragraph_the_store_lacks_or_another_models_vectors_are_a_miss(fake_demo, encoder):
+    kept = SentenceVectors.at(fake_demo.index_dir).load()
     sentences = [s for _, s in candidate_sentences(paragraphs(["09PHNOMPENH637"])[0])]
     assert kept.get(sentences, encoder.model_id) is not None
     assert kept.get(sentences[:-1], encoder.model_id) is None
     assert kept.get(sentences + ["The ambassador replied that he would see."], encoder.model_id) is None
     assert kept.get(sentences, "another/model") is None
-    assert SentenceVectors.at(demo_settings.index_dir / "nothing-here").load().get(sentences, encoder.model_id) is None
+    assert SentenceVectors.at(fake_demo.index_dir / "nothing-here").load().get(sentences, encoder.model_id) is None
 
 
 class Counting:

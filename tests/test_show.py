@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+import fakes
+
 from rag.cables import read_cable_file
 from rag.citation import Citation, number_ranges
 from rag.cli import main
@@ -74,8 +76,8 @@ def test_number_ranges():
     assert number_ranges([1, 2, 4, 6, 7]) == "¶1–¶2, ¶4, ¶6–¶7"
 
 
-def test_whole_cable_has_metadata_then_every_paragraph_in_order(demo_settings, capsys, parsed):
-    code, out, err = run(demo_settings, capsys, CABLE)
+def test_whole_cable_has_metadata_then_every_paragraph_in_order(fake_demo, capsys, parsed):
+    code, out, err = run(fake_demo, capsys, CABLE)
     assert code == 0 and err == ""
     head = out.split("\n\n")[0]
     assert head.splitlines()[0] == CABLE
@@ -94,8 +96,8 @@ def test_whole_cable_has_metadata_then_every_paragraph_in_order(demo_settings, c
 
 
 @pytest.mark.parametrize("reference", [f"{CABLE} ¶6", f"{CABLE}:6", f"{CABLE} para 6"])
-def test_a_paragraph_comes_with_the_one_before_and_after(demo_settings, capsys, parsed, reference):
-    code, out, err = run(demo_settings, capsys, reference)
+def test_a_paragraph_comes_with_the_one_before_and_after(fake_demo, capsys, parsed, reference):
+    code, out, err = run(fake_demo, capsys, reference)
     assert code == 0 and err == ""
     assert printed_numbers(out) == [5, 6, 7]
     assert re.search(r"^▸¶6 ", out, flags=re.M) and not re.search(r"^▸¶[57] ", out, flags=re.M)
@@ -106,15 +108,15 @@ def test_a_paragraph_comes_with_the_one_before_and_after(demo_settings, capsys, 
     assert "COMMENT\n¶7" in out
 
 
-def test_unquoted_paragraph_and_the_first_paragraph(demo_settings, capsys):
-    code, out, _ = run(demo_settings, capsys, CABLE, "¶1")
+def test_unquoted_paragraph_and_the_first_paragraph(fake_demo, capsys):
+    code, out, _ = run(fake_demo, capsys, CABLE, "¶1")
     assert code == 0 and printed_numbers(out) == [1, 2]
-    code, out, _ = run(demo_settings, capsys, f"{CABLE}:7")
+    code, out, _ = run(fake_demo, capsys, f"{CABLE}:7")
     assert code == 0 and printed_numbers(out) == [6, 7]
 
 
-def test_json_is_the_cable_view_with_focus(demo_settings, capsys, parsed):
-    code, out, _ = run(demo_settings, capsys, CABLE, "--json")
+def test_json_is_the_cable_view_with_focus(fake_demo, capsys, parsed):
+    code, out, _ = run(fake_demo, capsys, CABLE, "--json")
     assert code == 0
     cable = json.loads(out)
     assert cable.keys() == {"id", "subject", "date", "origin", "classification", "tags", "references",
@@ -126,20 +128,20 @@ def test_json_is_the_cable_view_with_focus(demo_settings, capsys, parsed):
     assert [(p["paragraph"], p["heading"], p["text"]) for p in cable["paragraphs"]] == [
         (p.number, p.heading, p.text) for p in parsed.paragraphs]
 
-    code, out, _ = run(demo_settings, capsys, f"{CABLE}:6", "--json")
+    code, out, _ = run(fake_demo, capsys, f"{CABLE}:6", "--json")
     window = json.loads(out)
     assert window["focus"] == 6 and [p["paragraph"] for p in window["paragraphs"]] == [5, 6, 7]
     assert window["paragraphs"][0]["section"] == "Ministry of Interior"
 
 
-def test_references_both_ways_come_after_the_metadata(demo_settings, capsys):
+def test_references_both_ways_come_after_the_metadata(fake_demo, capsys):
     """Each reference is one line: its id, then date and subject when the index holds it. On the
     demo, 09PHNOMPENH957's REF lines name five demo cables and 09PHNOMPENH953, which the demo
     lacks; 09PHNOMPENH954 is named by four demo cables."""
     demo = {c.id: c for c in map(read_cable_file, sorted(DEMO_DIR.glob("*.txt")))}
 
     def listed(cable_id: str, label: str) -> list[str]:
-        code, out, err = run(demo_settings, capsys, f"{cable_id} ¶2")
+        code, out, err = run(fake_demo, capsys, f"{cable_id} ¶2")
         assert code == 0 and err == "" and max(map(len, out.splitlines())) <= 100
         head = out.split("\n\n")[0].splitlines()
         labels = [line.split(":")[0] for line in head if not line.startswith(" ")]
@@ -164,7 +166,7 @@ def test_references_both_ways_come_after_the_metadata(demo_settings, capsys):
     assert [line.split()[:2] for line in listed("09PHNOMPENH954", "Referenced by")] == [
         [c.id, c.date_iso] for c in citing] and len(citing) == 4
 
-    code, out, _ = run(demo_settings, capsys, CABLE)
+    code, out, _ = run(fake_demo, capsys, CABLE)
     assert "References:     09STATE87525  (not in this index)\nReferenced by:  —\n" in out
 
 
@@ -174,14 +176,14 @@ def test_references_both_ways_come_after_the_metadata(demo_settings, capsys):
     (f"{CABLE}:0", f"rag: error: cable {CABLE} has no ¶0; it has ¶1–¶7"),
     ("not-an-id", "rag: error: not a cable id: 'not-an-id' (expected e.g. 09PHNOMPENH637)"),
 ])
-def test_unknown_cable_or_paragraph_is_one_line_and_exit_1(demo_settings, capsys, reference, message):
-    code, out, err = run(demo_settings, capsys, reference)
+def test_unknown_cable_or_paragraph_is_one_line_and_exit_1(fake_demo, capsys, reference, message):
+    code, out, err = run(fake_demo, capsys, reference)
     assert code == 1 and out == ""
     assert err.splitlines() == [message]
 
 
-def test_errors_reach_the_shell_without_a_traceback(demo_settings):
-    done = subprocess.run([sys.executable, "-m", "rag", "show", f"{CABLE} ¶9", "--index", str(demo_settings.index_dir)],
+def test_errors_reach_the_shell_without_a_traceback(fake_demo):
+    done = subprocess.run([sys.executable, fakes.__file__, "show", f"{CABLE} ¶9", "--index", str(fake_demo.index_dir)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [f"rag: error: cable {CABLE} has no ¶9; it has ¶1–¶7"]
@@ -194,12 +196,12 @@ def test_a_missing_index_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", [["show", CABLE], ["stats"]])
-def test_output_cut_short_by_a_pipe_is_no_traceback(demo_settings, command):
+def test_output_cut_short_by_a_pipe_is_no_traceback(fake_demo, command):
     """`rag show ID | head -1`: the reader has gone before the output is written."""
     import subprocess
     import sys
 
-    rag = subprocess.Popen([sys.executable, "-m", "rag", *command, "--index", str(demo_settings.index_dir)],
+    rag = subprocess.Popen([sys.executable, fakes.__file__, *command, "--index", str(fake_demo.index_dir)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     rag.stdout.close()
     err = rag.stderr.read().decode()

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
-from rag.answer.backends import ExtractiveAnswerer, get_answerer
+from rag.answer.backends import Answerer, ExtractiveAnswerer, get_answerer
 from rag.answer.chat import condense
 from rag.answer.evidence import EvidenceCheck, Verdict, filter_reason
 from rag.answer.question import Question, analyse, parts
@@ -76,10 +76,10 @@ def paragraph_json(hit: Hit) -> dict:
 
 class Pipeline:
     def __init__(self, settings: Settings | None = None, retriever: Retriever | None = None,
-                 ranker: Ranker | None = None, evidence: EvidenceCheck | None = None):
+                 ranker: Ranker | None = None, evidence: EvidenceCheck | None = None, answerer: Answerer | None = None):
         self.settings = get_settings(settings)
         self.retriever = retriever or open_retriever(self.settings)
-        self.answerer = get_answerer(self.settings, self.retriever.encoder, self.retriever.sentences)
+        self.answerer = answerer or get_answerer(self.settings, self.retriever.encoder, self.retriever.sentences)
         self.verifier = Verifier(self.retriever.encoder)
         self.ranker = ranker or Ranker(load_model("ranker.json") if self.settings.rank else None)
         # The evidence model reads the ranker's scores: without the ranker only the stated checks run.

@@ -80,13 +80,16 @@ class Encoder:
             raise RagError(f"encoder model not found at {path}: give a local sentence-transformers model path")
         return SentenceTransformer(str(path), device=resolve_device(self.device))
 
+    @property
+    def tokenizer_dir(self) -> Path:
+        return minilm_path() if self.name in (MINILM, MINILM_INT8) else Path(self.name)
+
     @cached_property
     def tokenizer(self):
         """The fast (Rust) tokenizer of the model, for counting word pieces in bulk."""
         from tokenizers import Tokenizer
 
-        path = minilm_path() if self.name in (MINILM, MINILM_INT8) else Path(self.name)
-        tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(self.tokenizer_dir / "tokenizer.json"))
         tok.no_truncation()
         tok.no_padding()
         return tok
@@ -209,6 +212,10 @@ def fp32_onnx() -> Path | None:
 
 _ENCODERS: dict[tuple[str, int, str, bool], Encoder] = {}
 
+# Encoder classes by name, for names that are neither a packaged MiniLM nor a model path: the
+# tests register a fake here (as llm's plugins register models) so an index builds without a model.
+ENCODER_TYPES: dict[str, type[Encoder]] = {}
+
 
 def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False) -> Encoder:
     """One loaded model per process: loading costs seconds, a query milliseconds. `queries`: an
@@ -218,7 +225,7 @@ def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", 
         resolve_device(device)
     key = (name, batch_size, device, queries)
     if key not in _ENCODERS:
-        _ENCODERS[key] = Encoder(name, batch_size, device, queries)
+        _ENCODERS[key] = ENCODER_TYPES.get(name, Encoder)(name, batch_size, device, queries)
     return _ENCODERS[key]
 
 

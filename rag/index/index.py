@@ -136,6 +136,11 @@ class Index:
             return
         where = self.location
         repair = f"rag ingest PATH --index {self.root}" + (f" --chroma-url {where}" if self.settings.chroma_url else "")
+        if self.settings.chroma_url:
+            # The sidecar is this machine's; the store is shared, and other machines write to it.
+            raise StaleIndex(f"{self.root} holds no sidecar built from what the store at {where} holds now (a new "
+                             "replica, or another machine ingested since): 'rag serve' builds it from the store by "
+                             f"itself, or run '{repair}' with any of its cables (nothing is embedded again)")
         what = ("has no BM25 sidecar built from what it holds" if sidecar_generation is None else
                 "changed after its BM25 sidecar was built "
                 f"(store generation {store_generation}, sidecar {sidecar_generation})")

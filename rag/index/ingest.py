@@ -270,6 +270,18 @@ def discard_index(settings: Settings) -> None:
             shutil.rmtree(settings.index_dir / f"{name}{suffix}", ignore_errors=True)
 
 
+def catch_up(settings: Settings | None = None, progress: bool = False) -> None:
+    """Bring the sidecar and sentence vectors of this `--index` up to the store's generation,
+    embedding no paragraph (only the sentences of paragraphs it has not seen): what a replica
+    does when another machine has ingested into the shared Chroma server. Holds the writer lock:
+    IndexBusy while an ingest here holds it (that ingest rebuilds them itself)."""
+    settings = get_settings(settings)
+    with writing(settings.index_dir):
+        ingester = Ingester(settings)
+        ingester.refresh_lexical(progress)
+        ingester.refresh_sentences(progress)
+
+
 def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
            rebuild: bool = False) -> IngestReport:
     """Ingest cables from `paths` into the index of `settings`, holding its writer lock

@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable
 

@@ -30,10 +30,13 @@ from rag.answer.backends import REGISTRY, backend
 from rag.answer.pipeline import Answer, Pipeline
 from rag.check.checker import Checker, Report, check_text
 from rag.citation import validate_cable_id
-from rag.errors import CableNotFound, RagError
+from rag.errors import CableNotFound, RagError, StaleIndex
 from rag.filters import Filters
 from rag.index.embed import get_encoder
 from rag.index.index import Index
+from rag.index.ingest import catch_up
+from rag.index.store import Store
+from rag.index.writer import IndexBusy
 from rag.settings import Settings, get_settings
 from rag.types import Hit
 from rag.validate import check_question
@@ -154,6 +157,7 @@ class Service:
         self._switching = threading.Lock()
         # Why the index's newest generation could not be opened (kept for health), "" when it could.
         self.switch_error = ""
+        self._catching_up = threading.Lock()
         self.threads = CapacityLimiter(REQUEST_THREADS)
 
     def load(self) -> None:
@@ -161,7 +165,16 @@ class Service:
         backend the settings configure. Failures are kept in `error` for the status line and the
         API, since this usually runs in a thread."""
         try:
-            Index(self.settings).ensure()
+            index = Index(self.settings)
+            index.ensure()
+            if self.settings.chroma_url:
+                try:
+                    index.check_in_step()
+                except StaleIndex:
+                    # A replica: another machine ingested into the shared store, or this --index is new.
+                    log.warning("the sidecar of %s is behind the store at %s: building it from the store",
+                                self.settings.index_dir, self.settings.chroma_url)
+                    catch_up(self.settings)
             default = Pipeline(self.settings)
             pipelines = {self.settings.llm: default}
             for name in REGISTRY:
@@ -240,9 +253,31 @@ class Service:
             else:
                 if newer is not None:
                     self.snapshot, self.switch_error = newer, ""
+                elif self.settings.chroma_url and self.snapshot.behind():
+                    self._catch_up_in_background()
             finally:
                 self._switching.release()
         return self.snapshot
+
+    def _catch_up_in_background(self) -> None:
+        """Build this replica's sidecar from the shared store, which another machine has written
+        to (rag.index.ingest.catch_up), while the snapshot there is goes on answering; the first
+        request after it is built moves to it. One build at a time."""
+        if not self._catching_up.acquire(blocking=False):
+            return
+
+        def build() -> None:
+            try:
+                catch_up(self.settings)
+            except IndexBusy:
+                pass  # an ingest into this --index is writing: it builds the sidecar itself
+            except Exception as exc:  # noqa: BLE001 — kept for health; the snapshot there is still answers
+                self.switch_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                log.warning("could not build the sidecar from the store: %s", self.switch_error)
+            finally:
+                self._catching_up.release()
+
+        threading.Thread(target=build, name="catch-up", daemon=True).start()
 
     @contextmanager
     def _turn(self, backend: str) -> Iterator[Snapshot]:
@@ -334,13 +369,27 @@ class Service:
             return Checker(pipeline.retriever, pipeline.verifier).check(text)
 
     def health(self) -> dict:
-        """What the server answers from: `status` is "ok" only when it can answer; `generation`
-        is the generation of the index it serves, and `switch_error` why it keeps serving that
-        one when the index has a newer generation it cannot open."""
+        """What the server answers from: `status` is "ok" only when it can answer from what the
+        store holds now; "stale" while the store has moved past the generation it serves (an
+        ingest here or, on a shared Chroma server, anywhere), until it has moved on; `generation`
+        is the generation it serves, `store_generation` the store's, and `switch_error` why it
+        keeps serving that one when the index has a newer generation it cannot open."""
         status = "error" if self.error else "ok" if self.ready.is_set() else "building"
+        error, store_generation = self.error, self.generation
+        if status == "ok":
+            try:
+                store_generation = Store.generation_at(self.settings)
+            except Exception as exc:  # noqa: BLE001 — a store that cannot be read cannot be answered from
+                status, error = "error", f"cannot read the store: {type(exc).__name__}: {exc}".splitlines()[0]
+        if status == "ok" and store_generation != self.generation:
+            # Answers still come whole from the generation served, but not from what the store
+            # holds now: a load balancer should prefer a replica that has caught up.
+            status = "stale"
+            # Moving on loads the newer sidecar (seconds at scale): never on the event loop this runs on.
+            threading.Thread(target=self._current, name="move-on", daemon=True).start()
         return {
-            "status": status, **({"error": self.error} if self.error else {}),
-            "generation": self.generation,
+            "status": status, **({"error": error} if error else {}),
+            "generation": self.generation, "store_generation": store_generation,
             **({"switch_error": self.switch_error} if self.switch_error else {}),
             "index": self.stats or {"location": self.settings.chroma_url or str(self.settings.index_dir)},
             "model": self.stats.get("model"),
