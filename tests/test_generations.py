@@ -364,3 +364,30 @@ def test_replicas_over_one_chroma_server_catch_up_with_another_machines_ingest(f
         wait_for(lambda: replica.health()["status"] == "ok", seconds=120)
         assert replica.generation == Store.generation_at(writer)
         assert "08SANJOSE519" in {c.citation.cable_id for c in replica.ask(costa_rica).citations}
+
+
+@pytest.mark.slow
+def test_one_writer_at_a_time_on_a_chroma_server_and_a_dead_writers_claim_runs_out(fake_encoder, tmp_path,
+                                                                                  chroma_server, demo_cables):
+    """Machines sharing a Chroma server share no lock file: the collection holds the writer's claim."""
+    from rag.index.lease import UNTIL_KEY, WRITER_KEY
+    from rag.index.writer import IndexBusy
+
+    here = Settings(index_dir=tmp_path / "here", chroma_url=chroma_server)
+    assert ingest([demo_cables([TIP_CABLE], name="first")], here, progress=False).ok
+    store = Store(here, model_id=None, dimension=None, create=False)
+    assert WRITER_KEY not in store.committed_metadata()  # released once the ingest ended
+    served = store.generation
+
+    # Another machine's ingest is running: its claim has not run out.
+    store.change_collection_metadata(lambda m: {**m, WRITER_KEY: "other-host pid 7", UNTIL_KEY: time.time() + 60})
+    elsewhere = Settings(index_dir=tmp_path / "elsewhere", chroma_url=chroma_server)
+    with pytest.raises(IndexBusy, match=r"^another ingest is writing to the store at http://127\.0\.0\.1:\d+ "
+                                        r"\(other-host pid 7, its claim runs to .* UTC unless renewed\): wait"):
+        ingest([demo_cables(["09BANGKOK385"], name="second")], elsewhere, progress=False)
+    assert store.generation == served  # nothing written
+
+    # It died: once its claim has run out, the next ingest takes over.
+    store.change_collection_metadata(lambda m: {**m, UNTIL_KEY: time.time() - 1})
+    assert ingest([tmp_path / "second"], elsewhere, progress=False).embedded > 0
+    assert WRITER_KEY not in store.committed_metadata() and store.generation > served

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,6 +23,7 @@ from rag.errors import RagError
 from rag.index.embed import Encoder, get_encoder
 from rag.index.health import require_directory
 from rag.index.layout import SENTENCES, SIDECAR
+from rag.index.lease import writer_lease
 from rag.index.rows import RowIndex
 from rag.index.sentences import SentenceVectors
 from rag.index.store import HASH_KEY, META_HASH_KEY, Store, metadata_hash
@@ -285,7 +287,8 @@ def catch_up(settings: Settings | None = None, progress: bool = False) -> None:
 def ingest(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
            rebuild: bool = False) -> IngestReport:
     """Ingest cables from `paths` into the index of `settings`, holding its writer lock
-    (rag.index.writer: IndexBusy while another ingest holds it); see `Ingester`. `rebuild` first
+    (rag.index.writer: IndexBusy while another ingest holds it) and, on a Chroma server, the
+    store's writer claim (rag.index.lease), which other machines' ingests see; see `Ingester`. `rebuild` first
     discards the index (a damaged one included), so it is built again from `paths` alone."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
@@ -301,4 +304,7 @@ def ingest(paths: list[str | Path], settings: Settings | None = None, progress: 
                   "this one takes over and completes its work", file=sys.stderr)
         if rebuild:
             discard_index(settings)
-        return Ingester(settings).run(paths, progress)
+        ingester = Ingester(settings)
+        # Machines sharing a Chroma server share no folder to lock: the collection holds the claim.
+        with writer_lease(ingester.store) if settings.chroma_url else nullcontext():
+            return ingester.run(paths, progress)

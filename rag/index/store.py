@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from typing import Iterator
+import threading
+from typing import Callable, Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -32,6 +33,7 @@ GENERATION_KEY = "generation"
 # A new key (the `refs` of cables with REF lines) changes the hash of the chunks that carry it by
 # itself, so only those are rewritten.
 SCHEMA_VERSION = 1
+_METADATA = threading.Lock()
 
 
 def metadata_hash(metadata: dict) -> str:
@@ -185,20 +187,27 @@ class Store:
         settings = get_settings(settings)
         return _generation(_client(settings).get_collection(settings.collection, embedding_function=None).metadata)
 
-    def _committed_metadata(self) -> dict:
-        # Re-read, not the metadata cached on self.collection: another process may be ingesting.
+    def committed_metadata(self) -> dict:
+        """The collection's metadata as committed now: re-read, not the copy cached on
+        self.collection, since another process may be ingesting."""
         return self.client.get_collection(self.settings.collection, embedding_function=None).metadata or {}
+
+    def change_collection_metadata(self, change: Callable[[dict], dict]) -> None:
+        """Replace the collection's metadata by `change(committed)`. Read, change and write hold
+        one lock in this process: the writer's lease (rag.index.lease) is renewed from a thread
+        while the ingest advances the generation, and neither may write back the other's old value."""
+        with _METADATA:
+            self.collection.modify(metadata=change(self.committed_metadata()))
 
     @property
     def generation(self) -> int:
         """The store's generation as committed now."""
-        return _generation(self._committed_metadata())
+        return _generation(self.committed_metadata())
 
     def _advance(self) -> None:
         """Move to the next generation before a write, so a sidecar built from the old one stops
         matching even when this process dies half-way through the write."""
-        committed = self._committed_metadata()
-        self.collection.modify(metadata={**committed, GENERATION_KEY: _generation(committed) + 1})
+        self.change_collection_metadata(lambda committed: {**committed, GENERATION_KEY: _generation(committed) + 1})
 
     @classmethod
     def exists(cls, settings: Settings | None = None) -> bool:
