@@ -6,7 +6,8 @@ import pytest
 
 from rag.answer.question import analyse
 from rag.answer.rank import load_model
-from rag.answer.short_answer import ShortAnswer, asked_kind, candidate_spans, claims_of, lead_with
+from rag.answer.short_answer import (FEATURES, ShortAnswer, asked_kind, candidate_spans, claims_of, features,
+                                     lead_with)
 from rag.cables import read_cable_file
 from rag.citation import Citation
 from rag.index.demo import DEMO_DIR
@@ -79,6 +80,16 @@ def test_a_figure_takes_no_adjective_for_its_unit(text, figure):
     ("Who leads Cambodia's police TIP response?", "person"),
     ("How much did the ministry pay?", "number"),
     ("Where was the shipment seized?", "place"),
+    # the noun after "which"/"what" where no wh-word says the kind (dev questions without a kind before)
+    ("Which former Mexican president had he once protected?", "person"),
+    ("Which German automaker's boss cheered the decision?", "organisation"),
+    ("In which French bank did the governor park the money?", "organisation"),
+    ("At which Astana nightclub did officers see the prime minister?", "place"),
+    ("What was the poverty rate in the Cusco region in 2007?", "number"),
+    # the first wh-word decides, not a "when" or "how" of a later clause
+    ("Who was the minister of communications when the ambassador called on him?", "person"),
+    ("How did Qadhafi receive Putin when the Russian visited?", ""),
+    ("What did the minister say about the tender?", ""),
 ])
 def test_the_kind_asked_for(question, kind):
     assert asked_kind(analyse(question)) == kind
@@ -109,3 +120,32 @@ def test_below_the_threshold_no_span_is_shown_but_its_claim_of_the_kind_asked_is
     best = short.best(analyse("Who leads the police response to trafficking?"), answer, {}, [])
     assert best.text.endswith("Kang Sokhorn") and best.kind == "person" and best.asked and best.claim == 1
     assert best.shown == (best.score >= short.model.threshold)
+
+
+@pytest.mark.parametrize("text, figure", [
+    ("An estimated 200-250,000 people crowded into the streets of Manama.", "200-250,000 people"),
+    ("When customs opened the container, they found 71.4kg of cocaine.", "71.4kg"),
+])
+def test_a_range_is_one_figure_and_a_unit_written_on_stays_on_it(text, figure):
+    assert spans("How much was found?", text)[0] == figure
+
+
+def test_a_person_named_in_a_possessive_is_the_name_and_a_possessive_inside_a_run_is_no_one():
+    assert spans("Which former Mexican president had he protected?",
+                 "He had guarded President Vicente Fox's family for years.") == ["President Vicente Fox"]
+    assert spans("Who was behind the offer?", "It came through Rossing's Final Product Recovery plant.") == []
+
+
+def test_a_place_stops_before_a_month():
+    assert spans("Where did they question the witnesses?", "They met in Cuba May 2009.") == ["Cuba"]
+
+
+def test_a_figure_counting_something_else_than_the_question_counts_weighs_against_it():
+    question = analyse("By how many votes did residents reject the smelter?")
+    claim = "The town's 23,200 residents rejected it by 88 votes."
+    found = candidate_spans(question, [claim])
+    rows = features(question, found, [claim], [1.0], [])
+    agrees = dict(zip((s.text for s in found), rows[:, FEATURES.index("unit_agrees")]))
+    assert agrees == {"23,200 residents": -1.0, "88 votes": 1.0}
+    short = ShortAnswer(load_model("one_line.json"))
+    assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "88 votes"

@@ -24,15 +24,44 @@ from rag.answer.aliases import words_of
 from rag.answer.question import MONTHS, YEAR, Question, figures
 from rag.answer.rank import LinearModel
 from rag.citation import CABLE_ID, Citation
+from rag.index.bm25 import tokenize
 
 KINDS = ("person", "organisation", "number", "date", "place", "reason", "sentence")
 
-# The noun after "which"/"what" that asks for an organisation rather than a person or a thing.
+# The noun after "which"/"what" says what kind of thing is asked for where no wh-word does
+# ("Which German automaker's boss …", "At which Astana nightclub …", "What was the poverty
+# rate …"). These widen only the one-line answer's kind; ranking keeps question.wants.
+# Up to four words between: never a verb or a preposition ("In which French bank did the governor …"
+# asks for a bank), never a possessive ("Which German automaker's boss …" asks for the automaker).
+_BETWEEN = (r"(?!(?:did|does|do|was|were|is|are|has|had|have|will|would|could|can|on|in|at|of|to|for|with|by|from|"
+            r"that|who)\b)(?![\w-]+'s\b)[\w'-]+\s+")
+_WHICH = rf"\b(?:which|what)\s+(?:{_BETWEEN}){{0,4}}?"
+_FIRST_WH = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", re.I)
+_WH_KINDS = {"who": "person", "whom": "person", "whose": "person", "where": "place", "when": "date", "why": "reason"}
 _ORGANISATION_ASKED = re.compile(
-    r"\b(?:which|what)\s+(?:[\w'-]+\s+){0,2}?(?:company|companies|firm|firms|party|parties|ministry|ministries|"
-    r"organi[sz]ations?|group|groups|agency|agencies|bank|banks|newspaper|paper|body|institution|operator|"
-    r"operators|carrier|union|militia|faction|movement|court|office|department|network|channel|station|"
-    r"university|contractor|supplier|airline|corporation|government)\b", re.I)
+    _WHICH + r"(?:company|companies|firms?|part(?:y|ies)|ministry|ministries|organi[sz]ations?|groups?|agency|"
+    r"agencies|banks?|newspapers?|paper|body|institution|operators?|carriers?|union|militia|faction|movement|court|"
+    r"office|department|network|channel|station|university|contractor|supplier|airlines?|corporation|government|"
+    r"clubs?|teams?|automakers?|carmakers?|makers?|manufacturers?|brands?|order|broadcasters?|magazines?|websites?|"
+    r"outlets?|producers?|studios?|charity|charities|ngos?|cartels?|gangs?|sects?)\b", re.I)
+_PERSON_ASKED = re.compile(
+    _WHICH + r"(?:head of state|presidents?|lawyers?|envoys?|cricketers?|players?|eyewitness(?:es)?|witness(?:es)?|"
+    r"journalists?|businessm[ae]n|tycoons?|judges?|spokes(?:man|woman|person)|kings?|princes?|governors?|mayors?|"
+    r"commanders?|chiefs?|boss(?:es)?|senators?|prosecutors?|activists?|clerics?|editors?|owners?|founders?|"
+    r"directors?|chairm[ae]n|secretar(?:y|ies)|relatives?|sons?|daughters?|brothers?|wife|husband|deputy|deputies|"
+    r"opponents?|dissidents?|suspects?|defendants?|detainees?|victims?|authors?|singers?|actors?|politicians?|"
+    r"officials?|ministers?|leaders?|diplomats?|officers?|members?)\b"
+    r"|\bwhat (?:\w+ )?name\b|\bwhat (?:was|is) the name of the (?:\w+ )?(?:man|woman|person|official)\b", re.I)
+_PLACE_ASKED = re.compile(
+    _WHICH + r"(?:countries|cities|provinces|regions|towns|villages|states|islands|ports|hotels?|nightclubs?|"
+    r"restaurants?|airports?|prisons?|hospitals?|bases?|camps?|mosques?|stadiums?|venues?|buildings?|"
+    r"neighbo(?:u)?rhoods?|streets?|borders?|border crossings?|crossings?|capitals?|districts?)\b", re.I)
+_NUMBER_ASKED = re.compile(
+    r"\bwhat (?:was|is|were|are) the (?:[\w'-]+\s+){0,3}?(?:rate|value|number|amount|total|price|cost|share|"
+    r"percentage|capacity|quota|commission|budget|population|toll|salary|fine|figure|size|level|turnout|deficit|"
+    r"debt|revenue|production|output|growth|inflation)\b"
+    r"|\bwhat (?:[\w'-]+\s+){0,2}?(?:commission|quota|fee|bribe|ransom|fine|salary|budget|turnout|capacity)\b",
+    re.I)
 
 _MONTH = "|".join(MONTHS)
 _DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
@@ -48,7 +77,9 @@ _NOT_UNITS = frozenset(
     added stated separate known worth total additional new different further full overall estimated
     approximately roughly confirmed registered official unofficial respectively""".split())
 _NUMBER = re.compile(
-    r"(?<![\w(,./-])(?:(?:US|USD|U\.S\.)\s?\$|\$|(?:USD|EUR|GBP)\s?|€|£|¥)?\d[\d,]*(?:\.\d+)?(?![\w(])"
+    r"(?<![\w(,./-])(?:(?:US|USD|U\.S\.)\s?\$|\$|(?:USD|EUR|GBP)\s?|€|£|¥)?\d[\d,]*(?:\.\d+)?"
+    # a range ("200-250,000 people") is one figure; a unit written on ("71.4kg") stays on it
+    r"(?:[-–]\d[\d,]*(?:\.\d+)?)?(?:(?:kg|km|mw|kw|gw|ha|bn|mn)\b|(?![\w(]))"
     rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"
     r"(?:\s[A-Z]{2,6}(?=\s[a-z]))?(?:\s(?P<unit>[a-z][a-z-]+))?")
 # Where a figure is a reference, not a quantity: "para 6", "REF B 45", "¶3", "No. 12".
@@ -84,14 +115,16 @@ _ORGANISATION_WORDS = re.compile(
     r"Group|Association|Federation|Front|Movement|Program|Programme|Project|Fund|Organi[sz]ation|Authority|"
     r"Service|Center|Centre|Institute|Foundation|Telecom|Airlines?|Petroleum|Oil|Gas|Energy|Holdings?|Trust|"
     r"League|Alliance|Coalition|Brigades?|Battalion|Unit|Bureau|Directorate|Parliament|Senate|Cabinet|Tribunal|"
-    r"Network|Media|Press|Times|News|Post|Radio|Television|TV|Club|Church|Mosque|Cartel|Militia)\b")
+    r"Network|Media|Press|Times|News|Post|Radio|Television|TV|Club|Church|Mosque|Cartel|Militia|Squad|Team|Guard|"
+    r"Force)\b")
 # Upper-case words of the telegram's framing, never an answer.
 _MARKINGS = frozenset("""SUBJECT SBU NOFORN CONFIDENTIAL SECRET UNCLAS UNCLASSIFIED REF REFS TAGS FOUO END BEGIN
     SUMMARY COMMENT NOTE AND THE OF USG US USA GOV EO E.O. ACTION INFO PARA PARAS SIPDIS NF MRN REASON USD EUR GBP
     GMT AM PM""".split())
 MONTH_WORD = re.compile(rf"(?:{_MONTH}|{_DAYS})")
 _PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside|inside|across|via)\s(?:the\s)?"
-                    r"(?P<place>[A-Z][a-z]+(?:[\s-](?:al-|el-)?[A-Z][a-z]+){0,2})")
+                    rf"(?P<place>(?!(?:{_MONTH}|{_DAYS})\b)[A-Z][a-z]+"
+                    rf"(?:[\s-](?:al-|el-)?(?!(?:{_MONTH}|{_DAYS})\b)[A-Z][a-z]+){{0,2}})")
 _REASON = re.compile(r"\b(?:because(?: of)?|due to|as a result of|since|in order to|owing to|citing|cited|"
                      r"on the grounds that|in protest (?:at|against|of)|in response to|for fear of|so that)\b[^.;]{3,160}",
                      re.I)
@@ -104,7 +137,7 @@ _GENERIC = frozenset("the this that these those embassy post department mission 
 
 # The features of a span, in the order the fitted model reads them.
 FEATURES = ("kind_agrees", "tier", "distance", "claim", "claim_cover", "rivals", "repeated", "support", "words",
-            "titled", "unit", "first_claim_share", *(f"kind_{k}" for k in KINDS))
+            "titled", "unit", "first_claim_share", "unit_agrees", *(f"kind_{k}" for k in KINDS))
 
 
 @dataclass(frozen=True)
@@ -133,10 +166,24 @@ class OneLine:
 
 
 def asked_kind(question: Question) -> str:
-    """The kind of answer the question asks for: "" when it asks for none a span can hold."""
-    if _ORGANISATION_ASKED.search(question.text) and question.wants in ("", "person"):
+    """The kind of answer the question asks for: "" when it asks for none a span can hold.
+    The question's first wh-word decides ("Who was minister when the ambassador called?"
+    asks for a person, though question.wants, read for ranking, finds the "when")."""
+    text = question.text
+    first = _FIRST_WH.search(text)
+    if first and first.group(0).lower() in _WH_KINDS:
+        return _WH_KINDS[first.group(0).lower()]
+    # "How did Qadhafi receive Putin when …" asks for a manner, which no span holds.
+    if first and first.group(0).lower() == "how":
+        return question.wants if question.wants in ("number", "sentence") else ""
+    if question.wants in ("", "person") and _ORGANISATION_ASKED.search(text) and not _PERSON_ASKED.search(text):
         return "organisation"
-    return question.wants
+    if question.wants:
+        return question.wants
+    for kind, pattern in (("person", _PERSON_ASKED), ("place", _PLACE_ASKED), ("number", _NUMBER_ASKED)):
+        if pattern.search(text):
+            return kind
+    return ""
 
 
 def claims_of(answer: str) -> list[tuple[str, list[Citation]]]:
@@ -221,6 +268,11 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         while i < len(words) and _is_title(words[i]):
             i += 1
         title, name = words[:i], [w.rstrip(".,") for w in words[i:]]
+        # "President Vicente Fox's visit" names Vicente Fox; "Rossing's Final Product Recovery" no one.
+        if any(re.search(r"['’]s$", w) for w in name[:-1]):
+            continue
+        if name and re.search(r"['’]s$", name[-1]):
+            name[-1] = name[-1][:-2]
         # Never a title without its name, never a lone word nobody titled.
         if not name or (len(name) == 1 and not title) or len(name) > 4 or any(_is_title(w) for w in name):
             continue
@@ -319,6 +371,22 @@ def candidate_spans(question: Question, claims: list[str]) -> list[Span]:
     return out
 
 
+# What a "how many" question counts: the words after it up to its verb ("By how many votes did …").
+_COUNTED = re.compile(r"\bhow (?:many|much)\s+((?:(?!(?:did|does|do|was|were|is|are|has|had|have|will|would|could|"
+                      r"can)\b)[\w'-]+\s+){1,5})", re.I)
+_SCALE_WORDS = frozenset("million billion trillion thousand hundred mn bn percent cent dollars euros pounds".split())
+
+
+def _unit_agrees(question: Question, span: Span) -> float:
+    """+1 when a figure's unit is what the question counts, -1 when it counts something else
+    ("23,200 residents" for "by how many votes"), 0 when either is unsaid."""
+    counted = _COUNTED.search(question.text)
+    unit = span.text.split()[-1] if span.kind == "number" and " " in span.text else ""
+    if not counted or not re.fullmatch(r"[a-z][a-z-]+", unit) or unit in _SCALE_WORDS:
+        return 0.0
+    return 1.0 if set(tokenize([unit])[0]) & set(tokenize([counted.group(1)])[0]) else -1.0
+
+
 def _anchors(question: Question, text: str) -> list[int]:
     """Character offsets of the text's words that the question also uses."""
     wanted = words_of(question.text)
@@ -346,7 +414,8 @@ def features(question: Question, spans: list[Span], claims: list[str], supports:
             float(s.kind == kind), float(s.tier), math.log1p(distance), float(s.claim), cover[s.claim],
             math.log1p(rivals), float(repeated), supports[s.claim] if s.claim < len(supports) else 0.0,
             math.log1p(len(s.text.split())), float(re.match(_TITLE, s.text) is not None),
-            float(s.kind == "number" and s.tier == 0), first_claim, *(float(s.kind == k) for k in KINDS),
+            float(s.kind == "number" and s.tier == 0), first_claim, _unit_agrees(question, s),
+            *(float(s.kind == k) for k in KINDS),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(spans), len(FEATURES))
 
