@@ -55,6 +55,7 @@ class Answered:
     def from_json(cls, data: dict) -> "Answered":
         return cls(**{**data, "support": {Citation(c, p): s for c, p, s in data["support"]}})
 
+
 def answer_suite(questions: Path, index: Path) -> list[Answered]:
     """Every answerable case answered with the one-line answer off; kept under ~/.cache, keyed by
     the suite, the index's generation and the code of the answer path, so refits are quick."""

@@ -33,8 +33,8 @@ KINDS = ("person", "organisation", "number", "date", "place", "reason", "sentenc
 # rate …"). These widen only the one-line answer's kind; ranking keeps question.wants.
 # Up to four words between: never a verb or a preposition ("In which French bank did the governor …"
 # asks for a bank), never a possessive ("Which German automaker's boss …" asks for the automaker).
-_BETWEEN = (r"(?!(?:did|does|do|was|were|is|are|has|had|have|will|would|could|can|on|in|at|of|to|for|with|by|from|"
-            r"that|who)\b)(?![\w-]+'s\b)[\w'-]+\s+")
+_AUXILIARY = r"(?:did|does|do|was|were|is|are|has|had|have|will|would|could|can)\b"
+_BETWEEN = (rf"(?!{_AUXILIARY}|(?:on|in|at|of|to|for|with|by|from|that|who)\b)(?![\w-]+'s\b)[\w'-]+\s+")
 _WHICH = rf"\b(?:which|what)\s+(?:{_BETWEEN}){{0,4}}?"
 _FIRST_WH = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", re.I)
 _WH_KINDS = {"who": "person", "whom": "person", "whose": "person", "where": "place", "when": "date", "why": "reason"}
@@ -372,19 +372,23 @@ def candidate_spans(question: Question, claims: list[str]) -> list[Span]:
 
 
 # What a "how many" question counts: the words after it up to its verb ("By how many votes did …").
-_COUNTED = re.compile(r"\bhow (?:many|much)\s+((?:(?!(?:did|does|do|was|were|is|are|has|had|have|will|would|could|"
-                      r"can)\b)[\w'-]+\s+){1,5})", re.I)
+_COUNTED = re.compile(rf"\bhow (?:many|much)\s+((?:(?!{_AUXILIARY})[\w'-]+\s+){{1,5}})", re.I)
 _SCALE_WORDS = frozenset("million billion trillion thousand hundred mn bn percent cent dollars euros pounds".split())
 
 
-def _unit_agrees(question: Question, span: Span) -> float:
-    """+1 when a figure's unit is what the question counts, -1 when it counts something else
-    ("23,200 residents" for "by how many votes"), 0 when either is unsaid."""
+def _counted(question: Question) -> set[str]:
+    """The stems of what a "how many" question counts; empty when it counts nothing."""
     counted = _COUNTED.search(question.text)
+    return set(tokenize([counted.group(1)])[0]) if counted else set()
+
+
+def _unit_agrees(counted: set[str], span: Span) -> float:
+    """+1 when a figure's unit is what the question counts (`_counted`), -1 when it counts
+    something else ("23,200 residents" for "by how many votes"), 0 when either is unsaid."""
     unit = span.text.split()[-1] if span.kind == "number" and " " in span.text else ""
     if not counted or not re.fullmatch(r"[a-z][a-z-]+", unit) or unit in _SCALE_WORDS:
         return 0.0
-    return 1.0 if set(tokenize([unit])[0]) & set(tokenize([counted.group(1)])[0]) else -1.0
+    return 1.0 if set(tokenize([unit])[0]) & counted else -1.0
 
 
 def _anchors(question: Question, text: str) -> list[int]:
@@ -404,6 +408,7 @@ def features(question: Question, spans: list[Span], claims: list[str], supports:
     cover = [len(words_of(c) & wanted) / max(1, len(wanted)) for c in claims]
     lowered = [p.lower() for p in paragraphs]
     first_claim = sum(s.claim == 0 for s in spans) / max(1, len(spans))
+    counted = _counted(question)
     rows = []
     for s in spans:
         near = anchors[s.claim]
@@ -414,7 +419,7 @@ def features(question: Question, spans: list[Span], claims: list[str], supports:
             float(s.kind == kind), float(s.tier), math.log1p(distance), float(s.claim), cover[s.claim],
             math.log1p(rivals), float(repeated), supports[s.claim] if s.claim < len(supports) else 0.0,
             math.log1p(len(s.text.split())), float(re.match(_TITLE, s.text) is not None),
-            float(s.kind == "number" and s.tier == 0), first_claim, _unit_agrees(question, s),
+            float(s.kind == "number" and s.tier == 0), first_claim, _unit_agrees(counted, s),
             *(float(s.kind == k) for k in KINDS),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(spans), len(FEATURES))
