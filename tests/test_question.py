@@ -1,9 +1,11 @@
 """Reading a question, matching its names and the stated refusals — on real cable text."""
 
+import numpy as np
 import pytest
 
 from rag.answer.aliases import mentioned, words_of
 from rag.answer.evidence import after_the_cables, filter_reason, lacks_sentence
+from rag.answer.posts import countries_named, country_of, post_agrees
 from rag.answer.question import analyse, parts
 from rag.answer.rank import holds_answer_type
 from rag.cables import read_cable_file
@@ -50,6 +52,28 @@ def test_a_question_is_read_into_terms_years_figures_names_and_cable_ids():
 ])
 def test_names_match_whole_words_stems_and_aliases(name, text, found):
     assert mentioned(name, words_of(text)) is found
+
+
+def test_every_demo_cable_from_a_post_in_one_country_is_given_that_country():
+    origins = {read_cable_file(path).origin for path in DEMO_DIR.glob("*.txt")}
+    unknown = {o for o in origins if not country_of(o)}
+    assert unknown <= {"Secretary of State", "Consulate Jerusalem"}, unknown
+    assert country_of("Embassy Madrid") == "spain" and country_of("Consulate Barcelona") == "spain"
+    assert country_of("US Interests Section Havana") == "cuba" and country_of("Embassy Mexico") == "mexico"
+
+
+@pytest.mark.parametrize("question, madrid, london", [
+    ("Which Spanish operators agreed to block the site?", 1.0, -1.0),  # a demonym names the country
+    ("What did the U.K. Treasury say about bonuses?", -1.0, 1.0),
+    ("What did Britain and Spain agree on air transport?", 1.0, 1.0),
+    ("What did the UN envoy say about the talks?", 0.0, 0.0),  # a body of many countries is no place
+    ("Who leads the police TIP response?", 0.0, 0.0),
+])
+def test_a_cable_is_held_to_the_country_a_question_names(question, madrid, london):
+    named = countries_named(words_of(question))
+    assert post_agrees("Embassy Madrid", named) == madrid
+    assert post_agrees("Embassy London", named) == london
+    assert post_agrees("Secretary of State", named) == 0.0  # a post of no one country
 
 
 def test_answer_types_are_found_in_real_paragraphs(tip_cable):
@@ -118,3 +142,23 @@ def test_a_question_asking_for_a_sentence_needs_a_paragraph_that_reports_one():
     born = analyse("What sentence did Born Samnang and Sok Sam Oeun receive in 2005?")
     assert not lacks_sentence(born, [ruling.paragraph(3).text])
     assert not lacks_sentence(analyse("Who opened the trial of the December rioters?"), [p.text for p in trial.paragraphs])
+
+
+def test_a_paragraph_from_another_country_than_the_question_names_is_not_first():
+    from rag.answer.rank import COUNTRY_DEPTH, FEATURES, Candidate, Ranker
+    from rag.types import Hit
+
+    named = countries_named(words_of("How many websites did Spain's telecom state secretary say were pirating?"))
+
+    def candidate(cable_id: str, origin: str) -> Candidate:
+        row = np.zeros(len(FEATURES))
+        row[FEATURES.index("post")] = post_agrees(origin, named)
+        return Candidate(Hit(f"{cable_id}:1", cable_id, 1, "", {"origin": origin}, 0.0), row, set())
+
+    london, madrid = candidate("09LONDON2198", "Embassy London"), candidate("09MADRID982", "Embassy Madrid")
+    others = [candidate(f"09REYKJAVIK{i}", "Embassy Reykjavik") for i in range(COUNTRY_DEPTH)]
+    ranked = Ranker(None).rank([london, others[0], madrid, *others[1:]])
+    assert [c.hit.cable_id for c in ranked[:2]] == ["09MADRID982", "09LONDON2198"]
+    # beyond the depth, or with no paragraph from the named country, the order stands
+    assert Ranker(None).rank([london, *others, madrid])[0] is london
+    assert Ranker(None).rank([london, *others])[0] is london

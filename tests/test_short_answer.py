@@ -90,6 +90,10 @@ def test_a_figure_takes_no_adjective_for_its_unit(text, figure):
     ("Who was the minister of communications when the ambassador called on him?", "person"),
     ("How did Qadhafi receive Putin when the Russian visited?", ""),
     ("What did the minister say about the tender?", ""),
+    # the first wh-phrase decides, not a "when" clause after it
+    ("Which Israeli mob boss was killed in November 2008 when a bomb exploded?", "person"),
+    ("What product were Barr and Pliva developing when Barr bid for Pliva?", ""),
+    ("What is the national power utility's realistic production capacity?", "number"),
 ])
 def test_the_kind_asked_for(question, kind):
     assert asked_kind(analyse(question)) == kind
@@ -149,3 +153,50 @@ def test_a_figure_counting_something_else_than_the_question_counts_weighs_agains
     assert agrees == {"23,200 residents": -1.0, "88 votes": 1.0}
     short = ShortAnswer(load_model("one_line.json"))
     assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "88 votes"
+
+
+@pytest.mark.parametrize("question, text, span", [
+    # dev answers that held the fact while no span was cut from them
+    ("Which Bahamian cabinet minister resigned?",
+     "On February 18, Minister of Immigration Shane Gibson resigned his Cabinet seat.",
+     "Minister of Immigration Shane Gibson"),
+    ("What name did the masked spokesman use?",
+     "The tape shows a masked spokesman, going by the name of Abu Dujan AL AFGANI, who claims it.", "Abu Dujan"),
+    ("How much were traffickers paying the major?", "He assisted drug trafficking organizations for USD 100K a month.",
+     "USD 100K"),
+    ("How many women and children were inside the home?", "Inside were fourteen women and six children.",
+     "fourteen women"),
+    ("Near which two Iranian cities are the pastures?", "Pasture areas are located outside of Isfahan and Shiraz.",
+     "Isfahan"),
+    ("Which minister asked the commander to remove Major Perez?",
+     "Minister of Government and Police Gustavo Jalkh asked for his removal.", "Police Gustavo Jalkh"),
+])
+def test_a_span_the_answer_holds_is_found(question, text, span):
+    assert span in spans(question, text)
+
+
+@pytest.mark.parametrize("question, text, wrong", [
+    # dev one-line answers that were no answer: a common noun, a country, the question's own words
+    ("Which Russian ministry official put the share at one in ten?",
+     "Civil Society Activity reported it; Deputy Head Semyon Levi put the share at one in ten.",
+     "Civil Society Activity"),
+    ("Which regional leader did Lee Kuan Yew float?", "He said the United States should talk to Than Shwe.",
+     "United States"),
+    ("Which contractor had not given the NEC a quality assurance plan?",
+     "Atomstroyexport had not delivered the QA plan.", "QA"),
+    ("Which French bank held the money of the Central African states' central bank?",
+     "The Bank of Central African States kept it at Societe Generale.", "Bank of Central African States"),
+    ("Which plaza boss did the military kill?", "Soldiers killed El Rambo in San Nicolas.", "San Nicolas"),
+    # a conversion in brackets is not the figure the cable reports
+    ("How much did Gabonese officials embezzle?", "At least 18.3 billion CFA (about $36 million) was traced.",
+     "$36 million"),
+])
+def test_no_span_that_is_no_answer(question, text, wrong):
+    assert wrong not in spans(question, text)
+
+
+def test_someone_the_questions_later_clause_gives_is_not_the_one_asked_for():
+    question = ("Who was Morocco's new Minister of Communications and government spokesman when the US ambassador "
+                "called on him in January 2008?")
+    text = "Ambassador Riley called on new Minister of Communications and government spokesman Khaled Naciri."
+    assert spans(question, text) == ["Khaled Naciri"]

@@ -83,6 +83,89 @@ sudan sudanese
 zimbabwe zimbabwean
 south-africa south-african
 yemen yemeni
+albania albanian albanians
+algeria algerian algerians
+angola angolan
+austria austrian austrians
+bahamas bahamian
+bahrain bahraini bahrainis
+bangladesh bangladeshi bangladeshis
+barbados barbadian
+bolivia bolivian
+bosnia bosnian bosnia-and-herzegovina
+botswana motswana batswana
+bulgaria bulgarian bulgarians
+burundi burundian
+cameroon cameroonian
+chile chilean chileans
+congo congolese drc
+costa-rica costa-rican
+croatia croatian croatians
+cyprus cypriot cypriots
+czech-republic czech czechs
+dominican-republic dominican
+ecuador ecuadorian ecuadorean
+el-salvador salvadoran salvadorean
+eritrea eritrean
+estonia estonian
+gabon gabonese
+ghana ghanaian
+guatemala guatemalan
+guinea guinean
+haiti haitian haitians
+honduras honduran
+hungary hungarian hungarians
+ireland irish
+jamaica jamaican
+jordan jordanian jordanians
+kosovo kosovar kosovars kosovo-albanian
+kuwait kuwaiti kuwaitis
+kyrgyzstan kyrgyz
+latvia latvian
+liberia liberian
+lithuania lithuanian
+macedonia macedonian
+madagascar malagasy
+malawi malawian
+malaysia malaysian malaysians
+mali malian
+malta maltese
+mauritania mauritanian
+moldova moldovan
+mongolia mongolian
+montenegro montenegrin
+morocco moroccan moroccans
+mozambique mozambican
+namibia namibian
+nepal nepali nepalese
+new-zealand new-zealander
+nicaragua nicaraguan
+niger nigerien
+oman omani
+panama panamanian
+paraguay paraguayan
+poland polish poles
+portugal portuguese
+qatar qatari qataris
+romania romanian romanians
+rwanda rwandan
+senegal senegalese
+serbia serbian serbs
+sierra-leone sierra-leonean
+slovakia slovak slovakian
+slovenia slovenian slovene
+sri-lanka sri-lankan
+suriname surinamese surinam
+switzerland swiss
+tajikistan tajik
+tanzania tanzanian
+trinidad trinidadian trinidad-and-tobago
+tunisia tunisian tunisians
+turkmenistan turkmen
+uganda ugandan
+uruguay uruguayan
+vatican holy-see
+zambia zambian
 un united-nations unsc
 eu european-union
 nato alliance
@@ -124,6 +207,11 @@ def spellings(name: str) -> frozenset[str]:
     name = _DOTS.sub("", name).lower().strip()
     forms = {name, *variants(name)}
     return _groups().get(name, frozenset()) | forms | {stemmer().stemWord(f) for f in forms}
+
+
+def aliased(name: str) -> bool:
+    """Whether the lower-cased name is a spelling in one of the alias groups."""
+    return name in _groups()
 
 
 def mentioned(name: str, words: set[str]) -> bool:

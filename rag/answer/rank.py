@@ -5,8 +5,10 @@ how much of the question's rarer vocabulary it holds (in one sentence, in the pa
 its cable's subject), its similarity to the question, whether it names the question's names,
 years and figures, whether it holds the kind of thing asked for (a person for "who", a figure
 for "how many", a date for "when", a reason for "why"), how many of the candidates come from
-its cable — and a logistic regression fitted on the dev suite (evals/fit_models.py, cross-
-validated by case) weighs them. Its coefficients live in rag/models/ranker.json.
+its cable, whether its cable's post is in the country the question names — and a logistic
+regression fitted on the dev suite (evals/fit_models.py, cross-validated by case) weighs them.
+Its coefficients live in rag/models/ranker.json. One stated rule follows the model: a paragraph
+from another country than the question names is not first while one from that country is near.
 
 The same rows feed the evidence check (rag.answer.evidence), which decides whether to answer at all.
 """
@@ -23,6 +25,7 @@ from importlib import resources
 import numpy as np
 
 from rag.answer.aliases import mentioned, words_of
+from rag.answer.posts import countries_named, country_of, post_agrees
 from rag.answer.question import YEAR, Question, figures
 from rag.index.bm25 import tokenize
 from rag.text import split_sentences
@@ -31,8 +34,10 @@ from rag.types import Hit
 FEATURES = (
     "bm25", "dense", "dense_gap", "cover", "cover_gap", "cover_context", "sentence_cover", "sentence_cover_gap",
     "rarest_missing", "names", "years", "figures", "answer_type", "first_paragraph", "length", "cable_share",
-    "named_cable",
+    "named_cable", "post",
 )
+
+_COL = {name: j for j, name in enumerate(FEATURES)}
 
 _TITLE = re.compile(
     r"\b(?:Minister|President|Ambassador|General|Director|Chief|Secretary|Governor|Mayor|Chairman|Chair|Deputy|"
@@ -80,7 +85,7 @@ class Candidate:
 
     hit: Hit
     features: np.ndarray
-    words: set[str]  # rag.answer.aliases.words_of its text, subject and origin: what it mentions
+    words: set[str]  # rag.answer.aliases.words_of its text, subject, origin and origin's country: what it mentions
 
 
 def _coverage(terms: list[str], weights: np.ndarray, present: set[str]) -> float:
@@ -107,6 +112,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
     weights = idf(terms) if terms else np.zeros(0)
     rare = float(weights.max()) if len(weights) else 1.0
     question_words = words_of(question.text)
+    countries = countries_named(question_words)
     sentences = [split_sentences(h.text) or [h.text] for h in hits]
     contexts = [f"{h.metadata.get('subject', '')} {h.metadata.get('heading', '')}" for h in hits]
     flat = [s for group in sentences for s in group]
@@ -125,7 +131,8 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
         at += len(sentences[i])
         missing = [w for t, w in zip(terms, weights) if t not in context]
         meta = hit.metadata
-        words = words_of(f"{hit.text} {meta.get('subject', '')} {meta.get('origin', '')}")
+        origin = meta.get("origin", "")
+        words = words_of(f"{hit.text} {meta.get('subject', '')} {origin} {country_of(origin)}")
         names = [mentioned(n, words) for n in question.names]
         text_years = set(YEAR.findall(hit.text)) | {str(meta.get("date", ""))[:4]}
         years = 0.0 if not question.years else (1.0 if question.years <= text_years else -1.0)
@@ -149,6 +156,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
             math.log1p(len(hit.text.split())),
             top_cables.count(hit.cable_id) / len(top_cables),
             float(hit.cable_id in question.cable_ids),
+            post_agrees(origin, countries),
         ])
         out.append(Candidate(hit, np.zeros(0), words))
     matrix = np.array(rows, dtype=np.float64)
@@ -206,6 +214,24 @@ def load_model(name: str) -> LinearModel:
     return LinearModel.from_json(json.loads(resources.files("rag.models").joinpath(name).read_text()))
 
 
+# How far down a paragraph from the country the question names may be brought up to first.
+COUNTRY_DEPTH = 5
+
+
+def _own_country_first(found: list[Candidate]) -> list[Candidate]:
+    """A paragraph from a post in another country than the one the question names ("Spain's
+    telecom secretary" and Embassy London's report on British ISPs) is not first while one from
+    that country's posts is among the top COUNTRY_DEPTH: the weighted `post` feature alone lets a
+    paragraph that shares the question's other words win."""
+    post = _COL["post"]
+    if not found or found[0].features[post] >= 0:
+        return found
+    agreeing = next((i for i, c in enumerate(found[:COUNTRY_DEPTH]) if c.features[post] > 0), None)
+    if agreeing is None:
+        return found
+    return [found[agreeing], *found[:agreeing], *found[agreeing + 1:]]
+
+
 class Ranker:
     """Reorders retrieved hits by the fitted model's score; `None` model keeps retrieval's order."""
 
@@ -220,6 +246,7 @@ class Ranker:
             scores = self.model.score(np.stack([c.features for c in found]))
             order = sorted(range(len(found)), key=lambda i: (-scores[i], i))
             found = [replace(found[i], hit=replace(found[i].hit, score=float(scores[i]))) for i in order]
+        found = _own_country_first(found)
         if question is None or not question.paragraphs:
             return found
         named = set(question.paragraphs)

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer.aliases import words_of
-from rag.answer.question import MONTHS, YEAR, Question, figures
+from rag.answer.posts import is_place
+from rag.answer.question import MONTHS, YEAR, Question, figures, wants_of
 from rag.answer.rank import LinearModel
 from rag.citation import CABLE_ID, Citation
 from rag.index.bm25 import tokenize
+from rag.text import STOPWORDS
 
 KINDS = ("person", "organisation", "number", "date", "place", "reason", "sentence")
 
@@ -37,6 +39,8 @@ _AUXILIARY = r"(?:did|does|do|was|were|is|are|has|had|have|will|would|could|can)
 _BETWEEN = (rf"(?!{_AUXILIARY}|(?:on|in|at|of|to|for|with|by|from|that|who)\b)(?![\w-]+'s\b)[\w'-]+\s+")
 _WHICH = rf"\b(?:which|what)\s+(?:{_BETWEEN}){{0,4}}?"
 _FIRST_WH = re.compile(r"\b(?:who|whom|whose|what|which|where|when|why|how)\b", re.I)
+# Where a question's first wh-phrase ends and a clause of its own begins ("… killed when a bomb …").
+_LATER_CLAUSE = re.compile(r"\b(?:when|where|who|whom|whose|which|why|while)\b", re.I)
 _WH_KINDS = {"who": "person", "whom": "person", "whose": "person", "where": "place", "when": "date", "why": "reason"}
 _ORGANISATION_ASKED = re.compile(
     _WHICH + r"(?:company|companies|firms?|part(?:y|ies)|ministry|ministries|organi[sz]ations?|groups?|agency|"
@@ -57,7 +61,7 @@ _PLACE_ASKED = re.compile(
     r"restaurants?|airports?|prisons?|hospitals?|bases?|camps?|mosques?|stadiums?|venues?|buildings?|"
     r"neighbo(?:u)?rhoods?|streets?|borders?|border crossings?|crossings?|capitals?|districts?)\b", re.I)
 _NUMBER_ASKED = re.compile(
-    r"\bwhat (?:was|is|were|are) the (?:[\w'-]+\s+){0,3}?(?:rate|value|number|amount|total|price|cost|share|"
+    r"\bwhat (?:was|is|were|are) the (?:[\w'-]+\s+){0,5}?(?:rate|value|number|amount|total|price|cost|share|"
     r"percentage|capacity|quota|commission|budget|population|toll|salary|fine|figure|size|level|turnout|deficit|"
     r"debt|revenue|production|output|growth|inflation)\b"
     r"|\bwhat (?:[\w'-]+\s+){0,2}?(?:commission|quota|fee|bribe|ransom|fine|salary|budget|turnout|capacity)\b",
@@ -76,12 +80,24 @@ _NOT_UNITS = frozenset(
     between among against across through because though although unless said says say told reported noted
     added stated separate known worth total additional new different further full overall estimated
     approximately roughly confirmed registered official unofficial respectively""".split())
+# A unit or a scale written onto a figure ("71.4kg", "100K").
+_ON = "(?:kg|km|mw|kw|gw|ha|bn|mn|[kKmM])"
 _NUMBER = re.compile(
     r"(?<![\w(,./-])(?:(?:US|USD|U\.S\.)\s?\$|\$|(?:USD|EUR|GBP)\s?|€|£|¥)?\d[\d,]*(?:\.\d+)?"
     # a range ("200-250,000 people") is one figure; a unit written on ("71.4kg") stays on it
-    r"(?:[-–]\d[\d,]*(?:\.\d+)?)?(?:(?:kg|km|mw|kw|gw|ha|bn|mn)\b|(?![\w(]))"
+    rf"(?:[-–]\d[\d,]*(?:\.\d+)?)?(?:(?<=\d){_ON}\b|(?![\w(]))"
     rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"
     r"(?:\s[A-Z]{2,6}(?=\s[a-z]))?(?:\s(?P<unit>[a-z][a-z-]+))?")
+_SPELLED_DIGITS = "two|three|four|five|six|seven|eight|nine"
+_WRITTEN_ON = re.compile(rf"(?<=\d){_ON}\b")
+# A count written in words ("fourteen women", "four days"): only with what it counts.
+_SPELLED = re.compile(
+    rf"(?<![\w-])(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:-(?:one|{_SPELLED_DIGITS}))?|"
+    rf"{_SPELLED_DIGITS}|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|"
+    r"(?:a |one |two |several )?(?:hundred|dozen))\s(?P<unit>[a-z][a-z-]+)", re.I)
+# What stands between a figure and its conversion into another currency or unit.
+_CONVERSION = re.compile(r"\d[\w,.%$]*(?:\s[A-Za-z]{1,12}){0,2}\s?\((?P<marker>about|approximately|approx\.|roughly|"
+                         r"some|around|nearly|almost|or|equivalent to|equal to|i\.e\.)?\s?$", re.I)
 # Where a figure is a reference, not a quantity: "para 6", "REF B 45", "¶3", "No. 12".
 _REFERENCE_BEFORE = re.compile(r"(?:\bparas?|\bparagraphs?|¶|\bREF|\bNo\.|\bnumber|\bsection|\bArticle|\bresolution"
                                r"|\bUNSCR?|\bRoom|\bline|\bpage|\btel)\s?\(?[A-Z]?\s?$", re.I)
@@ -98,6 +114,10 @@ _TITLE = (r"(?:(?:Deputy|Vice|Acting|Former|former|Senior|Lieutenant|Lt\.|Major|
 _RUN = re.compile(r"(?<![\w'-])[A-Z][\w'.&-]*(?:\s(?:(?:al-|bin|ibn|abu|de|da|van|von|el-|le|of|for|and|on)\s)?"
                   r"[A-Z][\w'.&-]*)*")
 _NAME_WORD = re.compile(r"[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z]?[A-Z][a-z]+")
+# Endings of common nouns, never of a name ("Civil Society Activity").
+_NOT_NAME_ENDING = re.compile(r"(?:ity|tion|ment|ness|ism|ship|ics)$")
+# First words of place names, never of a person's ("San Nicolas", "Puerto Cortes").
+_PLACE_OPENERS = frozenset("San Santa Santo Sao Saint St Fort Port Puerto Ciudad Mount Lake Cape".split())
 _PARTICLES = frozenset("al- bin ibn abu de da van von el- le".split())
 _CONNECTORS = frozenset("of for and on".split())
 _TITLE_WORDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+\.?", _TITLE))
@@ -122,7 +142,7 @@ _MARKINGS = frozenset("""SUBJECT SBU NOFORN CONFIDENTIAL SECRET UNCLAS UNCLASSIF
     SUMMARY COMMENT NOTE AND THE OF USG US USA GOV EO E.O. ACTION INFO PARA PARAS SIPDIS NF MRN REASON USD EUR GBP
     GMT AM PM""".split())
 MONTH_WORD = re.compile(rf"(?:{_MONTH}|{_DAYS})")
-_PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside|inside|across|via)\s(?:the\s)?"
+_PLACE = re.compile(r"\b(?:in|at|from|to|near|into|outside(?: of)?|inside|across|via)\s(?:the\s)?"
                     rf"(?P<place>(?!(?:{_MONTH}|{_DAYS})\b)[A-Z][a-z]+"
                     rf"(?:[\s-](?:al-|el-)?(?!(?:{_MONTH}|{_DAYS})\b)[A-Z][a-z]+){{0,2}})")
 _REASON = re.compile(r"\b(?:because(?: of)?|due to|as a result of|since|in order to|owing to|citing|cited|"
@@ -165,10 +185,22 @@ class OneLine:
     asked: bool  # of the kind the question asks for
 
 
+def _clauses(question: Question) -> tuple[str, str]:
+    """The question's first wh-phrase, to where a clause of its own begins, and the rest:
+    ("Who was Morocco's new Minister of Communications", "when the US ambassador called on him")."""
+    text = question.text
+    first = _FIRST_WH.search(text)
+    start = first.start() if first else 0
+    later = _LATER_CLAUSE.search(text, start + 1)
+    return (text[start:later.start()], text[later.start():]) if later else (text[start:], "")
+
+
 def asked_kind(question: Question) -> str:
     """The kind of answer the question asks for: "" when it asks for none a span can hold.
-    The question's first wh-word decides ("Who was minister when the ambassador called?"
-    asks for a person, though question.wants, read for ranking, finds the "when")."""
+    The question's first wh-phrase decides ("Who was minister when the ambassador called?"
+    asks for a person, "Which mob boss was killed when a bomb exploded?" a person too, "What
+    product were they developing when …" nothing a span holds), though question.wants, read
+    for ranking, finds the "when"."""
     text = question.text
     first = _FIRST_WH.search(text)
     if first and first.group(0).lower() in _WH_KINDS:
@@ -176,12 +208,14 @@ def asked_kind(question: Question) -> str:
     # "How did Qadhafi receive Putin when …" asks for a manner, which no span holds.
     if first and first.group(0).lower() == "how":
         return question.wants if question.wants in ("number", "sentence") else ""
-    if question.wants in ("", "person") and _ORGANISATION_ASKED.search(text) and not _PERSON_ASKED.search(text):
+    clause, _ = _clauses(question)
+    wants = wants_of(clause)
+    if wants in ("", "person") and _ORGANISATION_ASKED.search(clause) and not _PERSON_ASKED.search(clause):
         return "organisation"
-    if question.wants:
-        return question.wants
+    if wants:
+        return wants
     for kind, pattern in (("person", _PERSON_ASKED), ("place", _PLACE_ASKED), ("number", _NUMBER_ASKED)):
-        if pattern.search(text):
+        if pattern.search(clause):
             return kind
     return ""
 
@@ -209,8 +243,17 @@ def _asked_words(question: Question) -> set[str]:
 
 
 def _new(span: str, question: Question) -> bool:
-    """A span that says something the question does not already say."""
-    return not words_of(span) <= words_of(question.text)
+    """A span that says something the question does not already say: a word of its own
+    ("of" and "the" say nothing), and not the initials of the question's words ("QA" for
+    "quality assurance")."""
+    said = words_of(question.text)
+    own = {w for w in words_of(span) if " " not in w and w not in STOPWORDS} - said
+    if not own:
+        return False
+    if span.isupper() and 1 < len(span) < 7:
+        initials = "".join(w[0] for w in _WORD.findall(question.text)).upper()
+        return span not in initials
+    return True
 
 
 def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
@@ -220,7 +263,7 @@ def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         if unit and unit.lower() in _NOT_UNITS:
             value = value[: m.start("unit") - m.start()].rstrip()
             unit = None
-        digits = figures(value)
+        digits = figures(_WRITTEN_ON.sub(" ", value))
         if not digits or YEAR.fullmatch(value.strip()) or digits <= question.figures:
             continue
         before = claim[max(0, m.start() - 24):m.start()]
@@ -230,8 +273,15 @@ def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         if re.search(rf"(?:{_MONTH})\s(?:\d{{1,2}}\s?(?:and|to|-|–)\s?)?$", before) \
                 or re.match(rf"\s(?:{_MONTH})\b", claim[m.end():]):
             continue
+        # "18.3 billion CFA (about $36 million)": the figure the cable reports, not its conversion.
+        conversion = _CONVERSION.search(claim[max(0, m.start() - 40):m.start()])
+        if conversion and (conversion.group("marker") or not value[0].isdigit()):
+            continue
         shaped = unit or not value[0].isdigit() or not value.rstrip()[-1].isdigit()
         out.append((m.start(), m.start() + len(value), value, 0 if shaped else 1))
+    for m in _SPELLED.finditer(claim):
+        if m.group("unit").lower() not in _NOT_UNITS and _new(m.group(0), question):
+            out.append((m.start(), m.end(), m.group(0), 0))
     return out
 
 
@@ -260,14 +310,27 @@ def _is_title(word: str) -> bool:
 
 def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
     asked_lower = _asked_words(question)
+    asked, rest = _clauses(question)
+    # A role the question's later clause gives ("when the US ambassador called") is someone the
+    # question already has, not the one it asks for.
+    given = {w.lower() for w in _WORD.findall(rest)} - {w.lower() for w in _WORD.findall(asked)}
     out = []
     for offset, words in _segments(claim):
-        if any(w.lower() in _CONNECTORS for w in words):
-            continue
         i = 0
         while i < len(words) and _is_title(words[i]):
             i += 1
+        # "Minister of Immigration Shane Gibson", "Minister of Government and Police Gustavo Jalkh":
+        # the office is part of the title, up to the word after its last connector.
+        if i and i + 2 < len(words) and words[i].lower() in ("of", "for"):
+            i = max(j for j, w in enumerate(words) if w.lower() in _CONNECTORS) + 2
+        if any(w.lower() in _CONNECTORS for w in words[i:]):
+            continue
         title, name = words[:i], [w.rstrip(".,") for w in words[i:]]
+        if any(w.lower().rstrip(".") in given for w in title):
+            continue
+        # A surname the cable writes in capitals ("Abu Dujan AL AFGANI") ends the name there.
+        upper = next((j for j, w in enumerate(name) if w.isupper() and len(w) > 1), len(name))
+        name = name[:upper]
         # "President Vicente Fox's visit" names Vicente Fox; "Rossing's Final Product Recovery" no one.
         if any(re.search(r"['’]s$", w) for w in name[:-1]):
             continue
@@ -276,15 +339,17 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         # Never a title without its name, never a lone word nobody titled.
         if not name or (len(name) == 1 and not title) or len(name) > 4 or any(_is_title(w) for w in name):
             continue
-        if not all(_NAME_WORD.fullmatch(w) or w.lower() in _PARTICLES for w in name):
+        if not all(_NAME_WORD.fullmatch(w) or w.lower() in _PARTICLES for w in name) \
+                or any(_NOT_NAME_ENDING.search(w) for w in name) or is_place(" ".join(name)) \
+                or name[0].rstrip(".") in _PLACE_OPENERS:
             continue
         # A word the question itself writes in lower case is a verb or a noun there, not a name
         # ("Who ran that training?" is never answered "Yha Ran").
         if any(w.lower() in asked_lower for w in name):
             continue
         text = " ".join(title + name)
-        if _ORGANISATION_WORDS.search(text) or any(w.isupper() and len(w) > 1 for w in name) \
-                or not _new(" ".join(name), question):
+        # The office in a title may be a ministry's ("Minister of Government and Police"); the name may not.
+        if _ORGANISATION_WORDS.search(" ".join(name)) or not _new(" ".join(name), question):
             continue
         out.append((offset, offset + len(text), text, 0 if title and len(name) > 1 else 1 if title or len(name) > 1 else 2))
     return out
