@@ -209,9 +209,9 @@ def spellings(name: str) -> frozenset[str]:
     return _groups().get(name, frozenset()) | forms | {stemmer().stemWord(f) for f in forms}
 
 
-def aliased(name: str) -> bool:
-    """Whether the lower-cased name is a spelling in one of the alias groups."""
-    return name in _groups()
+def aliases_of(name: str) -> frozenset[str]:
+    """The spellings of the lower-cased name's alias group (empty when it has none)."""
+    return _groups().get(name, frozenset())
 
 
 def mentioned(name: str, words: set[str]) -> bool:

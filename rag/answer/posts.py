@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from rag.answer.aliases import aliased, mentioned
+from rag.answer.aliases import aliases_of
 
 _POSTS = """
 Abidjan: cote d'ivoire
@@ -277,8 +277,8 @@ REO Basrah: iraq
 """
 
 # What goes before a post's city in an origin: "Embassy Madrid", "Consulate Barcelona".
-_KIND = re.compile(r"^(?:Embassy|Consulate|Consulate General|US Mission|Mission|US Office|Branch Office|American "
-                   r"Embassy|US Consulate)\s+", re.I)
+_KIND = re.compile(r"^(?:Embassy|Consulate General|Consulate|US Mission|Mission|US Office|Branch Office|American "
+                   r"Embassy|American Consulate|US Consulate)\s+", re.I)
 
 
 def _rows(table: str) -> dict[str, str]:
@@ -303,21 +303,38 @@ _BODIES = frozenset({"un", "eu", "nato"})
 # Post cities that are as often a person or a place elsewhere: not read as naming a country.
 _AMBIGUOUS = frozenset({"hamilton", "kingston", "georgetown", "perth", "halifax", "merida", "naples", "sydney",
                         "san jose", "santiago", "quebec", "nogales", "calgary", "vancouver", "toronto"})
+# Spellings of a country that more often mean something else in a question ("polish its image",
+# "English-language press", "the Persian Gulf").
+_NOT_COUNTRIES = frozenset({"english", "polish", "poles", "persian", "pa", "gop", "goi", "goj", "gof", "rgc", "rtg",
+                            "usg"})
+# Names of events and bodies that carry a place's name and are no constraint on it.
+_NOT_PLACES = re.compile(r"\b(?:paris club|doha round|minsk group|vienna convention|geneva conventions?|"
+                         r"northern ireland|persian gulf|london club|kyoto protocol|rome statute|oslo accords?|"
+                         r"madrid conference|lisbon treaty|treaty of lisbon|hague convention)\b", re.I)
 
 
 @lru_cache(maxsize=1)
-def _places() -> tuple[tuple[str, str], ...]:
-    """(a spelling that names a country, the country): each country, and each post's city."""
+def _countries() -> dict[str, str]:
+    """Each spelling that names a post's country (its alias group too) or city → the country."""
     countries = sorted(set(_table().values()) - _BODIES)
-    cities = sorted((city, country) for city, country in _rows(_POSTS).items()
-                    if city not in _AMBIGUOUS and city not in countries)
-    return tuple((c, c) for c in countries) + tuple(cities)
+    out = {city: country for city, country in _rows(_POSTS).items() if city not in _AMBIGUOUS}
+    for country in countries:
+        out.update((s, country) for s in (*(aliases_of(country)), country) if s not in _NOT_COUNTRIES)
+    return out
 
 
-def countries_named(words: set[str]) -> frozenset[str]:
-    """The countries that a text whose `rag.answer.aliases.words_of` is `words` names, in any
-    spelling ("Spanish", "U.K.") or by a city with a US post ("Embassy Sofia's cables")."""
-    return frozenset(country for name, country in _places() if mentioned(name, words))
+@lru_cache(maxsize=1)
+def _country_pattern() -> re.Pattern:
+    # The longest spelling first, so "Papua New Guinea" and "Port of Spain" are not "Guinea" and "Spain".
+    names = sorted(_countries(), key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(n) for n in names) + r")(?![\w-])", re.I)
+
+
+def countries_named(text: str) -> frozenset[str]:
+    """The countries a text names, in any spelling ("Spanish", "U.K.") or by a city with a US post
+    ("Embassy Sofia's cables"); not in the name of an event or a body ("the Paris Club")."""
+    text = _NOT_PLACES.sub(" ", re.sub(r"(?<=\b[A-Za-z])\.", "", text))
+    return frozenset(_countries()[m.group(0).lower()] for m in _country_pattern().finditer(text))
 
 
 def post_agrees(origin: str, named: frozenset[str]) -> float:
@@ -332,4 +349,4 @@ def post_agrees(origin: str, named: frozenset[str]) -> float:
 def is_place(text: str) -> bool:
     """Whether the text is the name of a country ("United States") or of a city with a US post."""
     text = " ".join(text.lower().split())
-    return aliased(text) or any(text == name for name, _ in _places())
+    return text in _countries() or text in aliases_of("united states")

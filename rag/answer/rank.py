@@ -112,7 +112,7 @@ def candidates(question: Question, hits: list[Hit], query_vector: np.ndarray, le
     weights = idf(terms) if terms else np.zeros(0)
     rare = float(weights.max()) if len(weights) else 1.0
     question_words = words_of(question.text)
-    countries = countries_named(question_words)
+    countries = countries_named(question.text)
     sentences = [split_sentences(h.text) or [h.text] for h in hits]
     contexts = [f"{h.metadata.get('subject', '')} {h.metadata.get('heading', '')}" for h in hits]
     flat = [s for group in sentences for s in group]
@@ -233,7 +233,9 @@ def _own_country_first(found: list[Candidate]) -> list[Candidate]:
 
 
 class Ranker:
-    """Reorders retrieved hits by the fitted model's score; `None` model keeps retrieval's order."""
+    """Reorders retrieved hits by the fitted model's score (a `None` model keeps retrieval's
+    order), then by the stated rules: a paragraph from the country the question names before one
+    from another, a paragraph the question names by number first of all."""
 
     def __init__(self, model: LinearModel | None):
         if model is not None and tuple(model.features) != FEATURES:

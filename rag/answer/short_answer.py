@@ -96,8 +96,9 @@ _SPELLED = re.compile(
     rf"{_SPELLED_DIGITS}|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|"
     r"(?:a |one |two |several )?(?:hundred|dozen))\s(?P<unit>[a-z][a-z-]+)", re.I)
 # What stands between a figure and its conversion into another currency or unit.
-_CONVERSION = re.compile(r"\d[\w,.%$]*(?:\s[A-Za-z]{1,12}){0,2}\s?\((?P<marker>about|approximately|approx\.|roughly|"
-                         r"some|around|nearly|almost|or|equivalent to|equal to|i\.e\.)?\s?$", re.I)
+_CONVERSION = re.compile(r"\d[\w,.%$]*(?:\s[A-Za-z]{1,12}){0,3}\s?\((?P<marker>about|approximately|approx\.|roughly|"
+                         r"some|around|nearly|almost|or|equivalent to|equal to|i\.e\.)?\s?(?P<currency>US\$|\$|€|£)?$",
+                         re.I)
 # Where a figure is a reference, not a quantity: "para 6", "REF B 45", "¶3", "No. 12".
 _REFERENCE_BEFORE = re.compile(r"(?:\bparas?|\bparagraphs?|¶|\bREF|\bNo\.|\bnumber|\bsection|\bArticle|\bresolution"
                                r"|\bUNSCR?|\bRoom|\bline|\bpage|\btel)\s?\(?[A-Z]?\s?$", re.I)
@@ -117,7 +118,15 @@ _NAME_WORD = re.compile(r"[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z
 # Endings of common nouns, never of a name ("Civil Society Activity").
 _NOT_NAME_ENDING = re.compile(r"(?:ity|tion|ment|ness|ism|ship|ics)$")
 # First words of place names, never of a person's ("San Nicolas", "Puerto Cortes").
-_PLACE_OPENERS = frozenset("San Santa Santo Sao Saint St Fort Port Puerto Ciudad Mount Lake Cape".split())
+_PLACE_OPENERS = frozenset("San Santa Santo Saint St. Fort Port Puerto Ciudad Mount Lake Cape".split())
+# Words of an office named after a title ("Minister of Foreign Affairs").
+_OFFICE_WORDS = frozenset("""Affairs Immigration Communications Communication Information State Trade Economy Commerce
+    Industry Culture Tourism Agriculture Labor Labour Transport Transportation Education Planning Development Security
+    Home Internal Public Works Mines Youth Sports Women Social Welfare Water Environment Telecommunications Energy Oil
+    Religious Endowments Awqaf Legal Economic Political Consular Foreign Finance Defense Defence Interior Justice
+    Health""".split())
+# After a role in a question's later clause: it acts there ("when the US ambassador called on him").
+_ACTS = r"(?=\s+(?:[a-z]+ed|said|says|told|met|was|is|had|has|did|came|went|spoke|saw|gave|took|made|to)\b|\s*[,.?;]|$)"
 _PARTICLES = frozenset("al- bin ibn abu de da van von el- le".split())
 _CONNECTORS = frozenset("of for and on".split())
 _TITLE_WORDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+\.?", _TITLE))
@@ -251,7 +260,7 @@ def _new(span: str, question: Question) -> bool:
     if not own:
         return False
     if span.isupper() and 1 < len(span) < 7:
-        initials = "".join(w[0] for w in _WORD.findall(question.text)).upper()
+        initials = "".join(w[0] for w in _WORD.findall(question.text) if w.lower() not in STOPWORDS).upper()
         return span not in initials
     return True
 
@@ -275,7 +284,7 @@ def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
             continue
         # "18.3 billion CFA (about $36 million)": the figure the cable reports, not its conversion.
         conversion = _CONVERSION.search(claim[max(0, m.start() - 40):m.start()])
-        if conversion and (conversion.group("marker") or not value[0].isdigit()):
+        if conversion and (conversion.group("marker") or conversion.group("currency") or not value[0].isdigit()):
             continue
         shaped = unit or not value[0].isdigit() or not value.rstrip()[-1].isdigit()
         out.append((m.start(), m.start() + len(value), value, 0 if shaped else 1))
@@ -311,22 +320,26 @@ def _is_title(word: str) -> bool:
 def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
     asked_lower = _asked_words(question)
     asked, rest = _clauses(question)
-    # A role the question's later clause gives ("when the US ambassador called") is someone the
-    # question already has, not the one it asks for.
-    given = {w.lower() for w in _WORD.findall(rest)} - {w.lower() for w in _WORD.findall(asked)}
     out = []
     for offset, words in _segments(claim):
         i = 0
         while i < len(words) and _is_title(words[i]):
             i += 1
-        # "Minister of Immigration Shane Gibson", "Minister of Government and Police Gustavo Jalkh":
-        # the office is part of the title, up to the word after its last connector.
-        if i and i + 2 < len(words) and words[i].lower() in ("of", "for"):
-            i = max(j for j, w in enumerate(words) if w.lower() in _CONNECTORS) + 2
+        head = words[i - 1] if i else ""
+        # "Minister of Immigration Shane Gibson", "Minister of Foreign Affairs Miguel Moratinos": the
+        # office is part of the title (_segments has cut the run at "for", "and" and "on" already).
+        if i and i + 2 < len(words) and words[i].lower() == "of":
+            i += 2
+            while i < len(words) - 1 and (_is_title(words[i]) or words[i] in _OFFICE_WORDS
+                                          or _ORGANISATION_WORDS.fullmatch(words[i])):
+                i += 1
         if any(w.lower() in _CONNECTORS for w in words[i:]):
             continue
         title, name = words[:i], [w.rstrip(".,") for w in words[i:]]
-        if any(w.lower().rstrip(".") in given for w in title):
+        # A role the question's later clause gives ("when the US ambassador called") is someone the
+        # question already has, not the one it asks for.
+        if head and re.search(rf"\b(?:the|his|her|its|their|[\w-]+['’]s)\s+(?:[\w.'-]+\s+){{0,2}}?"
+                              rf"{re.escape(head.rstrip('.'))}s?{_ACTS}", rest, re.I):
             continue
         # A surname the cable writes in capitals ("Abu Dujan AL AFGANI") ends the name there.
         upper = next((j for j, w in enumerate(name) if w.isupper() and len(w) > 1), len(name))
@@ -340,8 +353,10 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         if not name or (len(name) == 1 and not title) or len(name) > 4 or any(_is_title(w) for w in name):
             continue
         if not all(_NAME_WORD.fullmatch(w) or w.lower() in _PARTICLES for w in name) \
-                or any(_NOT_NAME_ENDING.search(w) for w in name) or is_place(" ".join(name)) \
-                or name[0].rstrip(".") in _PLACE_OPENERS:
+                or any(len(w) >= 8 and _NOT_NAME_ENDING.search(w) for w in name):
+            continue
+        # Untitled, "United States", "San Nicolas" and "Russian Soyuz" are no one; "Senator Jordan" is someone.
+        if not title and (is_place(" ".join(name)) or any(is_place(w) for w in name) or name[0] in _PLACE_OPENERS):
             continue
         # A word the question itself writes in lower case is a verb or a noun there, not a name
         # ("Who ran that training?" is never answered "Yha Ran").
