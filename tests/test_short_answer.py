@@ -170,6 +170,10 @@ def test_a_figure_counting_something_else_than_the_question_counts_weighs_agains
      "Isfahan"),
     ("Who was the minister of foreign affairs?", "Minister of Foreign Affairs Miguel Moratinos met him.",
      "Minister of Foreign Affairs Miguel Moratinos"),
+    ("Whose suggestion did the health secretary take?", "After Saif al-Islam al-Qadhafi suggested it, he agreed.",
+     "Saif al-Islam al-Qadhafi"),
+    ("Which former president grumbled?", "Former President Miguel de la Madrid grumbled.",
+     "Former President Miguel de la Madrid"),
     # what the filters against common nouns, places and the question's own words must keep
     ("Who attended?", "Colonel Qadhafi and Senator Jordan attended.", "Senator Jordan"),
     ("Who attended?", "Colonel Qadhafi and Senator Jordan attended.", "Colonel Qadhafi"),

@@ -112,9 +112,10 @@ _TITLE = (r"(?:(?:Deputy|Vice|Acting|Former|former|Senior|Lieutenant|Lt\.|Major|
           r"Adviser|Speaker|Sheikh|Emir|Commander|Admiral|Consul|Premier|Captain|Capt\.|Major|Maj\.|Deputy|MP|"
           r"Representative|Rep\.|Justice|Chancellor|Counselor|Counsellor|Spokesman|Spokesperson|Inspector|Sergeant)")
 # A run of capitalised words, with the particles names and organisations carry inside.
-_RUN = re.compile(r"(?<![\w'-])[A-Z][\w'.&-]*(?:\s(?:(?:al-|bin|ibn|abu|de|da|van|von|el-|le|of|for|and|on)\s)?"
-                  r"[A-Z][\w'.&-]*)*")
-_NAME_WORD = re.compile(r"[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z]?[A-Z][a-z]+")
+# Up to two particles between ("Miguel de la Madrid"), or one written onto the word ("Saif al-Islam").
+_RUN = re.compile(r"(?<![\w'-])[A-Z][\w'.&-]*(?:\s(?:(?:al-|bin|ibn|abu|de|da|del|la|los|dos|van|von|der|den|el-|le|"
+                  r"of|for|and|on)\s){0,2}[A-Z][\w'.&-]*|\s(?:al|el)-[A-Z][\w'.&-]*)*")
+_NAME_WORD = re.compile(r"(?:al-|el-)?[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z]?[A-Z][a-z]+")
 # Endings of common nouns, never of a name ("Civil Society Activity").
 _NOT_NAME_ENDING = re.compile(r"(?:ity|tion|ment|ness|ism|ship|ics)$")
 # First words of place names, never of a person's ("San Nicolas", "Puerto Cortes").
@@ -127,7 +128,7 @@ _OFFICE_WORDS = frozenset("""Affairs Immigration Communications Communication In
     Health""".split())
 # After a role in a question's later clause: it acts there ("when the US ambassador called on him").
 _ACTS = r"(?=\s+(?:[a-z]+ed|said|says|told|met|was|is|had|has|did|came|went|spoke|saw|gave|took|made|to)\b|\s*[,.?;]|$)"
-_PARTICLES = frozenset("al- bin ibn abu de da van von el- le".split())
+_PARTICLES = frozenset("al- bin ibn abu de da del la los dos van von der den el- le".split())
 _CONNECTORS = frozenset("of for and on".split())
 _TITLE_WORDS = frozenset(w.lower().rstrip(".") for w in re.findall(r"[A-Za-z]+\.?", _TITLE))
 # Capitalised words that never name a person: months, days, sentence openers, offices.
