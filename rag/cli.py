@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 from rag.errors import RagError, require_extra
-from rag.settings import BACKENDS, DEVICES, RETRIEVALS, Settings, env_names
+from rag.settings import BACKENDS, DEVICES, PRECISIONS, RETRIEVALS, Settings, env_names
 
 # What `rag serve` imports beyond a plain install: the serve extra.
 SERVE_MODULES = ("gradio", "fastapi", "starlette", "uvicorn", "limits")
@@ -76,6 +76,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         chroma_url=getattr(args, "chroma_url", None),
         encoder=getattr(args, "encoder", None),
         device=getattr(args, "device", None),
+        precision=getattr(args, "precision", None),
         llm=getattr(args, "llm", None),
         llm_base_url=getattr(args, "base_url", None),
         llm_model=getattr(args, "model", None),
@@ -114,7 +115,7 @@ def cmd_stats(args) -> int:
         return 1 if any(part.problem for part in parts) else 0
     from rag.index.embed import get_encoder
 
-    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device)
+    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device, precision=settings.precision)
     stats = index.stats(lambda: index.store(encoder.model_id, encoder.dimension))
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "and to interrupt: the same command again finishes the job.", epilog=EPILOG)
     p.add_argument("paths", nargs="+", metavar="PATH")
     _index_args(p)
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help=f"the encoder's arithmetic on the CPU; auto is bf16 where the CPU has bf16 units "
+                        f"({_default('precision')})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--rebuild", action="store_true",
                    help="discard the index first (a damaged one too) and build it again from PATH alone")

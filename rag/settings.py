@@ -38,9 +38,11 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 Count = Annotated[int, BeforeValidator(lambda value: value or 0)]
 # The values a choice may take: a bad RAG_* value stops at Settings(), before a model loads.
 Device = Literal["auto", "cpu", "cuda"]
+Precision = Literal["auto", "bf16", "fp32"]
 Retrieval = Literal["dense", "bm25", "hybrid"]
 Backend = Literal["extractive", "openai", "llamacpp"]
 DEVICES, RETRIEVALS, BACKENDS = get_args(Device), get_args(Retrieval), get_args(Backend)
+PRECISIONS = get_args(Precision)
 
 
 def _rate_limit(value: str) -> str:
@@ -80,6 +82,9 @@ class Settings(BaseSettings):
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
     device: Device = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
                           "else the CPU), cpu or cuda.")
+    precision: Precision = setting(
+        "RAG_PRECISION", "auto", "Arithmetic of ingest's encoder on the CPU: auto (bf16 autocast where the CPU multiplies "
+        "bf16 in hardware, AMX or AVX-512 BF16, else fp32), bf16 or fp32.")
     embed_batch_size: int = setting("RAG_EMBED_BATCH", 64, "Texts per forward pass of the encoder.", ge=1)
     embed_tokens: int = setting(
         "RAG_EMBED_TOKENS", 2048, "Padded word pieces per forward pass: texts are length-sorted, then cut into batches "

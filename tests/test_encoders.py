@@ -84,6 +84,23 @@ def test_the_onnx_copy_gives_sentence_transformers_vectors(st_encoder, query_enc
     assert (query_encoder.model_id, query_encoder.dimension) == (st_encoder.model_id, st_encoder.dimension)
 
 
+def test_fp32_stays_selectable_where_bf16_is_the_default(query_encoder):
+    """RAG_PRECISION / `rag ingest --precision`: fp32 gives the ONNX copy's vectors whatever the CPU,
+    bf16 vectors within cosine 0.9999 of them."""
+    from rag.cli import build_parser, settings_from
+
+    args = build_parser().parse_args(["ingest", "cables", "--precision", "fp32"])
+    settings = settings_from(args)
+    assert settings.precision == "fp32"
+    fp32 = get_encoder(MINILM, device="cpu", precision=settings.precision)
+    bf16 = get_encoder(MINILM, device="cpu", precision="bf16")
+    assert not fp32.uses_bf16 and bf16.uses_bf16
+    texts = paragraphs(4) + QUESTIONS
+    exact, reference = fp32.encode_documents(texts), query_encoder.encode_documents(texts)
+    assert np.abs(exact - reference).max() <= 1e-5
+    assert np.sum(bf16.encode_documents(texts) * reference, axis=1).min() >= 0.9999
+
+
 def test_ask_encodes_with_the_onnx_copy(demo_settings, query_encoder):
     """The retriever's encoder, which the extractive answerer and the verifier share, is the fast one."""
     from rag.answer.pipeline import Pipeline

@@ -26,7 +26,7 @@ import numpy as np
 
 from rag.errors import RagError
 from rag.index.onnx import MINILM_DIMENSION, OnnxMiniLM, token_batches
-from rag.settings import DEVICES
+from rag.settings import DEVICES, PRECISIONS
 
 MINILM = "minilm"
 MINILM_INT8 = "minilm-int8"
@@ -52,9 +52,13 @@ def minilm_int8_path() -> Path:
 class Encoder:
     """Embeds documents and queries; counts word pieces so chunks fit the model's window."""
 
-    def __init__(self, name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False):
+    def __init__(self, name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False,
+                 precision: str = "auto"):
         if device not in DEVICES:
             raise RagError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+        if precision not in PRECISIONS:
+            raise RagError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        self.precision = precision
         self.name = name
         self.batch_size = batch_size
         # Resolved when sentence-transformers loads: seeing whether there is a GPU imports torch.
@@ -142,7 +146,7 @@ class Encoder:
     def _st_encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
 
-        bf16 = self.model.device.type == "cpu" and cpu_has_bf16()
+        bf16 = self.model.device.type == "cpu" and self.uses_bf16
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             vectors = self.model.encode(
                 texts,
@@ -152,6 +156,12 @@ class Encoder:
                 show_progress_bar=False,
             )
         return vectors.float().cpu().numpy()
+
+    @property
+    def uses_bf16(self) -> bool:
+        """Whether encoding on the CPU runs under bf16 autocast (`precision`; auto: where the CPU
+        multiplies bf16 in hardware)."""
+        return self.precision == "bf16" or (self.precision == "auto" and cpu_has_bf16())
 
     def encode_query(self, text: str) -> np.ndarray:
         """The question's vector, read-only. Retrieval and the answer step both ask for it: the
@@ -217,15 +227,16 @@ _ENCODERS: dict[tuple[str, int, str, bool], Encoder] = {}
 ENCODER_TYPES: dict[str, type[Encoder]] = {}
 
 
-def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False) -> Encoder:
+def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", queries: bool = False,
+                precision: str = "auto") -> Encoder:
     """One loaded model per process: loading costs seconds, a query milliseconds. `queries`: an
     encoder for questions and answer sentences (fast to load), not for ingesting. A GPU asked
     for by name is checked at once, so a machine without one stops before anything loads."""
     if device == "cuda":
         resolve_device(device)
-    key = (name, batch_size, device, queries)
+    key = (name, batch_size, device, queries, precision)
     if key not in _ENCODERS:
-        _ENCODERS[key] = ENCODER_TYPES.get(name, Encoder)(name, batch_size, device, queries)
+        _ENCODERS[key] = ENCODER_TYPES.get(name, Encoder)(name, batch_size, device, queries, precision=precision)
     return _ENCODERS[key]
 
 

@@ -119,7 +119,8 @@ def open_store(settings: Settings, encoder: Encoder, create: bool = True) -> Sto
 class Ingester:
     def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None):
         self.settings = get_settings(settings)
-        self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
+        self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
+                                              precision=self.settings.precision)
         self.store = open_store(self.settings, self.encoder)
         self.lexical = RowIndex.at(self.settings)
         # A sidecar in step with the store at the start knows every stored chunk id by cable: see _stored.

@@ -404,7 +404,8 @@ class Service:
             index = Index(self.settings)
             if not index.exists():
                 return "loading the embedding model"
-            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device)
+            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
+                                  precision=self.settings.precision)
             store = index.store(encoder.model_id, encoder.dimension)
             return f"{store.count():,} paragraphs stored"
         except Exception:  # noqa: BLE001 — progress is best-effort while the build writes
