@@ -41,7 +41,8 @@ Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["auto", "bf16", "fp32"]
 Retrieval = Literal["dense", "bm25", "hybrid"]
 Backend = Literal["extractive", "openai", "llamacpp"]
-DEVICES, RETRIEVALS, BACKENDS = get_args(Device), get_args(Retrieval), get_args(Backend)
+Store = Literal["chroma", "lance"]
+DEVICES, RETRIEVALS, BACKENDS, STORES = get_args(Device), get_args(Retrieval), get_args(Backend), get_args(Store)
 PRECISIONS = get_args(Precision)
 
 
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     index_dir: Path = setting("RAG_INDEX_DIR", Path("index"), "Directory of the Chroma index and the BM25 index beside it.")
     chroma_url: str = setting("RAG_CHROMA_URL", "", "http://host:port of a Chroma server; empty = embedded store.")
     collection: str = setting("RAG_COLLECTION", "cables", "Chroma collection name.")
+    store: Store = setting("RAG_STORE", "chroma", "Where paragraphs are stored and searched: chroma (the Chroma store "
+                           "and the BM25 sidecar in the index directory) or lance (a LanceDB database at RAG_LANCE_URI, "
+                           "which does the searching).")
+    lance_uri: str = setting("RAG_LANCE_URI", "", "The LanceDB database of the lance store: a local folder or s3://...; "
+                             "required with RAG_STORE=lance.")
     encoder: str = setting("RAG_ENCODER", "minilm", "'minilm' (packaged fp32 model), 'minilm-int8' (ONNX) or a local model path.")
     device: Device = setting("RAG_DEVICE", "auto", "Where the fp32 encoder runs: auto (a CUDA GPU when torch sees one, "
                           "else the CPU), cpu or cuda.")
