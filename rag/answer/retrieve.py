@@ -19,7 +19,7 @@ from rag.citation import CABLE_ID
 from rag.errors import RagError
 from rag.filters import Filters
 from rag.index.embed import Encoder, get_encoder
-from rag.index.index import Index, Parts
+from rag.index.index import Parts, index_for
 from rag.index.rows import RowIndex
 from rag.index.sentences import SentenceVectors
 from rag.index.store import Store
@@ -68,6 +68,8 @@ class Retriever:
     dense_weight: float = 1.0
     # The vectors of each paragraph's sentences, kept from ingest for the extractive answer.
     sentences: SentenceVectors | None = None
+    # What store, lexical and sentences make together: Parts, or the lance store's LanceParts.
+    parts_type: type = Parts
 
     def __post_init__(self):
         if self.mode not in RETRIEVALS:
@@ -129,34 +131,16 @@ class Retriever:
     @property
     def parts(self) -> Parts:
         """The parts of the index this retriever searches (its cable view and stats)."""
-        return Parts(self.store, self.lexical, self.sentences)
+        return self.parts_type(self.store, self.lexical, self.sentences)
 
     def newer(self) -> Retriever | None:
-        """A retriever over the store and sidecar of the store's current generation, once an
-        ingest has built the sidecar, or over the sentence vectors of its generation, once an
-        ingest has swapped them in after the sidecar; None while this one is current or the next
-        is not built yet (every hit's text is read from the store, so until then an answer still
-        cites only what the store holds). A retriever never changes its store or sidecar:
-        searches running on this one finish on them, whoever moves on."""
-        generation = self.store.generation
-        sentences = SentenceVectors.at(self.lexical.path.parent)
-        if generation == self.lexical.generation:
-            current = self.sentences is not None and self.sentences.meta.get("generation") == generation
-            if current or sentences.generation() != generation:
-                return None
-            moved = replace(self, sentences=sentences.load())
-        else:
-            fresh = RowIndex(self.lexical.path)
-            if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
-                return None
-            # The store is opened again too: this one's vectors are those of its own generation.
-            store = self.store.view()
-            store.load_vectors()
-            # Every write advances the generation first, so one unchanged after the load means
-            # the vectors loaded are this generation's; changed, the next ingest has begun.
-            if store.generation != generation:
-                return None
-            moved = replace(self, store=store, lexical=fresh, sentences=sentences.load())
+        """A retriever over the parts of the index's current generation (`Parts.newer`); None
+        while this one is current or the next is not built yet. A retriever never changes its
+        parts: searches running on this one finish on them, whoever moves on."""
+        parts = self.parts.newer()
+        if parts is None:
+            return None
+        moved = replace(self, store=parts.store, lexical=parts.lexical, sentences=parts.sentences)
         if "reranker" in self.__dict__:  # the loaded cross-encoder moves along, not loaded again
             moved.__dict__["reranker"] = self.reranker
         return moved
@@ -212,12 +196,12 @@ def open_retriever(settings: Settings | None = None, mode: str | None = None) ->
     """The retriever of the index of `settings`; StaleIndex when its sidecar is out of step."""
     settings = get_settings(settings)
     encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device, queries=True)
-    store = Index(settings).store(encoder.model_id, encoder.dimension)
+    store = index_for(settings).store(encoder.model_id, encoder.dimension)
     return retriever_over(store, encoder, settings, mode)
 
 
 def retriever_over(store: Store, encoder: Encoder, settings: Settings, mode: str | None = None) -> Retriever:
     """A retriever over `store` and its sidecar, loaded whole; StaleIndex when out of step."""
-    parts = Index(settings).open(store)
+    parts = index_for(settings).open(store)
     return Retriever(store, parts.lexical, encoder, mode or settings.retrieval, settings.reranker, settings.dense_weight,
-                     parts.sentences)
+                     parts.sentences, type(parts))

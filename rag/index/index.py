@@ -10,9 +10,10 @@ and the APIs read a cable through `Index.cable`; `rag stats` through `Index.stat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from rag.errors import RagError, StaleIndex
 from rag.index import demo
@@ -24,6 +25,10 @@ from rag.index.stats import Part, index_stats, verify
 from rag.index.store import Store
 from rag.settings import Settings, get_settings
 from rag.types import Hit
+
+if TYPE_CHECKING:
+    from rag.index.ingest import IngestReport
+    from rag.index.lance_index import LanceIndex
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,42 @@ class Parts:
 
     def chunks(self, cable_id: str) -> list[Hit]:
         return cable_chunks(self.store, self.lexical, cable_id)
+
+    def newer(self) -> Parts | None:
+        """The store and sidecar of the store's current generation, once an ingest has built the
+        sidecar, or these with the sentence vectors of their generation, once an ingest has
+        swapped them in after the sidecar; None while these are current or the next are not
+        built yet (every hit's text is read from the store, so until then an answer still cites
+        only what the store holds)."""
+        generation = self.store.generation
+        sentences = SentenceVectors.at(self.lexical.path.parent)
+        if generation == self.lexical.generation:
+            current = self.sentences is not None and self.sentences.meta.get("generation") == generation
+            if current or sentences.generation() != generation:
+                return None
+            return Parts(self.store, self.lexical, sentences.load())
+        fresh = RowIndex(self.lexical.path)
+        if fresh.generation_on_disk() != generation or fresh.load().generation != generation:
+            return None
+        # The store is opened again too: this one's vectors are those of its own generation.
+        store = self.store.view()
+        store.load_vectors()
+        # Every write advances the generation first, so one unchanged after the load means
+        # the vectors loaded are this generation's; changed, the next ingest has begun.
+        if store.generation != generation:
+            return None
+        return Parts(store, fresh, sentences.load())
+
+
+def index_for(settings: Settings | None = None) -> Index | LanceIndex:
+    """The index of `settings`: the Chroma store and its sidecar, or the lance store
+    (`--store lance`), which offers the same methods."""
+    settings = get_settings(settings)
+    if settings.store == "lance":
+        from rag.index.lance_index import LanceIndex
+
+        return LanceIndex(settings)
+    return Index(settings)
 
 
 class Index:
@@ -103,6 +144,11 @@ class Index:
 
     def cable(self, cable_id: str) -> dict | None:
         return self.reader().cable(cable_id)
+
+    def ingest(self, paths: list[str | Path], progress: bool = True, rebuild: bool = False) -> IngestReport:
+        from rag.index.ingest import ingest
+
+        return ingest(paths, self.settings, progress, rebuild)
 
     def stats(self, open_store: Callable[[], Store] | None = None) -> dict:
         """What the index holds, counted from the sidecar (no scan of the store). `open_store`
