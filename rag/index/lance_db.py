@@ -1,0 +1,153 @@
+"""The LanceDB database of the lance store (`--store lance --lance-uri URI`): the one module that
+imports lancedb. Its tables, their schemas and indexes, and the SQL `where` of the filters.
+
+    chunks      one row per paragraph chunk: text, vector, the filter columns, the stored
+                metadata (JSON) and its two hashes, and `search_text`, what BM25 reads
+    terms       how many chunks hold each stemmed term, for the ranker's idfs
+    sentences   the vectors of each paragraph's candidate sentences, keyed by their digest
+
+A table object stays at the version it was opened at (no read consistency interval): a reader
+answers from that version until it opens the tables again.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rag.errors import NoIndex, RagError
+from rag.filters import Filters
+from rag.settings import Settings
+
+CHUNKS, TERMS, SENTENCES = "chunks", "terms", "sentences"
+# Below this many chunks a dense search scans every vector (exact, ~10 ms at 73k × 384 dims);
+# from it on, an HNSW index (IVF_HNSW_SQ) is built once and kept up to date by `optimize`.
+VECTOR_INDEX_ROWS = 100_000
+# A search's default: nothing filtered.
+NO_FILTERS = Filters()
+
+
+def _lancedb():
+    # Lance logs a warning on stderr for every table it creates.
+    os.environ.setdefault("LANCEDB_LOG", "error")
+    import lancedb
+
+    return lancedb
+
+
+def connect(settings: Settings):
+    """The database at `settings.lance_uri`; a one-line error when none is given."""
+    uri = settings.lance_uri.strip()
+    if not uri:
+        raise RagError("--store lance needs --lance-uri URI (or RAG_LANCE_URI): a folder, or s3://bucket/path")
+    if "://" not in uri:
+        path = Path(uri).expanduser()
+        if path.exists() and not path.is_dir():
+            raise RagError(f"--lance-uri {uri} is a file, not a folder for a LanceDB database")
+        uri = str(path)
+    try:
+        return _lancedb().connect(uri)
+    except Exception as exc:
+        raise RagError(f"cannot open the LanceDB database at {uri}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+
+def open_table(db, name: str):
+    """The table `name` at its latest version; None when the database has none."""
+    try:
+        return db.open_table(name)
+    except (ValueError, FileNotFoundError):
+        return None
+
+
+def require_table(db, name: str, uri: str):
+    table = open_table(db, name)
+    if table is None:
+        raise NoIndex(f"no LanceDB index at {uri}: run 'rag ingest PATH --store lance --lance-uri {uri}' first")
+    return table
+
+
+def chunk_schema(model_id: str, dimension: int):
+    import pyarrow as pa
+
+    return pa.schema(
+        [("id", pa.string()), ("cable_id", pa.string()), ("paragraph", pa.int32()), ("text", pa.string()),
+         ("search_text", pa.string()), ("vector", pa.list_(pa.float32(), dimension)), ("origin", pa.string()),
+         ("classification", pa.string()), ("date_int", pa.int32()), ("tags", pa.list_(pa.string())),
+         ("refs", pa.list_(pa.string())), ("metadata", pa.string()), ("hash", pa.string()), ("meta_hash", pa.string())],
+        # The encoder that built the table: another one's vectors would be searched as if comparable.
+        metadata={"embed_model": model_id, "embed_dim": str(dimension)},
+    )
+
+
+def terms_schema():
+    import pyarrow as pa
+
+    return pa.schema([("term", pa.string()), ("df", pa.int64())])
+
+
+def sentences_schema():
+    import pyarrow as pa
+
+    return pa.schema([("key", pa.string()), ("model", pa.string()), ("vectors", pa.list_(pa.float16()))])
+
+
+def drop_tables(settings: Settings) -> None:
+    """Remove every table of the lance store (`rag ingest --rebuild`)."""
+    db = connect(settings)
+    for name in (CHUNKS, TERMS, SENTENCES):
+        db.drop_table(name, ignore_missing=True)
+
+
+def create_table(db, name: str, schema):
+    return db.create_table(name, schema=schema, exist_ok=True)
+
+
+def quote(value: str) -> str:
+    """A string literal of Lance's SQL."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def among(column: str, values) -> str:
+    return f"{column} IN ({', '.join(quote(v) for v in values)})"
+
+
+def where_clause(filters: Filters) -> str | None:
+    """The SQL `where` of the filters, on the scalar-indexed columns; None when nothing is filtered."""
+    clauses = []
+    if filters.cable_id:
+        clauses.append(f"cable_id = {quote(filters.cable_id)}")
+    if filters.origin:
+        clauses.append(f"origin = {quote(filters.origin)}")
+    if filters.classification:
+        clauses.append(f"classification = {quote(filters.classification)}")
+    if filters.tag:
+        clauses.append(f"array_has_any(tags, [{quote(filters.tag)}])")
+    if filters.day_from:
+        clauses.append(f"date_int >= {int(filters.day_from)}")
+    if filters.day_to:
+        clauses.append(f"date_int <= {int(filters.day_to)}")
+    return " AND ".join(clauses) or None
+
+
+def keep_indexed(table, kinds: dict[str, str]) -> None:
+    """Create the indexes `kinds` names (column → btree, bitmap, label_list or fts) that `table`
+    lacks, then `optimize` when an index misses rows: new rows join every index and small
+    fragments merge, so ingest never rebuilds an index from scratch, and a table whose indexes
+    cover every row is left at its version."""
+    from lancedb.index import FTS, Bitmap, BTree, HnswSq, LabelList
+
+    rows = table.count_rows()
+    if not rows:
+        return
+    configs = {"btree": BTree, "bitmap": Bitmap, "label_list": LabelList,
+               # The sidecar's BM25 reads English Snowball stems without stop words: so does this.
+               "fts": lambda: FTS(language="English", stem=True, remove_stop_words=True, ascii_folding=True)}
+    indexes = table.list_indices()
+    have = {column for index in indexes for column in index.columns}
+    for column, kind in kinds.items():
+        if column not in have:
+            table.create_index(column, config=configs[kind]())
+    if "vector" in table.schema.names and "vector" not in have and rows >= VECTOR_INDEX_ROWS:
+        table.create_index("vector", config=HnswSq(distance_type="cosine"))
+    if any(index.num_unindexed_rows for index in indexes):
+        table.optimize()

@@ -1,0 +1,132 @@
+"""`LanceLexical`: the lance store's answer to what the answer layer asks of the BM25 sidecar
+(rag.index.rows.RowIndex): BM25 search by LanceDB's full-text index, scores of given chunks,
+document frequencies and idfs, the filter choices, the latest date, and the cable lookups.
+
+It reads the `chunks` table at the version of the store it is made with, so its searches,
+counts and vocabulary all come from that one version.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+
+import numpy as np
+
+from rag.filters import Filters
+from rag.index.lance_db import NO_FILTERS, TERMS, among, quote, where_clause
+from rag.index.lance_store import LanceStore
+from rag.index.lance_terms import document_frequency
+
+
+class LanceLexical:
+    """BM25 and the row-level lookups over one version of a lance store."""
+
+    def __init__(self, store: LanceStore):
+        self.store = store
+        self.table = store.table
+        self.terms = store.side_table(TERMS)
+        self.generation = store.version
+        self.path = store.location
+
+    def exists(self) -> bool:
+        return True
+
+    def has_vectors(self) -> bool:
+        """False: a filtered dense search goes to the store, whose `where` is indexed (not rows here)."""
+        return False
+
+    @cached_property
+    def _size(self) -> int:
+        return self.table.count_rows()
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def bm25(self) -> LanceLexical:
+        """What rag.index.rows.RowIndex.bm25 offers the ranker: `idf` and `document_frequency`."""
+        return self
+
+    def search(self, query: str, k: int, filters: Filters = NO_FILTERS) -> list[tuple[str, float]]:
+        """(chunk id, BM25 score) of the best `k` chunks that pass the filters."""
+        if k <= 0 or not query.strip():
+            return []
+        search = self.table.search(query, query_type="fts", fts_columns="search_text").select(["id", "_score"]).limit(k)
+        where = where_clause(filters)
+        if where:
+            search = search.where(where, prefilter=True)
+        return [(row["id"], float(row["_score"])) for row in search.to_list()]
+
+    def scores_of(self, query: str, ids: list[str]) -> np.ndarray:
+        """The BM25 score of each chunk id for `query` (0 for an id not held or not matched)."""
+        if not ids or not query.strip():
+            return np.zeros(len(ids))
+        unique = list(dict.fromkeys(ids))
+        search = self.table.search(query, query_type="fts", fts_columns="search_text").select(["id", "_score"])
+        rows = search.where(among("id", unique), prefilter=True).limit(len(unique)).to_list()
+        score = {row["id"]: float(row["_score"]) for row in rows}
+        return np.array([score.get(i, 0.0) for i in ids])
+
+    def document_frequency(self, terms: list[str]) -> np.ndarray:
+        """How many chunks hold each stemmed term (0 for a term the index has never seen)."""
+        return document_frequency(self.terms, terms)
+
+    def idf(self, terms: list[str]) -> np.ndarray:
+        """BM25's idf of each stemmed term, as rag.index.bm25.BM25.idf computes it."""
+        df = np.maximum(self.document_frequency(terms), 1).astype(np.float64)
+        return np.log(1 + (len(self) - df + 0.5) / (df + 0.5))
+
+    @cached_property
+    def _columns(self) -> dict[str, list]:
+        """The filter columns of every chunk: read once per version, for the choices and dates."""
+        table = self.table.search().select(["origin", "classification", "tags", "date_int"]).to_arrow()
+        return {name: table[name].to_pylist() for name in table.column_names}
+
+    @cached_property
+    def last_date(self) -> int:
+        """The latest cable date the index holds, as YYYYMMDD (0 when none is known)."""
+        return max(self._columns["date_int"], default=0) or 0
+
+    def vocabulary(self) -> dict[str, list[str]]:
+        """Every origin, classification and tag the index holds: the values filters can take."""
+        cols = self._columns
+        return {"origins": sorted({v for v in cols["origin"] if v}),
+                "classifications": sorted({v for v in cols["classification"] if v}),
+                "tags": sorted({t for tags in cols["tags"] for t in tags or []})}
+
+    def _chunks_of(self, where: str) -> list[dict]:
+        rows = self.table.search().where(where).select(["id", "cable_id", "metadata", "refs"]).to_arrow().to_pylist()
+        for row in rows:
+            meta = json.loads(row.pop("metadata"))
+            row["order"] = (meta["paragraph"], meta.get("occurrence", 0), meta.get("part", 0))
+        return rows
+
+    def ids_of_cables(self, cable_ids: list[str]) -> list[str]:
+        """The chunk ids of these cables, cable by cable, each cable's in reading order."""
+        if not cable_ids:
+            return []
+        rows = self._chunks_of(among("cable_id", list(dict.fromkeys(cable_ids))))
+        rank = {c: i for i, c in enumerate(dict.fromkeys(cable_ids))}
+        return [row["id"] for row in sorted(rows, key=lambda r: (rank[r["cable_id"]], r["order"]))]
+
+    def cable_rows(self, cable_id: str) -> list[str]:
+        """The chunks of one cable (their ids: the lance store has no row numbers to give)."""
+        return self.ids_of_cables([cable_id])
+
+    def chunk_of_each(self, cable_ids: list[str]) -> dict[str, str]:
+        """One chunk id of each of these cables that the index holds."""
+        found: dict[str, str] = {}
+        for row in self._chunks_of(among("cable_id", list(dict.fromkeys(cable_ids)))) if cable_ids else []:
+            found.setdefault(row["cable_id"], row["id"])
+        return found
+
+    def references(self, cable_id: str) -> list[str]:
+        """The cables this cable's REF lines name, in their order (every chunk carries them)."""
+        rows = self.table.search().where(f"cable_id = {quote(cable_id)}").select(["refs"]).limit(1).to_list()
+        return list(rows[0]["refs"] or []) if rows else []
+
+    def referenced_by(self, cable_id: str) -> list[str]:
+        """The cables of the index whose REF lines name this cable, in id order (by the refs index)."""
+        rows = self.table.search().where(f"array_has_any(refs, [{quote(cable_id)}])").select(["cable_id"]).to_arrow()
+        return sorted(set(rows["cable_id"].to_pylist()))

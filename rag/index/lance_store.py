@@ -1,0 +1,218 @@
+"""`LanceStore`: the chunks of the lance store, with the methods of the Chroma store
+(rag.index.store) that ingest, the retriever and the cable view call, answered by LanceDB.
+
+Chunks keep Chroma's ids, content hash and metadata hash, so ingest stays incremental and
+idempotent the same way. Dense search is LanceDB's (flat below VECTOR_INDEX_ROWS, HNSW above),
+filtered by a `where` on the scalar-indexed columns before the search (prefilter), so a filter
+never empties a top-k. A store reads the version of the table it opened; `view` opens the latest.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from rag.errors import IndexMismatch, RagError
+from rag.filters import Filters
+from rag.index.bm25 import lexical_text
+from rag.index.lance_db import (
+    CHUNKS,
+    NO_FILTERS,
+    SENTENCES,
+    TERMS,
+    among,
+    chunk_schema,
+    connect,
+    create_table,
+    keep_indexed,
+    open_table,
+    require_table,
+    sentences_schema,
+    terms_schema,
+    where_clause,
+)
+from rag.index.lance_terms import add_terms
+from rag.index.store import HASH_KEY, META_HASH_KEY, metadata_hash
+from rag.settings import Settings, get_settings
+from rag.types import Chunk, Hit
+
+# Ids per `IN (...)` lookup and rows per write.
+STEP = 1000
+INDEXES = {"id": "btree", "cable_id": "btree", "date_int": "btree", "origin": "bitmap", "classification": "bitmap",
+           "tags": "label_list", "refs": "label_list", "search_text": "fts"}
+_HIT_COLUMNS = ["id", "text", "metadata", "hash", "meta_hash", "vector"]
+
+
+def _metadata(row: dict) -> dict:
+    """A row's metadata as the Chroma store returns it: the chunk's metadata and its two hashes."""
+    return {**json.loads(row["metadata"]), HASH_KEY: row["hash"], META_HASH_KEY: row["meta_hash"]}
+
+
+def _hit(row: dict, score: float, source: str) -> Hit:
+    meta = _metadata(row)
+    vector = None if row.get("vector") is None else np.asarray(row["vector"], dtype=np.float32)
+    return Hit(row["id"], meta["cable_id"], int(meta["paragraph"]), row["text"], meta, score, source, vector)
+
+
+class LanceStore:
+    """The `chunks` table of one LanceDB database, embedded by one model."""
+
+    def __init__(self, settings: Settings | None = None, *, model_id: str | None, dimension: int | None,
+                 create: bool = False):
+        """`model_id=None` opens the table whatever encoder built it: for reading stored text only."""
+        self.settings = get_settings(settings)
+        self._model_id, self._dimension = model_id, dimension
+        self.db = connect(self.settings)
+        self.table = open_table(self.db, CHUNKS)
+        if self.table is None and create:
+            self.table = create_table(self.db, CHUNKS, chunk_schema(model_id, dimension))
+        if self.table is None:
+            self.table = require_table(self.db, CHUNKS, self.location)
+        meta = self.metadata
+        if model_id is not None and (meta.get("embed_model"), meta.get("embed_dim")) != (model_id, dimension):
+            raise IndexMismatch(
+                f"the index at {self.location} was built with {meta.get('embed_model')} ({meta.get('embed_dim')} "
+                f"dims), not {model_id} ({dimension} dims): use the same encoder, or ingest into a new --lance-uri")
+        # The texts this store has written, whose sentences ingest encodes next (rag.index.lance_ingest).
+        self.written: list[str] = []
+
+    @property
+    def location(self) -> str:
+        return self.settings.lance_uri
+
+    @property
+    def metadata(self) -> dict:
+        """The embedding model and dimension that built the table."""
+        meta = {k.decode(): v.decode() for k, v in (self.table.schema.metadata or {}).items()}
+        return {"embed_model": meta.get("embed_model"), "embed_dim": int(meta.get("embed_dim") or -1)}
+
+    @property
+    def version(self) -> int:
+        """The version of the table this store reads."""
+        return self.table.version
+
+    @property
+    def generation(self) -> int:
+        """The table's latest version, committed now (every write makes one)."""
+        return require_table(self.db, CHUNKS, self.location).version
+
+    def view(self) -> LanceStore:
+        """This store opened again, at the table's latest version."""
+        return LanceStore(self.settings, model_id=self._model_id, dimension=self._dimension)
+
+    def side_table(self, name: str):
+        """The `terms` or `sentences` table, created when missing."""
+        schemas = {TERMS: terms_schema, SENTENCES: sentences_schema}
+        return open_table(self.db, name) or create_table(self.db, name, schemas[name]())
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+    def _rows(self, where: str, columns: list[str]) -> list[dict]:
+        return self.table.search().where(where).select(columns).to_arrow().to_pylist()
+
+    def _by_ids(self, ids: list[str], columns: list[str]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), STEP):
+            found.update((row["id"], row) for row in self._rows(among("id", unique[i : i + STEP]), columns))
+        return found
+
+    def _of_cables(self, cable_ids: list[str], columns: list[str]) -> list[dict]:
+        unique = list(dict.fromkeys(cable_ids))
+        return [row for i in range(0, len(unique), STEP) for row in self._rows(among("cable_id", unique[i : i + STEP]), columns)]
+
+    def chunk_metadata(self, ids: list[str]) -> dict[str, dict]:
+        """chunk id → stored metadata of those of `ids` the store holds."""
+        return {cid: _metadata(row) for cid, row in self._by_ids(ids, ["id", "metadata", "hash", "meta_hash"]).items()}
+
+    def chunk_metadata_of_cables(self, cable_ids: list[str]) -> dict[str, dict]:
+        """chunk id → stored metadata of every chunk of these cables (by the cable_id index)."""
+        return {row["id"]: _metadata(row) for row in self._of_cables(cable_ids, ["id", "metadata", "hash", "meta_hash"])}
+
+    def paragraph_texts(self, cable_ids: list[str]) -> dict[tuple[str, int], str]:
+        """(cable id, paragraph) → text of every paragraph of these cables, split parts joined."""
+        parts: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+        for row in self._of_cables(cable_ids, ["text", "metadata"]):
+            meta = json.loads(row["metadata"])
+            key = (meta["cable_id"], int(meta["paragraph"]))
+            parts.setdefault(key, []).append((int(meta.get("occurrence", 0)), int(meta.get("part", 0)), row["text"]))
+        return {key: " ".join(text for *_, text in sorted(chunks)) for key, chunks in parts.items()}
+
+    def get(self, ids: list[str]) -> list[Hit]:
+        by_id = self._by_ids(ids, _HIT_COLUMNS)
+        return [_hit(by_id[i], 0.0, "") for i in ids if i in by_id]
+
+    def query(self, embedding: np.ndarray, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
+        """The `k` chunks nearest to `embedding` among those that pass the filters; score = cosine."""
+        if k <= 0:
+            return []
+        search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
+        search = search.distance_type("cosine").select([*_HIT_COLUMNS, "_distance"]).limit(k)
+        where = where_clause(filters)
+        if where:
+            search = search.where(where, prefilter=True)
+        return [_hit(row, 1.0 - float(row["_distance"]), "dense") for row in search.to_list()]
+
+    def nearest_ids(self, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the `n` nearest chunks, unfiltered."""
+        if n <= 0:
+            return []
+        search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
+        rows = search.distance_type("cosine").select(["id", "_distance"]).limit(n).to_list()
+        return [(row["id"], 1.0 - float(row["_distance"])) for row in rows]
+
+    def upsert(self, chunks: list[Chunk], embeddings: np.ndarray, previous: dict[str, dict]) -> None:
+        """Store `chunks` with their embeddings, replacing the rows of the same ids."""
+        self._write(chunks, np.asarray(embeddings, dtype=np.float32))
+        self.written.extend(c.text for c in chunks)
+
+    def update_metadata(self, chunks: list[Chunk], previous: dict[str, dict]) -> None:
+        """Rewrite the metadata of stored chunks whose text is unchanged: their vectors are kept."""
+        if chunks:
+            stored = self._by_ids([c.id for c in chunks], ["id", "vector"])
+            self._write(chunks, np.array([stored[c.id]["vector"] for c in chunks], dtype=np.float32))
+
+    def delete(self, ids: list[str]) -> None:
+        if not ids:
+            return
+        old = self._by_ids(ids, ["id", "search_text"])
+        for i in range(0, len(ids), STEP):
+            self.table.delete(among("id", ids[i : i + STEP]))
+        add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()], [])
+
+    def _write(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+        import pyarrow as pa
+
+        if not chunks:
+            return
+        old = self._by_ids([c.id for c in chunks], ["id", "search_text"])
+        rows = pa.Table.from_pylist([self._row(c, v) for c, v in zip(chunks, vectors)], schema=self.table.schema)
+        for i in range(0, len(rows), STEP):
+            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(
+                rows.slice(i, STEP))
+        # After the chunks: a run killed between the two leaves the counts of one batch behind.
+        add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()],
+                  rows["search_text"].to_pylist())
+
+    @staticmethod
+    def _row(chunk: Chunk, vector: np.ndarray) -> dict:
+        meta = chunk.metadata
+        return {
+            "id": chunk.id, "cable_id": meta["cable_id"], "paragraph": int(meta["paragraph"]), "text": chunk.text,
+            "search_text": lexical_text(chunk.text, meta), "vector": vector.tolist(), "origin": meta.get("origin", ""),
+            "classification": meta.get("classification", ""), "date_int": int(meta.get("date_int") or 0),
+            "tags": list(meta.get("tags") or []), "refs": list(meta.get("refs") or []),
+            "metadata": json.dumps(meta, ensure_ascii=False), "hash": chunk.content_hash,
+            "meta_hash": metadata_hash(meta),
+        }
+
+    def optimize(self) -> None:
+        """Bring every index up to the rows written (creating those the table lacks)."""
+        try:
+            keep_indexed(self.table, INDEXES)
+            keep_indexed(self.side_table(TERMS), {"term": "btree"})
+            keep_indexed(self.side_table(SENTENCES), {"key": "btree"})
+        except OSError as exc:
+            raise RagError(f"cannot update the indexes at {self.location}: {exc}") from exc

@@ -1,0 +1,185 @@
+"""The lance store (`--store lance`) for real: LanceDB in a tmp folder, a few demo cables embedded
+by the fake encoder, checked against the Chroma store and its sidecar built from the same cables."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from fakes import FAKE_ENCODER
+
+from rag.answer.retrieve import open_retriever
+from rag.errors import IndexMismatch, NoIndex, RagError
+from rag.filters import Filters
+from rag.index.bm25 import tokenize
+from rag.index.demo import DEMO_DIR
+from rag.index.index import Index, index_for
+from rag.index.ingest import ingest
+from rag.index.lance_ingest import ingest_lance
+from rag.index.lance_store import LanceStore
+from rag.settings import Settings
+
+pytest.importorskip("lancedb")
+
+FIRST = ["09PHNOMPENH637", "08PHNOMPENH694", "08PHNOMPENH679", "03ANKARA4230", "04BRASILIA2129"]
+# 08PHNOMPENH706's REF line names 08PHNOMPENH694.
+LATER = ["08PHNOMPENH706", "03THEHAGUE3067"]
+QUESTION = "Who leads Cambodia's police TIP response?"
+
+
+def lance_settings(folder) -> Settings:
+    return Settings(store="lance", lance_uri=str(folder), encoder=FAKE_ENCODER, index_dir=folder.parent / "unused")
+
+
+def copy_cables(folder, cable_ids):
+    folder.mkdir(exist_ok=True)
+    for cable_id in cable_ids:
+        shutil.copy(DEMO_DIR / f"{cable_id}.txt", folder / f"{cable_id}.txt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The FIRST cables in a lance store and, for comparison, in a Chroma index."""
+    root = tmp_path_factory.mktemp("lance")
+    cables = copy_cables(root / "cables", FIRST)
+    settings = lance_settings(root / "db")
+    report = ingest_lance([cables], settings, progress=False)
+    assert report.ok and report.embedded == report.chunks > 0
+    chroma = Settings(index_dir=root / "chroma", encoder=FAKE_ENCODER)
+    ingest([cables], chroma, progress=False)
+    return settings, chroma
+
+
+def test_dense_bm25_and_hybrid_find_the_paragraph(built):
+    settings, _ = built
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = open_retriever(settings, mode).search(QUESTION, 5)
+        assert hits and hits[0].citation.tag == "[09PHNOMPENH637 ¶1]", mode
+        assert hits[0].metadata["origin"] == "Embassy Phnom Penh" and hits[0].text
+        assert {h.source for h in hits} == {mode}
+
+
+def test_bm25_matches_stems_and_scores_like_the_sidecar(built):
+    settings, chroma = built
+    lexical = index_for(settings).reader().lexical
+    found = lexical.search("trafficked policemen", 10)
+    assert found and all(score > 0 for _, score in found)
+    assert "09PHNOMPENH637:1" in [cid for cid, _ in found]
+    scores = lexical.scores_of("trafficked policemen", ["09PHNOMPENH637:1", "03ANKARA4230:1", "no such:1"])
+    assert scores[0] > 0 and scores[2] == 0
+    sidecar = Index(chroma).reader().lexical
+    terms = tokenize(["trafficking police embassy Sokhorn zzzunknown"])[0]
+    assert lexical.bm25.document_frequency(terms).tolist() == sidecar.bm25.document_frequency(terms).tolist()
+    assert np.allclose(lexical.bm25.idf(terms), sidecar.bm25.idf(terms))
+    assert len(lexical) == len(sidecar) and lexical.last_date == sidecar.last_date
+    assert lexical.vocabulary() == sidecar.vocabulary()
+
+
+@pytest.mark.parametrize("filters", [
+    Filters(origin="Embassy Ankara"), Filters(tag="KTIP"), Filters(classification="SECRET"),
+    Filters.parse({"date_from": "2008-01-01", "date_to": "2008-12-31"}),
+    Filters(origin="Embassy Phnom Penh", tag="KTIP"), Filters(origin="Embassy O'Nowhere"),
+])
+def test_filters_are_where_clauses_on_every_mode(built, filters):
+    settings, _ = built
+    retriever = open_retriever(settings, "hybrid")
+    for hits in (retriever.dense(QUESTION, 10, filters), retriever.bm25(QUESTION, 10, filters),
+                 retriever.search(QUESTION, 10, filters)):
+        for hit in hits:
+            meta = hit.metadata
+            assert not filters.origin or meta["origin"] == filters.origin
+            assert not filters.tag or filters.tag in meta["tags"]
+            assert not filters.classification or meta["classification"] == filters.classification
+            assert not filters.day_from or filters.day_from <= meta["date_int"] <= filters.day_to
+    assert bool(retriever.dense(QUESTION, 10, filters)) == (filters.origin != "Embassy O'Nowhere")
+
+
+def test_the_cable_view_is_the_chroma_one(built):
+    settings, chroma = built
+    lance, sidecar = index_for(settings), Index(chroma)
+    for cable_id in ("09PHNOMPENH637", "08PHNOMPENH694"):
+        assert lance.cable(cable_id) == sidecar.cable(cable_id)
+    assert lance.cable("09PHNOMPENH999") is None
+    stats, chroma_stats = lance.stats(), sidecar.stats()
+    assert {k: stats[k] for k in ("chunks", "cables", "paragraphs", "date_from", "date_to", "origins")} == \
+        {k: chroma_stats[k] for k in ("chunks", "cables", "paragraphs", "date_from", "date_to", "origins")}
+
+
+def test_sentence_vectors_are_kept_from_ingest(built):
+    settings, _ = built
+    parts = index_for(settings).reader()
+    hit = open_retriever(settings).search(QUESTION, 1)[0]
+    from rag.index.sentences import candidate_sentences
+
+    sentences = [s for _, s in candidate_sentences(hit.text)]
+    vectors = parts.sentences.get(sentences, "tests/fake-words")
+    assert vectors is not None and vectors.shape == (len(sentences), 384)
+    assert parts.sentences.get(sentences, "another/model") is None
+
+
+def test_reingest_embeds_nothing_and_writes_no_version(tmp_path):
+    settings = lance_settings(tmp_path / "db")
+    cables = copy_cables(tmp_path / "cables", FIRST[:2])
+    ingest_lance([cables], settings, progress=False)
+    version = LanceStore(settings, model_id=None, dimension=None).version
+    again = ingest_lance([cables], settings, progress=False)
+    assert again.embedded == again.relabelled == again.deleted == 0 and again.chunks > 0
+    assert LanceStore(settings, model_id=None, dimension=None).version == version
+
+
+def test_added_cables_are_appended_searched_and_seen_by_readers_that_move_on(tmp_path):
+    settings = lance_settings(tmp_path / "db")
+    ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
+    readers = [open_retriever(settings, "hybrid"), open_retriever(settings, "bm25")]
+    before = readers[0].store.count()
+    question = "Cambodia 08PHNOMPENH706"
+
+    report = ingest_lance([copy_cables(tmp_path / "later", LATER)], settings, progress=False)
+    assert report.embedded == report.chunks > 0
+    for reader in readers:  # each answers from the version it opened
+        assert reader.parts.cable("08PHNOMPENH706") is None
+        assert all(h.cable_id != "08PHNOMPENH706" for h in reader.search(question, 10))
+    moved = [reader.newer() for reader in readers]
+    for reader in moved:
+        assert reader is not None and reader.newer() is None
+        assert reader.store.count() > before
+        assert reader.search(question, 3)[0].cable_id == "08PHNOMPENH706"
+        assert reader.parts.cable("08PHNOMPENH694")["referenced_by"][0]["id"] == "08PHNOMPENH706"
+    # The counts the ranker reads follow the new rows: equal to a sidecar built from all the cables.
+    chroma = Settings(index_dir=tmp_path / "chroma", encoder=FAKE_ENCODER)
+    ingest([tmp_path / "first", tmp_path / "later"], chroma, progress=False)
+    terms = sorted({t for doc in tokenize([h.text for h in moved[0].search(question, 10)]) for t in doc})
+    sidecar = Index(chroma).reader().lexical
+    assert moved[0].lexical.bm25.document_frequency(terms).tolist() == sidecar.bm25.document_frequency(terms).tolist()
+
+
+def test_a_changed_cable_replaces_its_rows_and_their_counts(tmp_path):
+    settings = lance_settings(tmp_path / "db")
+    cables = copy_cables(tmp_path / "cables", FIRST[:1])
+    ingest_lance([cables], settings, progress=False)
+    path = cables / f"{FIRST[0]}.txt"
+    path.write_text(path.read_text().replace("Kang Sokhorn", "Zyxwort Sokhorn"))
+    report = ingest_lance([cables], settings, progress=False)
+    assert report.embedded >= 1
+    lexical = index_for(settings).reader().lexical
+    assert lexical.search("Zyxwort", 5)[0][0].startswith(FIRST[0])
+    chroma = Settings(index_dir=tmp_path / "chroma", encoder=FAKE_ENCODER)
+    ingest([cables], chroma, progress=False)
+    terms = ["kang", "zyxwort", "sokhorn"]
+    assert lexical.bm25.document_frequency(terms).tolist() == Index(chroma).reader().lexical.bm25.document_frequency(terms).tolist()
+    assert lexical.bm25.document_frequency(["zyxwort"])[0] > 0
+
+
+def test_another_encoder_is_refused(built):
+    settings, _ = built
+    with pytest.raises(IndexMismatch):
+        LanceStore(settings, model_id="other/model", dimension=384)
+
+
+def test_no_database_or_no_uri_is_one_line(tmp_path):
+    with pytest.raises(NoIndex, match="rag ingest PATH --store lance"):
+        index_for(lance_settings(tmp_path / "empty")).ensure()
+    with pytest.raises(RagError, match="--lance-uri"):
+        index_for(Settings(store="lance")).ensure()
