@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 from rag.errors import RagError, require_extra
-from rag.settings import BACKENDS, DEVICES, PRECISIONS, RETRIEVALS, Settings, env_names
+from rag.settings import BACKENDS, DEVICES, PRECISIONS, RETRIEVALS, STORES, Settings, env_names
 
 # What `rag serve` imports beyond a plain install: the serve extra.
 SERVE_MODULES = ("gradio", "fastapi", "starlette", "uvicorn", "limits")
@@ -34,9 +34,16 @@ def _default(name: str) -> str:
     return f"default: {Settings.model_fields[name].default}, or ${env_names(name)[0]}"
 
 
-def _index_args(p: argparse.ArgumentParser) -> None:
+def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
     p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
+    p.add_argument("--store", choices=STORES,
+                   help=f"chroma (with the BM25 sidecar in --index) or lance (LanceDB at --lance-uri) ({_default('store')})")
+    p.add_argument("--lance-uri", metavar="URI", help="the LanceDB database of --store lance: a folder or s3://bucket/path")
+
+
+def _index_args(p: argparse.ArgumentParser) -> None:
+    _store_args(p)
     p.add_argument("--encoder", help=f"minilm, minilm-int8, or a local sentence-transformers model path ({_default('encoder')})")
     p.add_argument("--device", choices=DEVICES,
                    help=f"where the encoder runs; auto takes a CUDA GPU when torch sees one ({_default('device')})")
@@ -74,6 +81,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings().with_(
         index_dir=Path(args.index).expanduser() if getattr(args, "index", None) else None,
         chroma_url=getattr(args, "chroma_url", None),
+        store=getattr(args, "store", None),
+        lance_uri=getattr(args, "lance_uri", None),
         encoder=getattr(args, "encoder", None),
         device=getattr(args, "device", None),
         precision=getattr(args, "precision", None),
@@ -93,9 +102,9 @@ def filters_from(args: argparse.Namespace) -> Filters:
 
 
 def cmd_ingest(args) -> int:
-    from rag.index.ingest import ingest
+    from rag.index.index import index_for
 
-    report = ingest(args.paths, settings_from(args), progress=not args.quiet, rebuild=args.rebuild)
+    report = index_for(settings_from(args)).ingest(args.paths, progress=not args.quiet, rebuild=args.rebuild)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -105,9 +114,9 @@ def cmd_stats(args) -> int:
 
     settings = settings_from(args)
     require_directory(settings.index_dir)
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
-    index = Index(settings)
+    index = index_for(settings)
     if args.verify:
         parts = index.verify()
         for part in parts:
@@ -159,9 +168,9 @@ def cmd_ask(args) -> int:
     settings = settings_from(args)
     filters = filters_from(args)
     from rag.answer.pipeline import Pipeline
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
-    Index(settings).ensure()
+    index_for(settings).ensure()
     answer = Pipeline(settings).ask(question, filters=filters)
     if args.json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
@@ -182,13 +191,13 @@ def cmd_check(args) -> int:
     from rag.answer.retrieve import open_retriever
     from rag.check.checker import MAX_BYTES, Checker, Report, annotate, format_claim, format_summary, read_text
     from rag.check.claims import split_text
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
     # Exit 1 means "a citation does not hold": a text or an index that cannot be read is a 2.
     try:
         text = read_text(args.file, args.max_bytes or MAX_BYTES)
         settings = settings_from(args)
-        Index(settings).ensure()
+        index_for(settings).ensure()
         checker = Checker(open_retriever(settings))
     except RagError as exc:
         print(f"rag: error: {exc}", file=sys.stderr)
@@ -298,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                        + textwrap.fill(EPILOG, 78), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reference", nargs="+", metavar="CABLE",
                    help="a cable id, optionally with a paragraph: 09PHNOMPENH637, '09PHNOMPENH637 ¶6', 09PHNOMPENH637:6")
-    p.add_argument("--index", metavar="DIR", help="index directory (default: ./index or $RAG_INDEX_DIR)")
-    p.add_argument("--chroma-url", metavar="URL", help="use a Chroma server (chroma run) instead of the embedded store")
+    _store_args(p)
     p.add_argument("--json", action="store_true", help="the cable view's JSON, with 'focus': the paragraph asked for")
     p.set_defaults(func=cmd_show)
 

@@ -10,6 +10,7 @@ import pytest
 from fakes import FAKE_ENCODER
 
 from rag.answer.retrieve import open_retriever
+from rag.cli import main
 from rag.errors import IndexMismatch, NoIndex, RagError
 from rag.filters import Filters
 from rag.index.bm25 import tokenize
@@ -183,3 +184,18 @@ def test_no_database_or_no_uri_is_one_line(tmp_path):
         index_for(lance_settings(tmp_path / "empty")).ensure()
     with pytest.raises(RagError, match="--lance-uri"):
         index_for(Settings(store="lance")).ensure()
+
+
+def test_the_cli_ingests_and_answers_with_a_citation(tmp_path, capsys, fake_encoder):
+    cables = copy_cables(tmp_path / "cables", FIRST[:2])
+    where = ["--store", "lance", "--lance-uri", str(tmp_path / "db")]
+    assert main(["ingest", str(cables), "--quiet", *where]) == 0
+    capsys.readouterr()
+    assert main(["ask", QUESTION, *where, "--origin", "Embassy Phnom Penh"]) == 0
+    assert "[09PHNOMPENH637 ¶1]" in capsys.readouterr().out
+    assert main(["show", "09PHNOMPENH637:1", *where]) == 0
+    assert "TIP ACTION PLAN" in capsys.readouterr().out
+    assert main(["stats", *where]) == 0
+    assert "lance" in capsys.readouterr().out
+    assert main(["ask", QUESTION, "--store", "lance"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1

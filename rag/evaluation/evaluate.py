@@ -112,11 +112,11 @@ def evaluate(suite: Path | str, settings: Settings, retrievals: Sequence[str] | 
     The suite is checked, and its cables looked up in the index, before any case runs.
     Returns the report directory and the report of each configuration.
     """
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
     cases = load_suite(suite)
     cases = cases[:limit] if limit else cases
-    Index(settings).ensure(progress=progress)
+    index_for(settings).ensure(progress=progress)
     pipelines = build_pipelines(settings, retrievals or [settings.retrieval], llms or [settings.llm])
     gold_texts = check_index(cases, next(iter(pipelines.values())).retriever.store, suite)
     results = run_suite(cases, pipelines, progress=progress)

@@ -35,10 +35,10 @@ def reference_line(cable: dict) -> str:
 def show(reference: str, settings: Settings | None = None) -> dict:
     """The cable of `reference` as the cable view's JSON; for a paragraph reference, only that
     paragraph and the one before and after, with `focus` set to its number."""
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
     ref = Citation.parse(reference)
-    cable = Index(settings).cable(ref.cable_id)
+    cable = index_for(settings).cable(ref.cable_id)
     if cable is None:
         raise CableNotFound(f"cable {ref.cable_id} is not in this index")
     paragraphs = cable["paragraphs"]
