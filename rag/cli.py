@@ -248,11 +248,11 @@ def cmd_serve(args) -> int:
 
 def cmd_mcp(args) -> int:
     require_extra("mcp", "rag mcp", "mcp", "anyio")
-    from rag.index.index import Index
+    from rag.index.index import index_for
 
     settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
     # A bad index stops here, before the MCP SDK's imports (seconds).
-    index = Index(settings)
+    index = index_for(settings)
     index.check_in_step()
     index.require()
     from rag.serve.mcp_server import run

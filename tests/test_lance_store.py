@@ -4,6 +4,7 @@ by the fake encoder, checked against the Chroma store and its sidecar built from
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -199,3 +200,28 @@ def test_the_cli_ingests_and_answers_with_a_citation(tmp_path, capsys, fake_enco
     assert "lance" in capsys.readouterr().out
     assert main(["ask", QUESTION, "--store", "lance"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_server_answers_from_one_version_and_moves_to_the_next(tmp_path):
+    pytest.importorskip("anyio")
+    from rag.serve.service import Service
+
+    settings = lance_settings(tmp_path / "db")
+    ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
+    service = Service(settings)
+    service.load()
+    served = service.generation
+    assert service.health()["status"] == "ok" and service.stats["store"] == "lance"
+    assert service.ask(QUESTION).citations
+    assert "Embassy Phnom Penh" in service.choices["origins"]
+
+    ingest_lance([copy_cables(tmp_path / "later", LATER)], settings, progress=False)
+    health = service.health()
+    assert health["status"] == "stale" and health["store_generation"] > served
+    deadline = time.monotonic() + 30
+    while service.generation == served and time.monotonic() < deadline:
+        service.ask(QUESTION)  # each answer looks for a newer version first
+        time.sleep(0.1)
+    assert service.generation == health["store_generation"]
+    assert service.cable("08PHNOMPENH706")["id"] == "08PHNOMPENH706"
+    assert service.health()["status"] == "ok"

@@ -161,6 +161,10 @@ class Index:
         """Every part checked in full, one line each (`rag stats --verify`)."""
         return verify(self.settings)
 
+    def generation(self) -> int:
+        """The store's generation as committed now, read without loading an encoder."""
+        return Store.generation_at(self.settings)
+
     def check_in_step(self) -> None:
         """`require_in_step` for an index that exists, without loading a model."""
         if self.exists():

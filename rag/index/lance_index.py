@@ -127,6 +127,10 @@ class LanceIndex:
             parts.append(Part(index.name, None, f"{index.index_type}" + (f", {behind:,} rows not indexed yet" if behind else "")))
         return parts
 
+    def generation(self) -> int:
+        """The latest version of the `chunks` table."""
+        return self.store().generation
+
     def check_in_step(self) -> None:
         """Nothing to check: the lance store has no sidecar to fall out of step with it."""
 

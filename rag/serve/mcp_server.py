@@ -33,7 +33,7 @@ from rag.check.checker import MAX_CHECK
 from rag.citation import Citation, number_ranges
 from rag.errors import ParagraphNotFound, RagError
 from rag.filters import Filters
-from rag.index.index import Index
+from rag.index.index import index_for
 from rag.serve.schemas import citations_json
 from rag.serve.service import Service
 from rag.settings import Settings, get_settings
@@ -192,7 +192,7 @@ def transport_security(host: str, extra_hosts: str) -> TransportSecuritySettings
 def run(settings: Settings | None = None, http: bool = False, host: str = "127.0.0.1", port: int = 7861) -> int:
     """Serve the tools over stdio, or over streamable HTTP at http://HOST:PORT/mcp, until stopped."""
     settings = get_settings(settings)
-    index = Index(settings)
+    index = index_for(settings)
     index.check_in_step()
     index.require()  # a missing index is one line now, not a tool error later
     server = build_server(settings)

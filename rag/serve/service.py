@@ -33,9 +33,8 @@ from rag.citation import validate_cable_id
 from rag.errors import CableNotFound, RagError, StaleIndex
 from rag.filters import Filters
 from rag.index.embed import get_encoder
-from rag.index.index import Index
+from rag.index.index import index_for
 from rag.index.ingest import catch_up
-from rag.index.store import Store
 from rag.index.writer import IndexBusy
 from rag.settings import Settings, get_settings
 from rag.types import Hit
@@ -165,7 +164,7 @@ class Service:
         backend the settings configure. Failures are kept in `error` for the status line and the
         API, since this usually runs in a thread."""
         try:
-            index = Index(self.settings)
+            index = index_for(self.settings)
             index.ensure()
             if self.settings.chroma_url:
                 try:
@@ -378,7 +377,7 @@ class Service:
         error, store_generation = self.error, self.generation
         if status == "ok":
             try:
-                store_generation = Store.generation_at(self.settings)
+                store_generation = index_for(self.settings).generation()
             except Exception as exc:  # noqa: BLE001 — a store that cannot be read cannot be answered from
                 status, error = "error", f"cannot read the store: {type(exc).__name__}: {exc}".splitlines()[0]
         if status == "ok" and store_generation != self.generation:
@@ -391,7 +390,7 @@ class Service:
             "status": status, **({"error": error} if error else {}),
             "generation": self.generation, "store_generation": store_generation,
             **({"switch_error": self.switch_error} if self.switch_error else {}),
-            "index": self.stats or {"location": self.settings.chroma_url or str(self.settings.index_dir)},
+            "index": self.stats or {"location": index_for(self.settings).location},
             "model": self.stats.get("model"),
             "backend": self.settings.llm,
             "llm_model": self.settings.llm_model or None,
@@ -401,7 +400,7 @@ class Service:
     def build_progress(self) -> str:
         """How far the index build has got, read from the store it writes into."""
         try:
-            index = Index(self.settings)
+            index = index_for(self.settings)
             if not index.exists():
                 return "loading the embedding model"
             encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,

@@ -22,7 +22,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import RagError
-from rag.index.index import Index
+from rag.index.index import index_for
 from rag.serve.api import api_router, error_responses
 from rag.serve.hosts import LOOPBACK, allowed_hosts
 from rag.serve.openai_api import openai_app
@@ -179,7 +179,7 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     else RAG_AUTH (never a command-line value: it would show in `ps`)."""
     settings = get_settings(settings)
     credentials = login(settings, auth)
-    Index(settings).check_in_step()  # a sidecar out of step stops the server here, with the repair, not in a page
+    index_for(settings).check_in_step()  # a sidecar out of step stops the server here, with the repair, not in a page
     if not settings.threads:
         # Answers run side by side, so each encoder call gets one thread: intra-op threads spinning
         # against the other answers' waste the cores (bench/README.md: CPU per answer -30 %).
