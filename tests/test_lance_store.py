@@ -71,6 +71,8 @@ def test_bm25_matches_stems_and_scores_like_the_sidecar(built):
     assert "09PHNOMPENH637:1" in [cid for cid, _ in found]
     scores = lexical.scores_of("trafficked policemen", ["09PHNOMPENH637:1", "03ANKARA4230:1", "no such:1"])
     assert scores[0] > 0 and scores[2] == 0
+    # A spelling no chunk holds finds the one they hold, as in the sidecar.
+    assert [cid for cid, _ in lexical.search("defence", 5)] == [cid for cid, _ in lexical.search("defense", 5)] != []
     sidecar = Index(chroma).reader().lexical
     terms = tokenize(["trafficking police embassy Sokhorn zzzunknown"])[0]
     assert lexical.bm25.document_frequency(terms).tolist() == sidecar.bm25.document_frequency(terms).tolist()
@@ -225,3 +227,4 @@ def test_a_server_answers_from_one_version_and_moves_to_the_next(tmp_path):
     assert service.generation == health["store_generation"]
     assert service.cable("08PHNOMPENH706")["id"] == "08PHNOMPENH706"
     assert service.health()["status"] == "ok"
+

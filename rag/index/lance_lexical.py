@@ -9,14 +9,19 @@ counts and vocabulary all come from that one version.
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 
 import numpy as np
 
 from rag.filters import Filters
+from rag.index.bm25 import stemmer, tokenize
 from rag.index.lance_db import NO_FILTERS, TERMS, among, quote, where_clause
 from rag.index.lance_store import LanceStore
 from rag.index.lance_terms import document_frequency
+from rag.spelling import variants
+
+_WORD = re.compile(r"[A-Za-z]+")
 
 
 class LanceLexical:
@@ -48,11 +53,22 @@ class LanceLexical:
         """What rag.index.rows.RowIndex.bm25 offers the ranker: `idf` and `document_frequency`."""
         return self
 
+    def with_spellings(self, query: str) -> str:
+        """The query, with the other spellings of each of its words that no chunk holds
+        ("favour" → "favor"), as the sidecar's BM25 adds them (rag.index.bm25.BM25.query_tokens)."""
+        spelt = {word: forms for word in _WORD.findall(query) if (forms := variants(word))}
+        if not spelt:
+            return query
+        stems = {word: stemmer().stemWord(word.lower()) for word in spelt}
+        missing = {stem for stem, df in zip(stems.values(), self.document_frequency(list(stems.values()))) if not df}
+        extra = [form for word, forms in spelt.items() if stems[word] in missing for form in sorted(forms)]
+        return " ".join([query, *extra])
+
     def search(self, query: str, k: int, filters: Filters = NO_FILTERS) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best `k` chunks that pass the filters."""
-        if k <= 0 or not query.strip():
+        if k <= 0 or not tokenize([query])[0]:
             return []
-        search = self.table.search(query, query_type="fts", fts_columns="search_text").select(["id", "_score"]).limit(k)
+        search = self.table.search(self.with_spellings(query), query_type="fts", fts_columns="search_text").select(["id", "_score"]).limit(k)
         where = where_clause(filters)
         if where:
             search = search.where(where, prefilter=True)
@@ -60,10 +76,10 @@ class LanceLexical:
 
     def scores_of(self, query: str, ids: list[str]) -> np.ndarray:
         """The BM25 score of each chunk id for `query` (0 for an id not held or not matched)."""
-        if not ids or not query.strip():
+        if not ids or not tokenize([query])[0]:
             return np.zeros(len(ids))
         unique = list(dict.fromkeys(ids))
-        search = self.table.search(query, query_type="fts", fts_columns="search_text").select(["id", "_score"])
+        search = self.table.search(self.with_spellings(query), query_type="fts", fts_columns="search_text").select(["id", "_score"])
         rows = search.where(among("id", unique), prefilter=True).limit(len(unique)).to_list()
         score = {row["id"]: float(row["_score"]) for row in rows}
         return np.array([score.get(i, 0.0) for i in ids])

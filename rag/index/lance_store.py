@@ -19,6 +19,7 @@ from rag.index.bm25 import lexical_text
 from rag.index.lance_db import (
     CHUNKS,
     NO_FILTERS,
+    REFINE_FACTOR,
     SENTENCES,
     TERMS,
     among,
@@ -144,12 +145,15 @@ class LanceStore:
         by_id = self._by_ids(ids, _HIT_COLUMNS)
         return [_hit(by_id[i], 0.0, "") for i in ids if i in by_id]
 
+    def _nearest(self, embedding: np.ndarray):
+        search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
+        return search.distance_type("cosine").refine_factor(REFINE_FACTOR)
+
     def query(self, embedding: np.ndarray, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
         """The `k` chunks nearest to `embedding` among those that pass the filters; score = cosine."""
         if k <= 0:
             return []
-        search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
-        search = search.distance_type("cosine").select([*_HIT_COLUMNS, "_distance"]).limit(k)
+        search = self._nearest(embedding).select([*_HIT_COLUMNS, "_distance"]).limit(k)
         where = where_clause(filters)
         if where:
             search = search.where(where, prefilter=True)
@@ -159,8 +163,7 @@ class LanceStore:
         """(chunk id, cosine) of the `n` nearest chunks, unfiltered."""
         if n <= 0:
             return []
-        search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
-        rows = search.distance_type("cosine").select(["id", "_distance"]).limit(n).to_list()
+        rows = self._nearest(embedding).select(["id", "_distance"]).limit(n).to_list()
         return [(row["id"], 1.0 - float(row["_distance"])) for row in rows]
 
     def upsert(self, chunks: list[Chunk], embeddings: np.ndarray, previous: dict[str, dict]) -> None:
