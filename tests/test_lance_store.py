@@ -228,3 +228,11 @@ def test_a_server_answers_from_one_version_and_moves_to_the_next(tmp_path):
     assert service.cable("08PHNOMPENH706")["id"] == "08PHNOMPENH706"
     assert service.health()["status"] == "ok"
 
+
+def test_a_question_naming_a_cable_the_store_lacks_is_refused(built):
+    from rag.answer.pipeline import Pipeline
+
+    pipeline = Pipeline(built[0])
+    answer = pipeline.ask("What does 09PHNOMPENH999 say about the police?")
+    assert answer.refused and "09PHNOMPENH999 is not in this index" in answer.refusal_reason
+    assert not pipeline.ask("What does 09PHNOMPENH637 say about the police?").refused

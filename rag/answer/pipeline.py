@@ -132,7 +132,7 @@ class Pipeline:
         lexical = self.retriever.lexical
         if filters and not ranked and lexical.exists():
             return Verdict(False, filter_reason(filters, lexical.vocabulary()))
-        if question.cable_ids and lexical.has_vectors():
+        if question.cable_ids and lexical.exists():
             absent = [c for c in question.cable_ids if not len(lexical.cable_rows(c))]
             if absent:
                 return Verdict(False, f"cable {absent[0]} is not in this index")
