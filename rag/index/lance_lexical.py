@@ -17,11 +17,14 @@ import numpy as np
 from rag.filters import Filters
 from rag.index.bm25 import stemmer, tokenize
 from rag.index.lance_db import NO_FILTERS, TERMS, among, quote, where_clause
-from rag.index.lance_store import LanceStore
+from rag.index.lance_store import HIT_COLUMNS, LanceStore
 from rag.index.lance_terms import document_frequency
 from rag.spelling import variants
 
 _WORD = re.compile(r"[A-Za-z]+")
+# Document frequencies kept per open version (they cannot change under it): questions share
+# most of their words, and each lookup in the terms table is a query (~10 ms).
+KEPT_TERMS = 100_000
 
 
 class LanceLexical:
@@ -33,6 +36,7 @@ class LanceLexical:
         self.terms = store.side_table(TERMS)
         self.generation = store.version
         self.path = store.location
+        self._df: dict[str, int] = {}
 
     def exists(self) -> bool:
         return True
@@ -68,11 +72,14 @@ class LanceLexical:
         """(chunk id, BM25 score) of the best `k` chunks that pass the filters."""
         if k <= 0 or not tokenize([query])[0]:
             return []
-        search = self.table.search(self.with_spellings(query), query_type="fts", fts_columns="search_text").select(["id", "_score"]).limit(k)
+        search = self.table.search(self.with_spellings(query), query_type="fts", fts_columns="search_text")
+        search = search.select([*HIT_COLUMNS, "_score"]).limit(k)
         where = where_clause(filters)
         if where:
             search = search.where(where, prefilter=True)
-        return [(row["id"], float(row["_score"])) for row in search.to_list()]
+        rows = search.to_arrow().to_pylist()
+        self.store.remember(rows)
+        return [(row["id"], float(row["_score"])) for row in rows]
 
     def scores_of(self, query: str, ids: list[str]) -> np.ndarray:
         """The BM25 score of each chunk id for `query` (0 for an id not held or not matched)."""
@@ -86,7 +93,15 @@ class LanceLexical:
 
     def document_frequency(self, terms: list[str]) -> np.ndarray:
         """How many chunks hold each stemmed term (0 for a term the index has never seen)."""
-        return document_frequency(self.terms, terms)
+        known = {t: self._df.get(t) for t in dict.fromkeys(terms)}
+        missing = [t for t, df in known.items() if df is None]
+        if missing:
+            fresh = dict(zip(missing, document_frequency(self.terms, missing).tolist()))
+            known.update(fresh)
+            if len(self._df) > KEPT_TERMS:
+                self._df = {}
+            self._df.update(fresh)
+        return np.array([known[t] for t in terms], dtype=np.int64)
 
     def idf(self, terms: list[str]) -> np.ndarray:
         """BM25's idf of each stemmed term, as rag.index.bm25.BM25.idf computes it."""

@@ -10,6 +10,8 @@ never empties a top-k. A store reads the version of the table it opened; `view` 
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -42,7 +44,11 @@ from rag.types import Chunk, Hit
 STEP = 1000
 INDEXES = {"id": "btree", "cable_id": "btree", "date_int": "btree", "origin": "bitmap", "classification": "bitmap",
            "tags": "label_list", "refs": "label_list", "search_text": "fts"}
-_HIT_COLUMNS = ["id", "text", "metadata", "hash", "meta_hash", "vector"]
+HIT_COLUMNS = ["id", "text", "metadata", "hash", "meta_hash", "vector"]
+# Rows a search has read, kept for the `get` that follows it (the retriever reads a BM25 ranking's
+# hits by id): a Lance query costs ~6 ms before it reads a row. A store reads one version, so a
+# row it has read stays right for as long as it is kept.
+RECENT_ROWS = 2048
 
 
 def _metadata(row: dict) -> dict:
@@ -77,6 +83,8 @@ class LanceStore:
                 f"dims), not {model_id} ({dimension} dims): use the same encoder, or ingest into a new --lance-uri")
         # The texts this store has written, whose sentences ingest encodes next (rag.index.lance_ingest).
         self.written: list[str] = []
+        self._recent: OrderedDict[str, dict] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -141,8 +149,19 @@ class LanceStore:
             parts.setdefault(key, []).append((int(meta.get("occurrence", 0)), int(meta.get("part", 0)), row["text"]))
         return {key: " ".join(text for *_, text in sorted(chunks)) for key, chunks in parts.items()}
 
+    def remember(self, rows: list[dict]) -> None:
+        """Keep rows of HIT_COLUMNS that a search read, for `get`."""
+        with self._recent_lock:
+            for row in rows:
+                self._recent[row["id"]] = row
+                self._recent.move_to_end(row["id"])
+            while len(self._recent) > RECENT_ROWS:
+                self._recent.popitem(last=False)
+
     def get(self, ids: list[str]) -> list[Hit]:
-        by_id = self._by_ids(ids, _HIT_COLUMNS)
+        with self._recent_lock:
+            by_id = {i: self._recent[i] for i in ids if i in self._recent}
+        by_id.update(self._by_ids([i for i in ids if i not in by_id], HIT_COLUMNS))
         return [_hit(by_id[i], 0.0, "") for i in ids if i in by_id]
 
     def _nearest(self, embedding: np.ndarray):
@@ -153,7 +172,7 @@ class LanceStore:
         """The `k` chunks nearest to `embedding` among those that pass the filters; score = cosine."""
         if k <= 0:
             return []
-        search = self._nearest(embedding).select([*_HIT_COLUMNS, "_distance"]).limit(k)
+        search = self._nearest(embedding).select([*HIT_COLUMNS, "_distance"]).limit(k)
         where = where_clause(filters)
         if where:
             search = search.where(where, prefilter=True)
