@@ -236,3 +236,19 @@ def test_a_question_naming_a_cable_the_store_lacks_is_refused(built):
     answer = pipeline.ask("What does 09PHNOMPENH999 say about the police?")
     assert answer.refused and "09PHNOMPENH999 is not in this index" in answer.refusal_reason
     assert not pipeline.ask("What does 09PHNOMPENH637 say about the police?").refused
+
+
+def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, monkeypatch):
+    from rag.index import lance_db
+
+    settings = lance_settings(tmp_path / "db")
+    ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
+    exact = open_retriever(settings, "dense").search(QUESTION, 10)
+    monkeypatch.setattr(lance_db, "VECTOR_INDEX_ROWS", 50)
+    ingest_lance([copy_cables(tmp_path / "later", LATER)], settings, progress=False)
+    store = LanceStore(settings, model_id=None, dimension=None)
+    assert [i.index_type for i in store.table.list_indices() if i.columns == ["vector"]] == ["IvfHnswSq"]
+    found = open_retriever(settings, "dense").search(QUESTION, 10)
+    assert found[0].chunk_id == exact[0].chunk_id
+    assert all(h.metadata["origin"] == "Embassy Ankara"
+               for h in open_retriever(settings, "dense").search(QUESTION, 5, Filters(origin="Embassy Ankara")))
