@@ -9,7 +9,6 @@ on them. There is no sidecar to fall out of step with the store, so nothing is e
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,19 +54,25 @@ class LanceParts:
 
 def lance_stats(store: LanceStore, lexical: LanceLexical, sentences: LanceSentences | None) -> dict:
     """What the store holds, counted from the version it reads (a scan of a few columns)."""
+    import pyarrow.compute as pc
+
     meta = store.metadata
     ids = store.table.search().select(["id", "cable_id"]).to_arrow()
-    paragraphs = sum(1 for i in ids["id"].to_pylist() if i.count(":") == 1 or i.endswith(":0"))
-    cols = lexical._columns
-    dates = [d for d in cols["date_int"] if d]
-    per_origin = Counter(o for o in cols["origin"] if o)
+    # A paragraph is a chunk `<cable>:<paragraph>`, or part 0 of one split in parts.
+    whole = pc.or_(pc.equal(pc.count_substring(ids["id"], ":"), 1), pc.ends_with(ids["id"], ":0"))
+    dates = pc.filter(lexical.columns["date_int"], pc.greater(lexical.columns["date_int"], 0))
+    counted = pc.value_counts(pc.filter(lexical.columns["origin"], pc.not_equal(lexical.columns["origin"], "")))
+    per_origin = sorted(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()),
+                        key=lambda pair: (-pair[1], pair[0]))
     fmt = lambda d: f"{d // 10000:04d}-{d // 100 % 100:02d}-{d % 100:02d}"
     return {
         "location": store.location, "store": "lance", "chunks": len(ids), "model": meta["embed_model"],
-        "dimension": meta["embed_dim"], "cables": len(set(ids["cable_id"].to_pylist())), "paragraphs": paragraphs,
-        "date_from": fmt(min(dates)) if dates else None, "date_to": fmt(max(dates)) if dates else None,
-        "origins": len(per_origin), "top_origins": per_origin.most_common(10),
-        "classifications": sorted({c for c in cols["classification"] if c}),
+        "dimension": meta["embed_dim"], "cables": pc.count_distinct(ids["cable_id"]).as_py(),
+        "paragraphs": pc.sum(whole).as_py() or 0,
+        "date_from": fmt(pc.min(dates).as_py()) if len(dates) else None,
+        "date_to": fmt(pc.max(dates).as_py()) if len(dates) else None,
+        "origins": len(per_origin), "top_origins": per_origin[:10],
+        "classifications": lexical.vocabulary()["classifications"],
         "generation": store.version,
         "indexes": ", ".join(sorted(f"{i.columns[0]} ({i.index_type})" for i in store.table.list_indices())),
         "sentence_vectors": f"{len(sentences):,} paragraphs" if sentences is not None else "none",

@@ -109,22 +109,29 @@ class LanceLexical:
         return np.log(1 + (len(self) - df + 0.5) / (df + 0.5))
 
     @cached_property
-    def _columns(self) -> dict[str, list]:
-        """The filter columns of every chunk: read once per version, for the choices and dates."""
-        table = self.table.search().select(["origin", "classification", "tags", "date_int"]).to_arrow()
-        return {name: table[name].to_pylist() for name in table.column_names}
+    def columns(self):
+        """The filter columns of every chunk as Arrow (a few bytes a chunk, never Python objects):
+        read once per version, for the choices, the dates and the stats."""
+        return self.table.search().select(["origin", "classification", "tags", "date_int"]).to_arrow()
 
     @cached_property
     def last_date(self) -> int:
         """The latest cable date the index holds, as YYYYMMDD (0 when none is known)."""
-        return max(self._columns["date_int"], default=0) or 0
+        import pyarrow.compute as pc
+
+        return int(pc.max(self.columns["date_int"]).as_py() or 0)
 
     def vocabulary(self) -> dict[str, list[str]]:
         """Every origin, classification and tag the index holds: the values filters can take."""
-        cols = self._columns
-        return {"origins": sorted({v for v in cols["origin"] if v}),
-                "classifications": sorted({v for v in cols["classification"] if v}),
-                "tags": sorted({t for tags in cols["tags"] for t in tags or []})}
+        import pyarrow.compute as pc
+
+        cols = self.columns
+
+        def values(column) -> list[str]:
+            return sorted(v for v in pc.unique(column).to_pylist() if v)
+
+        return {"origins": values(cols["origin"]), "classifications": values(cols["classification"]),
+                "tags": values(pc.list_flatten(cols["tags"]))}
 
     def _chunks_of(self, where: str) -> list[dict]:
         rows = self.table.search().where(where).select(["id", "cable_id", "metadata", "refs"]).to_arrow().to_pylist()
