@@ -185,6 +185,7 @@ def test_another_encoder_is_refused(built):
 def test_no_database_or_no_uri_is_one_line(tmp_path):
     with pytest.raises(NoIndex, match="rag ingest PATH --store lance"):
         index_for(lance_settings(tmp_path / "empty")).ensure()
+    assert not (tmp_path / "empty").exists()  # a read leaves no folder behind
     with pytest.raises(RagError, match="--lance-uri"):
         index_for(Settings(store="lance")).ensure()
 

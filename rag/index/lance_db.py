@@ -39,8 +39,9 @@ def _lancedb():
     return lancedb
 
 
-def connect(settings: Settings):
-    """The database at `settings.lance_uri`; a one-line error when none is given."""
+def connect(settings: Settings, create: bool = False):
+    """The database at `settings.lance_uri`; a one-line error when none is given, or (unless
+    `create`) when a local folder is not there: a read never leaves an empty folder behind."""
     uri = settings.lance_uri.strip()
     if not uri:
         raise RagError("--store lance needs --lance-uri URI (or RAG_LANCE_URI): a folder, or s3://bucket/path")
@@ -48,6 +49,8 @@ def connect(settings: Settings):
         path = Path(uri).expanduser()
         if path.exists() and not path.is_dir():
             raise RagError(f"--lance-uri {uri} is a file, not a folder for a LanceDB database")
+        if not create and not path.exists():
+            raise NoIndex(f"no LanceDB index at {uri}: run 'rag ingest PATH --store lance --lance-uri {uri}' first")
         uri = str(path)
     try:
         return _lancedb().connect(uri)
@@ -97,7 +100,7 @@ def sentences_schema():
 
 def drop_tables(settings: Settings) -> None:
     """Remove every table of the lance store (`rag ingest --rebuild`)."""
-    db = connect(settings)
+    db = connect(settings, create=True)
     for name in (CHUNKS, TERMS, SENTENCES):
         db.drop_table(name, ignore_missing=True)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.errors import NoIndex
 from rag.index.cable import cable_chunks, cable_view
 from rag.index.ingest import IngestReport
 from rag.index.lance_db import CHUNKS, SENTENCES, connect, open_table
@@ -94,7 +95,10 @@ class LanceIndex:
         return self.settings.lance_uri
 
     def exists(self) -> bool:
-        return open_table(connect(self.settings), CHUNKS) is not None
+        try:
+            return open_table(connect(self.settings), CHUNKS) is not None
+        except NoIndex:
+            return False
 
     def has_store_folder(self) -> bool:
         return self.exists()

@@ -70,7 +70,7 @@ class LanceStore:
         """`model_id=None` opens the table whatever encoder built it: for reading stored text only."""
         self.settings = get_settings(settings)
         self._model_id, self._dimension = model_id, dimension
-        self.db = connect(self.settings)
+        self.db = connect(self.settings, create)
         self.table = open_table(self.db, CHUNKS)
         if self.table is None and create:
             self.table = create_table(self.db, CHUNKS, chunk_schema(model_id, dimension))
