@@ -163,6 +163,7 @@ def test_the_test_extra_installs_every_other_extra_the_tests_use():
     (["serve"], "serve", "gradio"),
     (["mcp"], "mcp", "mcp"),
     (["eval", "--questions", "evals/smoke.jsonl"], "eval", "matplotlib"),
+    (["show", "09PHNOMPENH637", "--store", "lance", "--lance-uri", "."], "lance", "lancedb"),
 ])
 def test_a_command_whose_extra_is_missing_says_which_in_one_line(monkeypatch, capsys, argv, extra, module):
     import rag.errors

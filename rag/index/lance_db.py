@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rag.errors import NoIndex, RagError
+from rag.errors import NoIndex, RagError, require_extra
 from rag.filters import Filters
 from rag.settings import Settings
 
@@ -32,6 +32,7 @@ NO_FILTERS = Filters()
 
 
 def _lancedb():
+    require_extra("lance", "--store lance", "lancedb", "pyarrow")
     # Lance logs a warning on stderr for every table it creates.
     os.environ.setdefault("LANCEDB_LOG", "error")
     import lancedb
