@@ -3,8 +3,12 @@ by the fake encoder, checked against the Chroma store and its sidecar built from
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +257,19 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
     assert found[0].chunk_id == exact[0].chunk_id
     assert all(h.metadata["origin"] == "Embassy Ankara"
                for h in open_retriever(settings, "dense").search(QUESTION, 5, Filters(origin="Embassy Ankara")))
+
+
+@pytest.mark.slow
+def test_readers_see_what_another_process_ingested_once_they_move_on(tmp_path):
+    settings = lance_settings(tmp_path / "db")
+    ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
+    readers = [index_for(settings).reader() for _ in range(2)]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "RAG_ENCODER": FAKE_ENCODER}
+    subprocess.run([sys.executable, str(root / "tests" / "fakes.py"), "ingest", str(copy_cables(tmp_path / "later", LATER)),
+                    "--quiet", "--store", "lance", "--lance-uri", str(tmp_path / "db")], env=env, check=True,
+                   capture_output=True)
+    for parts in readers:
+        assert parts.cable("08PHNOMPENH706") is None
+        moved = parts.newer()
+        assert moved.cable("08PHNOMPENH706")["id"] == "08PHNOMPENH706" and moved.newer() is None
