@@ -158,4 +158,7 @@ def keep_indexed(table, kinds: dict[str, str]) -> None:
     if "vector" in table.schema.names and "vector" not in have and rows >= VECTOR_INDEX_ROWS:
         table.create_index("vector", config=HnswSq(distance_type="cosine"))
     if any(index.num_unindexed_rows for index in indexes):
+        # Also prunes versions older than lancedb's default of 7 days: a reader still on one of
+        # those would lose its files, and every reader here moves on long before (a server at
+        # each answer).
         table.optimize()
