@@ -104,7 +104,11 @@ def filters_from(args: argparse.Namespace) -> Filters:
 def cmd_ingest(args) -> int:
     from rag.index.index import index_for
 
-    report = index_for(settings_from(args)).ingest(args.paths, progress=not args.quiet, rebuild=args.rebuild)
+    settings = settings_from(args)
+    if args.vectors_from and settings.store != "lance":
+        raise RagError("--vectors-from moves an index into the lance store: give --store lance and --lance-uri too")
+    extra = {"vectors_from": args.vectors_from} if args.vectors_from else {}
+    report = index_for(settings).ingest(args.paths, progress=not args.quiet, rebuild=args.rebuild, **extra)
     print(report.summary())
     return 0 if report.ok else 1
 
@@ -278,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--rebuild", action="store_true",
                    help="discard the index first (a damaged one too) and build it again from PATH alone")
+    p.add_argument("--vectors-from", type=Path, metavar="DIR",
+                   help="with --store lance: take the paragraph and sentence vectors that the index at DIR (the "
+                        "Chroma store, built by the same encoder) holds instead of encoding them again")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("stats", help="what the index holds", epilog=EPILOG)

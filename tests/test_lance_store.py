@@ -127,6 +127,36 @@ def test_sentence_vectors_are_kept_from_ingest(built):
     assert parts.sentences.get(sentences, "another/model") is None
 
 
+def test_an_index_on_the_chroma_store_moves_to_the_lance_store_without_encoding(built, tmp_path, monkeypatch):
+    _, chroma = built
+    from fakes import FakeEncoder
+
+    encoded = []
+    original = FakeEncoder.encode_documents
+
+    def counting(self, texts, progress=None):
+        encoded.extend(texts)
+        return original(self, texts, progress)
+
+    monkeypatch.setattr(FakeEncoder, "encode_documents", counting)
+    settings = lance_settings(tmp_path / "db")
+    cables = copy_cables(tmp_path / "cables", FIRST)
+    report = ingest_lance([cables], settings, progress=False, vectors_from=chroma.index_dir)
+    assert report.ok and report.chunks > 0 and encoded == []
+    moved = LanceStore(settings, model_id=None, dimension=None).get(["09PHNOMPENH637:1"])[0]
+    assert np.array_equal(moved.vector, Index(chroma).store().get(["09PHNOMPENH637:1"])[0].vector)
+    assert open_retriever(settings).search(QUESTION, 1)[0].citation.tag == "[09PHNOMPENH637 ¶1]"
+    # A cable the Chroma index lacks is encoded, and only its paragraphs and sentences.
+    encoded.clear()
+    copy_cables(cables, LATER[:1])
+    ingest_lance([cables], settings, progress=False, vectors_from=chroma.index_dir)
+    reused, encoded[:] = list(encoded), []
+    ingest_lance([copy_cables(tmp_path / "later", LATER[:1])], lance_settings(tmp_path / "fresh"), progress=False)
+    assert reused and sorted(reused) == sorted(encoded)
+    with pytest.raises(RagError, match="no index there"):
+        ingest_lance([cables], settings, progress=False, vectors_from=tmp_path / "nothing")
+
+
 def test_reingest_embeds_nothing_and_writes_no_version(tmp_path):
     settings = lance_settings(tmp_path / "db")
     cables = copy_cables(tmp_path / "cables", FIRST[:2])

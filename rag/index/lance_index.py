@@ -143,5 +143,6 @@ class LanceIndex:
     def check_in_step(self) -> None:
         """Nothing to check: the lance store has no sidecar to fall out of step with it."""
 
-    def ingest(self, paths: list[str | Path], progress: bool = True, rebuild: bool = False) -> IngestReport:
-        return ingest_lance(paths, self.settings, progress, rebuild)
+    def ingest(self, paths: list[str | Path], progress: bool = True, rebuild: bool = False,
+               vectors_from: Path | None = None) -> IngestReport:
+        return ingest_lance(paths, self.settings, progress, rebuild, vectors_from)

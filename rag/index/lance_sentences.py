@@ -43,9 +43,10 @@ class LanceSentences:
         found.flags.writeable = False
         return found
 
-    def add(self, texts: list[str], encode: Callable[[list[str]], np.ndarray], model_id: str) -> int:
+    def add(self, texts: list[str], encode: Callable[[list[str]], np.ndarray], model_id: str,
+            known: Callable[[list[str]], np.ndarray | None] | None = None) -> int:
         """Encode the candidate sentences of those `texts` the table lacks and store them; how many
-        sentences were encoded."""
+        sentences were encoded. `known`: one paragraph's sentence vectors from elsewhere, or None."""
         import pyarrow as pa
 
         todo: dict[str, list[str]] = {}
@@ -60,11 +61,14 @@ class LanceSentences:
                 todo.pop(row["key"], None)
         if not todo:
             return 0
-        vectors = encode([s for sentences in todo.values() for s in sentences])
-        rows, at = [], 0
-        for key, sentences in todo.items():
-            rows.append({"key": key, "model": model_id,
-                         "vectors": np.asarray(vectors[at : at + len(sentences)], dtype=np.float16).ravel().tolist()})
+        found = {key: known(sentences) for key, sentences in todo.items()} if known else {}
+        encoding = {key: sentences for key, sentences in todo.items() if found.get(key) is None}
+        vectors = encode([s for sentences in encoding.values() for s in sentences])
+        at = 0
+        for key, sentences in encoding.items():
+            found[key] = vectors[at : at + len(sentences)]
             at += len(sentences)
+        rows = [{"key": key, "model": model_id, "vectors": np.asarray(found[key], dtype=np.float16).ravel().tolist()}
+                for key in todo]
         self.table.add(pa.Table.from_pylist(rows, schema=self.table.schema))
         return at
