@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from rag.answer.question import analyse
 from rag.answer.rank import LinearModel
-from rag.answer.short_answer import FEATURES, ShortAnswer, candidate_spans, claims_of, features
+from rag.answer.short_answer import FEATURES, ShortAnswer, candidate_spans, claims_of, features, standing
 from rag.citation import Citation
 from rag.evaluation.metrics import UNANSWERABLE, facts_found
 from rag.evaluation.suite import load_suite
+from rag.types import Hit
 
 MODELS = Path(__file__).resolve().parents[1] / "rag" / "models"
 CACHE = Path("~/.cache/cablerag/fit_one_line").expanduser()
@@ -48,6 +49,11 @@ class Answered:
     support: dict
     paragraphs: list[str]
     facts: list[list[str]]
+    ranked: list[list]  # [cable id, paragraph, ranker score] of each of `paragraphs`
+
+    @property
+    def hits(self) -> list[Hit]:
+        return [Hit("", c, p, text, {}, score) for (c, p, score), text in zip(self.ranked, self.paragraphs)]
 
     def to_json(self) -> dict:
         return {**self.__dict__, "support": [[c.cable_id, c.paragraph, s] for c, s in self.support.items()]}
@@ -81,7 +87,7 @@ def answer_suite(questions: Path, index: Path) -> list[Answered]:
             continue
         out.append(Answered(case.id, case.kind, case.question, a.standalone, a.text,
                             {c.citation: c.score for c in a.citations}, [h.text for h in a.hits],
-                            [list(f) for f in case.facts]))
+                            [list(f) for f in case.facts], [[h.cable_id, h.paragraph, h.score] for h in a.hits]))
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(a.to_json()) + "\n" for a in out))
@@ -100,7 +106,8 @@ def span_rows(cases: list[Answered]) -> tuple[np.ndarray, np.ndarray, np.ndarray
         spans = candidate_spans(asked, claims)
         if not spans:
             continue
-        rows.append(features(asked, spans, claims, supports, c.paragraphs))
+        ranks, margin = standing(claimed, c.hits)
+        rows.append(features(asked, spans, claims, supports, c.paragraphs, ranks, margin))
         labels += [any(facts_found(s.text, c.facts)) for s in spans]
         groups += [i] * len(spans)
     return np.concatenate(rows), np.array(labels), np.array(groups)

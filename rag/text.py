@@ -45,6 +45,25 @@ def split_sentences(text: str, min_chars: int = 25) -> list[str]:
     return out
 
 
+def sentence_bounds(text: str, min_chars: int = 25) -> list[tuple[int, int]]:
+    """(start, end) offsets in `text` of the sentences `split_sentences` would give."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    for end in [m.start() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
+        piece = text[start:end].strip()
+        if piece:
+            a = start + len(text[start:end]) - len(text[start:end].lstrip())
+            b = a + len(piece)
+            last = text[out[-1][0]:out[-1][1]] if out else ""
+            if out and (len(last) < min_chars or len(piece) < min_chars or _ABBREVIATION.search(last)):
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        match = _SENTENCE_END.match(text, end)
+        start = match.end() if match else end
+    return out
+
+
 def content_words(text: str) -> set[str]:
     """Lower-cased words that carry meaning (no stopwords), crudely stemmed by trimming an 's'."""
     words = set()

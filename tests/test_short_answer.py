@@ -11,6 +11,7 @@ from rag.answer.short_answer import (FEATURES, ShortAnswer, asked_kind, candidat
 from rag.cables import read_cable_file
 from rag.citation import Citation
 from rag.index.demo import DEMO_DIR
+from rag.types import Hit
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,18 @@ def test_the_claim_holding_the_one_line_answer_is_quoted_first():
     assert lead_with(text, 0) == text
 
 
+def test_the_sentence_holding_the_one_line_answer_is_quoted_first_within_its_claim(summary):
+    """The README's question: the extractive answer quotes two sentences of 09PHNOMPENH637 ¶1 under
+    one tag, and the one naming the general comes first."""
+    question = analyse("Who leads Cambodia's police TIP response?")
+    answer = " ".join(s for s in summary.split() if s) + " [09PHNOMPENH637 ¶1]"
+    best = ShortAnswer(load_model("one_line.json")).best(
+        question, answer, {}, [Hit("09PHNOMPENH637:1", "09PHNOMPENH637", 1, summary, {}, 1.0)])
+    led = lead_with(answer, best.claim, best.start)
+    assert led.startswith("Present at the meeting with MOI was Lieutenant General Kang Sokhorn")
+    assert led.endswith("[09PHNOMPENH637 ¶1]") and sorted(led.split()) == sorted(answer.split())
+
+
 def test_below_the_threshold_no_span_is_shown_but_its_claim_of_the_kind_asked_is_marked():
     short = ShortAnswer(load_model("one_line.json"))
     answer = ("The minister met donors in June. [09PHNOMPENH637 ¶3] "
@@ -182,6 +195,13 @@ def test_a_figure_counting_something_else_than_the_question_counts_weighs_agains
     ("Who won when the general election was held?", "Lieutenant General Kang Sokhorn won.",
      "Lieutenant General Kang Sokhorn"),
     ("Which party does Veltroni lead?", "Veltroni leads the PD.", "PD"),
+    ("How long were Google's services down?", "Services were down for 20% of users for three days.", "three days"),
+    # an initial inside a name is part of it (06TRIPOLI498 ¶2)
+    ("Who gave the embassy the inventory of the moved equipment?",
+     "After initial pleasantries, Dr. Mohamed M. Sharif, head of the Libyan National Committee on Bioetchics and "
+     "Biosafety (LNCBB), provided, under instructions, a copy of the inventory of the GHL equipment.",
+     "Dr. Mohamed M. Sharif"),
+    ("Who did the delegation meet?", "The delegation met Mohammed A. Al-Sabah, the minister.", "Mohammed A. Al-Sabah"),
 ])
 def test_a_span_the_answer_holds_is_found(question, text, span):
     assert span in spans(question, text)
@@ -199,11 +219,14 @@ def test_a_span_the_answer_holds_is_found(question, text, span):
     ("Which French bank held the money of the Central African states' central bank?",
      "The Bank of Central African States kept it at Societe Generale.", "Bank of Central African States"),
     ("Which plaza boss did the military kill?", "Soldiers killed El Rambo in San Nicolas.", "San Nicolas"),
+    ("Who directed 'Barbarossa'?", "The film premiered at Castello Sforzesco in Milan.", "Castello Sforzesco"),
     ("Which officer dismissed the trip?", "He flew on the Russian Soyuz, said Brigadier Carlos Velloso.", "Russian Soyuz"),
     # a conversion in brackets is not the figure the cable reports
     ("How much did Gabonese officials embezzle?", "At least 18.3 billion CFA (about $36 million) was traced.",
      "$36 million"),
     ("How much did Gabonese officials embezzle?", "At least 18.3 billion CFA ($36 million) was traced.", "36 million"),
+    # "how long" asks for a duration, never a share (dev-127's "20%")
+    ("How long were Google's services down?", "Services were down for 20% of users for three days.", "20%"),
 ])
 def test_no_span_that_is_no_answer(question, text, wrong):
     assert wrong not in spans(question, text)

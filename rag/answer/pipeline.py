@@ -177,12 +177,12 @@ class Pipeline:
         timings["answer"] = (t4 - t3) * 1000
         verified = self.verifier.verify(raw, hits)
         one_line = None if verified.refused else self.short.best(
-            asked, verified.text, {c.citation: c.score for c in verified.citations}, [h.text for h in hits])
+            asked, verified.text, {c.citation: c.score for c in verified.citations}, hits)
         if one_line and (one_line.shown or (one_line.asked and len(split) <= 1)):
             # Below the threshold no span is shown, but the claim holding the best span of the
             # kind asked still states the asked thing: it is quoted first (save in an answer in
             # parts, which keeps the question's order).
-            verified = replace(verified, text=lead_with(verified.text, one_line.claim))
+            verified = replace(verified, text=lead_with(verified.text, one_line.claim, one_line.start))
         t5 = time.perf_counter()
         timings["verify"] = (t5 - t4) * 1000
         timings["total"] = (t5 - t0) * 1000

@@ -26,7 +26,8 @@ from rag.answer.question import MONTHS, YEAR, Question, figures, wants_of
 from rag.answer.rank import LinearModel
 from rag.citation import CABLE_ID, Citation
 from rag.index.bm25 import tokenize
-from rag.text import STOPWORDS
+from rag.text import STOPWORDS, sentence_bounds
+from rag.types import Hit
 
 KINDS = ("person", "organisation", "number", "date", "place", "reason", "sentence")
 
@@ -89,6 +90,9 @@ _NUMBER = re.compile(
     rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"
     r"(?:\s[A-Z]{2,6}(?=\s[a-z]))?(?:\s(?P<unit>[a-z][a-z-]+))?")
 _SPELLED_DIGITS = "two|three|four|five|six|seven|eight|nine"
+# "How long …" asks for a duration: a figure of time ("three weeks", "10-year"), never "20%".
+_DURATION_ASKED = re.compile(r"\bhow long\b", re.IGNORECASE)
+_TIME_UNIT = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b", re.IGNORECASE)
 _WRITTEN_ON = re.compile(rf"(?<=\d){_ON}\b")
 # A count written in words ("fourteen women", "four days"): only with what it counts.
 _SPELLED = re.compile(
@@ -118,8 +122,9 @@ _RUN = re.compile(r"(?<![\w'-])[A-Z][\w'.&-]*(?:\s(?:(?:al-|bin|ibn|abu|de|da|de
 _NAME_WORD = re.compile(r"(?:al-|el-)?[A-Z][a-z'’]+(?:-[A-Z][a-z'’]+)*|[A-Z]\.|[A-Z][a-z]?[A-Z][a-z]+")
 # Endings of common nouns, never of a name ("Civil Society Activity").
 _NOT_NAME_ENDING = re.compile(r"(?:ity|tion|ment|ness|ism|ship|ics)$")
-# First words of place names, never of a person's ("San Nicolas", "Puerto Cortes").
-_PLACE_OPENERS = frozenset("San Santa Santo Saint St. Fort Port Puerto Ciudad Mount Lake Cape".split())
+# First words of place names, never of a person's ("San Nicolas", "Puerto Cortes", "Castello Sforzesco").
+_PLACE_OPENERS = frozenset("San Santa Santo Saint St. Fort Port Puerto Ciudad Mount Lake Cape Castello Castle Palazzo "
+                           "Palace Piazza Plaza".split())
 # Words of an office named after a title ("Minister of Foreign Affairs").
 _OFFICE_WORDS = frozenset("""Affairs Immigration Communications Communication Information State Trade Economy Commerce
     Industry Culture Tourism Agriculture Labor Labour Transport Transportation Education Planning Development Security
@@ -167,7 +172,8 @@ _GENERIC = frozenset("the this that these those embassy post department mission 
 
 # The features of a span, in the order the fitted model reads them.
 FEATURES = ("kind_agrees", "tier", "distance", "claim", "claim_cover", "rivals", "repeated", "support", "words",
-            "titled", "unit", "first_claim_share", "unit_agrees", *(f"kind_{k}" for k in KINDS))
+            "titled", "unit", "first_claim_share", "unit_agrees", "sentence_cover", "sentence_rivals", "said", "cited_rank", "margin",
+            *(f"kind_{k}" for k in KINDS))
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,7 @@ class OneLine:
     score: float
     shown: bool
     asked: bool  # of the kind the question asks for
+    start: int = 0  # where the span begins in its claim's text (claims_of)
 
 
 def _clauses(question: Question) -> tuple[str, str]:
@@ -268,6 +275,7 @@ def _new(span: str, question: Question) -> bool:
 
 def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
     out = []
+    duration = _DURATION_ASKED.search(question.text) is not None
     for m in _NUMBER.finditer(claim):
         value, unit = m.group(0), m.group("unit")
         if unit and unit.lower() in _NOT_UNITS:
@@ -287,10 +295,13 @@ def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         conversion = _CONVERSION.search(claim[max(0, m.start() - 40):m.start()])
         if conversion and (conversion.group("marker") or conversion.group("currency") or not value[0].isdigit()):
             continue
+        if duration and not _TIME_UNIT.search(value):
+            continue
         shaped = unit or not value[0].isdigit() or not value.rstrip()[-1].isdigit()
         out.append((m.start(), m.start() + len(value), value, 0 if shaped else 1))
     for m in _SPELLED.finditer(claim):
-        if m.group("unit").lower() not in _NOT_UNITS and _new(m.group(0), question):
+        if m.group("unit").lower() not in _NOT_UNITS and _new(m.group(0), question) \
+                and not (duration and not _TIME_UNIT.search(m.group(0))):
             out.append((m.start(), m.end(), m.group(0), 0))
     return out
 
@@ -336,14 +347,16 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
                 i += 1
         if any(w.lower() in _CONNECTORS for w in words[i:]):
             continue
-        title, name = words[:i], [w.rstrip(".,") for w in words[i:]]
+        # An initial keeps its point ("George W. Bush"); a name's last word loses the sentence's.
+        title, name = words[:i], [w.rstrip(",") if re.fullmatch(r"[A-Z]\.,?", w) else w.rstrip(".,")
+                                  for w in words[i:]]
         # A role the question's later clause gives ("when the US ambassador called") is someone the
         # question already has, not the one it asks for.
         if head and re.search(rf"\b(?:the|his|her|its|their|[\w-]+['’]s)\s+(?:[\w.'-]+\s+){{0,2}}?"
                               rf"{re.escape(head.rstrip('.'))}s?{_ACTS}", rest, re.I):
             continue
         # A surname the cable writes in capitals ("Abu Dujan AL AFGANI") ends the name there.
-        upper = next((j for j, w in enumerate(name) if w.isupper() and len(w) > 1), len(name))
+        upper = next((j for j, w in enumerate(name) if w.isupper() and len(w.rstrip(".")) > 1), len(name))
         name = name[:upper]
         # "President Vicente Fox's visit" names Vicente Fox; "Rossing's Final Product Recovery" no one.
         if any(re.search(r"['’]s$", w) for w in name[:-1]):
@@ -472,6 +485,14 @@ def _unit_agrees(counted: set[str], span: Span) -> float:
     return 1.0 if set(tokenize([unit])[0]) & counted else -1.0
 
 
+def _said(span: Span, wanted: set[str]) -> float:
+    """The share of a span's own words the question already says: "Mustafa Kemal Ataturk" for a
+    question on Ataturk's daughter is someone the question has (though "Rahul Gandhi" may be
+    the answer to one on Sonia Gandhi's children)."""
+    own = {w for w in words_of(span.text) if " " not in w and w not in STOPWORDS}
+    return len(own & wanted) / len(own) if own else 0.0
+
+
 def _anchors(question: Question, text: str) -> list[int]:
     """Character offsets of the text's words that the question also uses."""
     wanted = words_of(question.text)
@@ -479,10 +500,23 @@ def _anchors(question: Question, text: str) -> list[int]:
             and not words_of(m.group(0)).isdisjoint(wanted)]
 
 
+def standing(claimed: list[tuple[str, list[Citation]]], hits: list[Hit]) -> tuple[list[int], float]:
+    """Where each claim's best cited paragraph ranks among `hits` (len(hits) when none is there),
+    and by how much the ranker put its first paragraph above its second: an answer quoted from a
+    paragraph the ranker was sure of is more often the asked thing."""
+    rank = {}
+    for i, hit in enumerate(hits):
+        rank.setdefault(hit.citation, i)
+    ranks = [min((rank.get(t, len(hits)) for t in tags), default=len(hits)) for _, tags in claimed]
+    margin = hits[0].score - hits[1].score if len(hits) > 1 else 0.0
+    return ranks, margin
+
+
 def features(question: Question, spans: list[Span], claims: list[str], supports: list[float],
-             paragraphs: list[str]) -> np.ndarray:
+             paragraphs: list[str], ranks: list[int] | None = None, margin: float = 0.0) -> np.ndarray:
     """One row of FEATURES per span. `supports`: the verifier's score of each claim;
-    `paragraphs`: the text of the top retrieved paragraphs."""
+    `paragraphs`: the text of the top retrieved paragraphs; `ranks` and `margin`: `standing`."""
+    ranks = ranks or [len(paragraphs)] * len(claims)
     kind = asked_kind(question)
     wanted = words_of(question.text)
     anchors = [_anchors(question, c) for c in claims]
@@ -490,17 +524,29 @@ def features(question: Question, spans: list[Span], claims: list[str], supports:
     lowered = [p.lower() for p in paragraphs]
     first_claim = sum(s.claim == 0 for s in spans) / max(1, len(spans))
     counted = _counted(question)
+    # A claim can be a whole paragraph: what the question says must be near the span in its
+    # own sentence, not anywhere in the claim ("Present at the meeting was General X, who is in
+    # charge of the police response" after a sentence on the visit).
+    bounds = [sentence_bounds(c, min_chars=0) for c in claims]
+    sentence_of = [next(((a, b) for a, b in bounds[s.claim] if a <= s.start < b), (0, len(claims[s.claim])))
+                   for s in spans]
+    sentence_cover = {(s.claim, at): len(words_of(claims[s.claim][at[0]:at[1]]) & wanted) / max(1, len(wanted))
+                      for s, at in zip(spans, sentence_of)}
     rows = []
-    for s in spans:
+    for s, at in zip(spans, sentence_of):
         near = anchors[s.claim]
         distance = min(min(abs(a - s.start), abs(a - s.end)) for a in near) if near else 400
         rivals = sum(1 for o in spans if o.claim == s.claim and o.kind == s.kind and o.text != s.text)
         repeated = sum(s.text.lower() in p for p in lowered)
+        sentence_rivals = sum(1 for o, o_at in zip(spans, sentence_of) if o.claim == s.claim and o_at == at
+                              and o.kind == s.kind and o.text != s.text)
         rows.append([
             float(s.kind == kind), float(s.tier), math.log1p(distance), float(s.claim), cover[s.claim],
             math.log1p(rivals), float(repeated), supports[s.claim] if s.claim < len(supports) else 0.0,
             math.log1p(len(s.text.split())), float(re.match(_TITLE, s.text) is not None),
             float(s.kind == "number" and s.tier == 0), first_claim, _unit_agrees(counted, s),
+            sentence_cover[s.claim, at], math.log1p(sentence_rivals), _said(s, wanted), math.log1p(ranks[s.claim]),
+            margin,
             *(float(s.kind == k) for k in KINDS),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(spans), len(FEATURES))
@@ -516,33 +562,34 @@ class ShortAnswer:
         self.model = model
 
     def scored(self, question: Question, answer: str, support: dict[Citation, float],
-               paragraphs: list[str]) -> list[tuple[Span, float]]:
+               hits: list[Hit]) -> list[tuple[Span, float]]:
         """Every candidate span with its model score, best first. `support`: the verifier's
-        score of each cited paragraph; `paragraphs`: the text of the top retrieved ones."""
+        score of each cited paragraph; `hits`: the top retrieved paragraphs, as ranked."""
         claimed = claims_of(answer)
         claims = [c for c, _ in claimed]
         supports = [max((support.get(t, 0.0) for t in tags), default=0.0) for _, tags in claimed]
         spans = candidate_spans(question, claims)
         if self.model is None or not spans:
             return []
-        scores = self.model.score(features(question, spans, claims, supports, paragraphs))
+        ranks, margin = standing(claimed, hits)
+        scores = self.model.score(features(question, spans, claims, supports, [h.text for h in hits], ranks, margin))
         return sorted(zip(spans, map(float, scores)), key=lambda x: (-x[1], x[0].claim, x[0].start))
 
     def best(self, question: Question, answer: str, support: dict[Citation, float],
-             paragraphs: list[str]) -> OneLine | None:
+             hits: list[Hit]) -> OneLine | None:
         """The best span, or None when the answer has none (or there is no model)."""
-        scored = self.scored(question, answer, support, paragraphs)
+        scored = self.scored(question, answer, support, hits)
         if not scored:
             return None
         span, score = scored[0]
         return OneLine(span.text, span.kind, span.claim, score, score >= self.model.threshold,
-                       span.kind == asked_kind(question))
+                       span.kind == asked_kind(question), span.start)
 
 
-def lead_with(answer: str, claim: int) -> str:
-    """The answer with the claim that holds the one-line answer (and its tags) moved first."""
-    if claim == 0:
-        return answer
+def lead_with(answer: str, claim: int, start: int = 0) -> str:
+    """The answer with the claim that holds the one-line answer moved first (with its tags), and
+    in that claim the sentence holding offset `start` of its text (claims_of) first: a claim
+    quoting several sentences of one paragraph states the asked thing in its first."""
     pieces, last = [], 0
     for m in re.finditer(rf"(?:\s*{Citation.PATTERN.pattern})+", answer):
         pieces.append(answer[last:m.end()])
@@ -551,6 +598,17 @@ def lead_with(answer: str, claim: int) -> str:
         pieces.append(answer[last:])
     pieces = [p for p in pieces if p.strip()]
     if claim >= len(pieces):
+        return answer
+    piece = pieces[claim]
+    tags = Citation.PATTERN.search(piece)
+    text, tail = (piece[:tags.start()], piece[tags.start():]) if tags else (piece, "")
+    text = " ".join(text.split())
+    bounds = sentence_bounds(text)
+    holding = next((i for i, (a, b) in enumerate(bounds) if a <= start < b), 0)
+    if holding:
+        order = [bounds[holding], *bounds[:holding], *bounds[holding + 1:]]
+        pieces[claim] = " ".join(text[a:b] for a, b in order) + " " + tail.strip()
+    elif claim == 0:
         return answer
     moved = [pieces[claim], *pieces[:claim], *pieces[claim + 1:]]
     return " ".join(p.strip() for p in moved)
