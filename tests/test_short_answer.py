@@ -196,6 +196,8 @@ def test_a_figure_counting_something_else_than_the_question_counts_weighs_agains
      "Lieutenant General Kang Sokhorn"),
     ("Which party does Veltroni lead?", "Veltroni leads the PD.", "PD"),
     ("How long were Google's services down?", "Services were down for 20% of users for three days.", "three days"),
+    ("How long is its border with Laos?", "The province shares a 160-mile border with Laos, 20% of it unmarked.",
+     "160-mile border"),
     # an initial inside a name is part of it (06TRIPOLI498 ¶2)
     ("Who gave the embassy the inventory of the moved equipment?",
      "After initial pleasantries, Dr. Mohamed M. Sharif, head of the Libyan National Committee on Bioetchics and "

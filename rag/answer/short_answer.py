@@ -90,9 +90,11 @@ _NUMBER = re.compile(
     rf"(?:-[a-z]+)?(?:\s?(?:percent|per cent|%))?{_SCALE}?(?:\s(?:dollars|euros|pounds|USD|EUR))?"
     r"(?:\s[A-Z]{2,6}(?=\s[a-z]))?(?:\s(?P<unit>[a-z][a-z-]+))?")
 _SPELLED_DIGITS = "two|three|four|five|six|seven|eight|nine"
-# "How long …" asks for a duration: a figure of time ("three weeks", "10-year"), never "20%".
-_DURATION_ASKED = re.compile(r"\bhow long\b", re.IGNORECASE)
-_TIME_UNIT = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?)\b", re.IGNORECASE)
+# "How long …" asks for a duration or a length: a figure of time or distance ("three weeks",
+# "10-year", "160-mile"), never "20%".
+_LONG_ASKED = re.compile(r"\bhow long\b", re.IGNORECASE)
+_LONG_UNIT = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?|miles?|kilomet(?:er|re)s?|"
+                        r"km|met(?:er|re)s?|feet|foot|yards?)\b", re.IGNORECASE)
 _WRITTEN_ON = re.compile(rf"(?<=\d){_ON}\b")
 # A count written in words ("fourteen women", "four days"): only with what it counts.
 _SPELLED = re.compile(
@@ -275,7 +277,7 @@ def _new(span: str, question: Question) -> bool:
 
 def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
     out = []
-    duration = _DURATION_ASKED.search(question.text) is not None
+    long = _LONG_ASKED.search(question.text) is not None
     for m in _NUMBER.finditer(claim):
         value, unit = m.group(0), m.group("unit")
         if unit and unit.lower() in _NOT_UNITS:
@@ -295,13 +297,13 @@ def _numbers(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         conversion = _CONVERSION.search(claim[max(0, m.start() - 40):m.start()])
         if conversion and (conversion.group("marker") or conversion.group("currency") or not value[0].isdigit()):
             continue
-        if duration and not _TIME_UNIT.search(value):
+        if long and not _LONG_UNIT.search(value):
             continue
         shaped = unit or not value[0].isdigit() or not value.rstrip()[-1].isdigit()
         out.append((m.start(), m.start() + len(value), value, 0 if shaped else 1))
     for m in _SPELLED.finditer(claim):
         if m.group("unit").lower() not in _NOT_UNITS and _new(m.group(0), question) \
-                and not (duration and not _TIME_UNIT.search(m.group(0))):
+                and not (long and not _LONG_UNIT.search(m.group(0))):
             out.append((m.start(), m.end(), m.group(0), 0))
     return out
 
