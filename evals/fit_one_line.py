@@ -156,10 +156,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=Path, default=Path("evals/dev.jsonl"), help="suite to fit on (JSONL)")
     parser.add_argument("--index", type=Path, required=True, help="index holding every gold cable of the suite")
-    parser.add_argument("--precision", type=float, default=0.85,
-                        help="out-of-fold share of shown one-line answers that must be right (default 0.85, "
+    parser.add_argument("--precision", type=float, default=0.875,
+                        help="out-of-fold share of shown one-line answers that must be right (default 0.875, "
                              "what the shipped model was fitted for)")
-    parser.add_argument("--c", type=float, default=0.3, help="inverse regularisation (default 0.3)")
+    # 0.03 tops the out-of-fold curve over 0.005–1 (RESULTS.md, the fifth round): a few hundred
+    # spans from ~110 cases hold little, and a weaker prior let the model lean on chance features.
+    parser.add_argument("--c", type=float, default=0.03, help="inverse regularisation (default 0.03)")
     parser.add_argument("--dry-run", action="store_true", help="print the cross-validated figures, write nothing")
     args = parser.parse_args()
 

@@ -168,6 +168,18 @@ def test_a_figure_counting_something_else_than_the_question_counts_weighs_agains
     assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "88 votes"
 
 
+def test_a_count_of_things_weighs_against_it_where_an_amount_is_asked():
+    question = analyse("How much did Gabonese officials allegedly embezzle from the BEAC?")
+    claim = "Officials of six states embezzled 18.3 billion CFA over five years, and 40 kilograms of gold."
+    found = candidate_spans(question, [claim])
+    rows = features(question, found, [claim], [1.0], [])
+    agrees = dict(zip((s.text for s in found), rows[:, FEATURES.index("unit_agrees")]))
+    assert agrees["six states"] == -1.0 and agrees["five years"] == -1.0
+    assert agrees["18.3 billion CFA"] == 0.0 and agrees["40 kilograms"] == 0.0
+    short = ShortAnswer(load_model("one_line.json"))
+    assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "18.3 billion CFA"
+
+
 @pytest.mark.parametrize("question, text, span", [
     # dev answers that held the fact while no span was cut from them
     ("Which Bahamian cabinet minister resigned?",

@@ -472,17 +472,34 @@ _COUNTED = re.compile(rf"\bhow (?:many|much)\s+((?:(?!{_AUXILIARY})[\w'-]+\s+){{
 _SCALE_WORDS = frozenset("million billion trillion thousand hundred mn bn percent cent dollars euros pounds".split())
 
 
-def _counted(question: Question) -> set[str]:
-    """The stems of what a "how many" question counts; empty when it counts nothing."""
+# "How much did they embezzle?" names no unit but asks for an amount (money, a weight, a
+# share), never a count of things: "six states" does not answer it.
+_AMOUNT_ASKED = re.compile(rf"\bhow much\s+{_AUXILIARY}", re.I)
+_MEASURES = frozenset("""francs yen yuan renminbi rubles roubles rupees dinars dirhams riyals rials shillings pesos
+    reais lira liras lari manat tenge dram leva lei kuna kroner kronor hryvnia baht ringgit dong rand naira cedis
+    kwacha riel grams kilograms kilos tons tonnes barrels liters litres gallons meters metres kilometers kilometres
+    hectares acres megawatts kilowatts gigawatts points""".split())
+
+
+def _counted(question: Question) -> set[str] | None:
+    """The stems of what a "how many" question counts; empty when it counts nothing; None when
+    it asks "how much" of nothing named (an amount)."""
     counted = _COUNTED.search(question.text)
-    return set(tokenize([counted.group(1)])[0]) if counted else set()
+    if counted:
+        return set(tokenize([counted.group(1)])[0])
+    return None if _AMOUNT_ASKED.search(question.text) else set()
 
 
-def _unit_agrees(counted: set[str], span: Span) -> float:
+def _unit_agrees(counted: set[str] | None, span: Span) -> float:
     """+1 when a figure's unit is what the question counts (`_counted`), -1 when it counts
-    something else ("23,200 residents" for "by how many votes"), 0 when either is unsaid."""
+    something else ("23,200 residents" for "by how many votes") or counts things where an
+    amount is asked, 0 when either is unsaid."""
     unit = span.text.split()[-1] if span.kind == "number" and " " in span.text else ""
-    if not counted or not re.fullmatch(r"[a-z][a-z-]+", unit) or unit in _SCALE_WORDS:
+    if not re.fullmatch(r"[a-z][a-z-]+", unit) or unit in _SCALE_WORDS:
+        return 0.0
+    if counted is None:
+        return 0.0 if unit in _MEASURES else -1.0
+    if not counted:
         return 0.0
     return 1.0 if set(tokenize([unit])[0]) & counted else -1.0
 
