@@ -216,6 +216,14 @@ def test_a_count_of_things_weighs_against_it_where_an_amount_is_asked():
      "Biosafety (LNCBB), provided, under instructions, a copy of the inventory of the GHL equipment.",
      "Dr. Mohamed M. Sharif"),
     ("Who did the delegation meet?", "The delegation met Mohammed A. Al-Sabah, the minister.", "Mohammed A. Al-Sabah"),
+    # whose title it is, said before the title (06BOGOTA11305), and two offices in one title (08FREETOWN389 ¶2)
+    ("Whom did Chavez name as Venezuela's representative to the talks?",
+     "Chavez' designation of Tachira Governor Diosdado Cabello as the GOV representative", "Governor Diosdado Cabello"),
+    ("Who met the ambassador?", "Egyptian Foreign Minister Aboul Gheit met the Ambassador.",
+     "Foreign Minister Aboul Gheit"),
+    ("Which minister was relieved of duty?",
+     "Minister of Transportation and Aviation Ibrahim Kemoh Sesay was relieved of his duties August 4.",
+     "Minister of Transportation and Aviation Ibrahim Kemoh Sesay"),
 ])
 def test_a_span_the_answer_holds_is_found(question, text, span):
     assert span in spans(question, text)

@@ -132,7 +132,7 @@ _OFFICE_WORDS = frozenset("""Affairs Immigration Communications Communication In
     Industry Culture Tourism Agriculture Labor Labour Transport Transportation Education Planning Development Security
     Home Internal Public Works Mines Youth Sports Women Social Welfare Water Environment Telecommunications Energy Oil
     Religious Endowments Awqaf Legal Economic Political Consular Foreign Finance Defense Defence Interior Justice
-    Health""".split())
+    Health Aviation""".split())
 # After a role in a question's later clause: it acts there ("when the US ambassador called on him").
 _ACTS = r"(?=\s+(?:[a-z]+ed|said|says|told|met|was|is|had|has|did|came|went|spoke|saw|gave|took|made|to)\b|\s*[,.?;]|$)"
 _PARTICLES = frozenset("al- bin ibn abu de da del la los dos van von der den el- le".split())
@@ -314,8 +314,14 @@ def _segments(claim: str) -> list[tuple[int, list[str]]]:
     out = []
     for m in _RUN.finditer(claim):
         offset, words = m.start(), []
-        for w in m.group(0).split(" "):
-            if w.lower().rstrip(".,") in _NOT_NAMES:
+        run = m.group(0).split(" ")
+        for k, w in enumerate(run):
+            # "Minister of Transportation and Aviation Ibrahim Sesay": an "and" between two offices
+            # joins them into one title; elsewhere it parts two names.
+            if w == "and" and "of" in words and words[-1] in _OFFICE_WORDS and k + 1 < len(run) \
+                    and run[k + 1] in _OFFICE_WORDS:
+                words.append(w)
+            elif w.lower().rstrip(".,") in _NOT_NAMES:
                 if words:
                     out.append((offset, words))
                 offset, words = offset + sum(len(x) + 1 for x in words) + len(w) + 1, []
@@ -336,6 +342,11 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
     asked, rest = _clauses(question)
     out = []
     for offset, words in _segments(claim):
+        # "Tachira Governor Diosdado Cabello", "Egyptian Foreign Minister Aboul Gheit": the words
+        # before a title say whose it is; the person starts at the title.
+        lead = next((j for j, w in enumerate(words[:-1]) if _is_title(w)), 0)
+        offset += sum(len(w) + 1 for w in words[:lead])
+        words = words[lead:]
         i = 0
         while i < len(words) and _is_title(words[i]):
             i += 1
@@ -345,7 +356,8 @@ def _persons(claim: str, question: Question) -> list[tuple[int, int, str, int]]:
         if i and i + 2 < len(words) and words[i].lower() == "of":
             i += 2
             while i < len(words) - 1 and (_is_title(words[i]) or words[i] in _OFFICE_WORDS
-                                          or _ORGANISATION_WORDS.fullmatch(words[i])):
+                                          or _ORGANISATION_WORDS.fullmatch(words[i])
+                                          or (words[i] == "and" and words[i + 1] in _OFFICE_WORDS)):
                 i += 1
         if any(w.lower() in _CONNECTORS for w in words[i:]):
             continue
