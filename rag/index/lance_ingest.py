@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,9 @@ from rag.index.ingest import Ingester, IngestReport
 from rag.index.lance_db import SENTENCES, drop_tables
 from rag.index.lance_sentences import LanceSentences
 from rag.index.lance_store import LanceStore
+from rag.index.lance_writer import lance_writing
 from rag.index.sentences import SentenceVectors
 from rag.index.store import HASH_KEY, Store
-from rag.index.writer import writing
 from rag.settings import Settings, get_settings
 from rag.types import Cable
 
@@ -116,9 +115,8 @@ class LanceIngester(Ingester):
 def ingest_lance(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
                  rebuild: bool = False, vectors_from: Path | None = None) -> IngestReport:
     """`rag ingest --store lance`: ingest `paths` into the LanceDB database of `settings`, taking
-    the vectors the Chroma index at `vectors_from` holds. On a local folder the writer lock of
-    rag.index.writer keeps a second ingest out; on object storage Lance's own commits keep each
-    write whole, and one ingest at a time is the caller's care."""
+    the vectors the Chroma index at `vectors_from` holds, holding the store's writer lock
+    (rag.index.lance_writer: IndexBusy while another ingest holds it)."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
     settings = get_settings(settings)
@@ -126,9 +124,7 @@ def ingest_lance(paths: list[str | Path], settings: Settings | None = None, prog
         missing = [str(p) for p in paths if not Path(p).exists()]
         if missing:
             raise RagError(f"no such file or directory: {missing[0]}: the index was left as it is")
-    uri = settings.lance_uri.strip()
-    local = uri and "://" not in uri
-    with writing(Path(uri).expanduser()) if local else nullcontext():
+    with lance_writing(settings):
         if rebuild:
             drop_tables(settings)
         return LanceIngester(settings, reused=vectors_from, progress=progress).run(paths, progress)
