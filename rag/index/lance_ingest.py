@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.errors import RagError
-from rag.index.embed import Encoder, get_encoder
+from rag.index.embed import Encoder, get_encoder, sentence_encoder
 from rag.index.ingest import Ingester, IngestReport
 from rag.index.lance_db import SENTENCES, drop_tables
 from rag.index.lance_sentences import LanceSentences
@@ -81,6 +81,8 @@ class LanceIngester(Ingester):
         self.settings = get_settings(settings)
         self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
                                               precision=self.settings.precision)
+        # Its sentence phase's encoder follows this one's device (rag.index.embed.sentence_encoder).
+        self.own_encoder = self.encoder
         self.reused = Reused(reused, self.settings, self.encoder, progress) if reused else None
         if self.reused:
             self.encoder = _Encoding(self.encoder, self.reused.encoding(self.encoder.encode_documents))
@@ -95,9 +97,7 @@ class LanceIngester(Ingester):
         super()._write_batch(cables, report, on_cables)
         written, self.store.written = self.store.written, []
         if self.settings.sentence_vectors and written:
-            # The encoder answers use, so stored vectors are the ones an answer would compute.
-            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
-                                  queries=True)
+            encoder = sentence_encoder(self.own_encoder)
             sentences = LanceSentences(self.store.side_table(SENTENCES))
             known = (lambda found: self.reused.sentences.get(found, encoder.model_id)) if self.reused else None
             self.sentences_encoded += sentences.add(written, encoder.encode_documents, encoder.model_id, known)
