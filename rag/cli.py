@@ -66,6 +66,12 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", help="a TAGS code, e.g. KTIP")
 
 
+def _refresh_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refresh", type=float, metavar="SECONDS",
+                   help="answer from a newer generation of the index at most this long after it is committed "
+                   f"({_default('refresh')})")
+
+
 def _positive(value: str) -> int:
     """A whole number of at least 1, for options that count something."""
     try:
@@ -244,7 +250,8 @@ def cmd_serve(args) -> int:
     require_extra("serve", "rag serve", *SERVE_MODULES)
     from rag.serve.web import read_auth_file, serve
 
-    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts, cors_origins=args.cors_origins)
+    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts, cors_origins=args.cors_origins,
+                                         refresh=args.refresh)
     if args.auth_file:
         settings = settings.with_(auth=read_auth_file(args.auth_file))
     return serve(settings, host=args.host, port=args.port)
@@ -254,10 +261,11 @@ def cmd_mcp(args) -> int:
     require_extra("mcp", "rag mcp", "mcp", "anyio")
     from rag.index.index import index_for
 
-    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts)
+    settings = settings_from(args).with_(allowed_hosts=args.allowed_hosts, refresh=args.refresh)
     # A bad index stops here, before the MCP SDK's imports (seconds).
     index = index_for(settings)
-    index.check_in_step()
+    if not settings.chroma_url:  # a replica's sidecar is built from the store when the service opens
+        index.check_in_step()
     index.require()
     from rag.serve.mcp_server import run
 
@@ -374,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cors-origins", metavar="ORIGINS",
                    help="comma-separated origins (scheme://host:port) whose pages may call the server from a "
                    "browser besides its own page (or $RAG_CORS_ORIGINS); any other origin is refused")
+    _refresh_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("mcp", help="serve search, ask, get_cable and get_paragraph as MCP tools for agents",
@@ -388,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-hosts", metavar="NAMES",
                    help="with --http: comma-separated host names to answer besides localhost, 127.0.0.1, ::1 "
                    "and --host (or $RAG_ALLOWED_HOSTS)")
+    _refresh_arg(p)
     p.set_defaults(func=cmd_mcp)
     return parser
 

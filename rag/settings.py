@@ -135,6 +135,11 @@ class Settings(BaseSettings):
                              "its model is not thread-safe); the others wait their turn; 0 = two per core.", ge=0)
     queue_timeout: float = setting("RAG_QUEUE_TIMEOUT", 30.0, "Seconds a question may wait for its turn on the "
                                    "server; past that it is a 503 with Retry-After.", ge=0, allow_inf_nan=False)
+    refresh: float = setting("RAG_REFRESH", 0.0, "Seconds a server may go on answering from a generation of the index "
+                             "(a Chroma generation, a version of the lance tables) once a newer one is committed: it "
+                             "looks for one between questions at most this often (each look reads the store: a round "
+                             "trip to a Chroma server or object storage); 0 = before every question.",
+                             ge=0, allow_inf_nan=False)
     rate_limit: RateLimit = setting("RAG_RATE_LIMIT", "", "Questions one client address may ask the server's APIs, "
                                     "e.g. 30/minute; more are a 429 with Retry-After; empty = no limit.")
     cors_origins: str = setting("RAG_CORS_ORIGINS", "", "Origins (scheme://host:port, comma-separated) whose web "

@@ -44,6 +44,12 @@ class FakeEncoder(Encoder):
     max_tokens = 254  # MiniLM's window and word pieces, so chunks are cut where a real index cuts them
 
     @property
+    def on_gpu(self) -> bool:
+        # It computes in numpy wherever it is told to run; `auto` does not look for a GPU, which
+        # would import torch (seconds in every process that ingests).
+        return self.device == "cuda"
+
+    @property
     def tokenizer_dir(self):
         return minilm_path()
 

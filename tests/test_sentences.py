@@ -203,3 +203,40 @@ def test_a_server_reads_sentence_vectors_swapped_in_after_its_sidecar(demo_cable
     moved = retriever.newer()
     assert moved is not None and moved.lexical is retriever.lexical and len(moved.sentences)
     assert moved.newer() is None
+
+
+@pytest.mark.parametrize("store", ["chroma", "lance"])
+def test_on_a_gpu_ingest_encodes_the_sentences_with_its_own_encoder(tmp_path, monkeypatch, store):
+    """`--device cuda` (or `auto` where torch sees a GPU): the sentence phase runs on ingest's own
+    encoder, there on the GPU, not on a second copy of the model or the ONNX graph on the CPU;
+    on the CPU it runs on the answers' encoder. No GPU here: torch is told it sees one."""
+    import torch
+
+    from fakes import FakeEncoder
+
+    from rag.index.embed import MINILM, MINILM_INT8, Encoder
+    from rag.index.lance_ingest import ingest_lance
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert Encoder(MINILM, device="auto").on_gpu and Encoder(MINILM, device="cuda").on_gpu
+    assert not Encoder(MINILM, device="cpu").on_gpu and not Encoder(MINILM_INT8, device="cuda").on_gpu
+
+    encoded: list[tuple[bool, int]] = []  # (by an encoder for queries, texts) of every call
+    original = FakeEncoder.encode_documents
+
+    def spy(self, texts, progress=None):
+        encoded.append((self.queries, len(texts)))
+        return original(self, texts, progress)
+
+    monkeypatch.setattr(FakeEncoder, "encode_documents", spy)
+    cables = tmp_path / "cables"
+    cables.mkdir()
+    shutil.copy(DEMO_DIR / f"{CABLES[0]}.txt", cables)
+    for device in ("cuda", "cpu"):
+        settings = Settings(index_dir=tmp_path / device, store=store, lance_uri=str(tmp_path / f"{device}.lance"),
+                            device=device)
+        encoded.clear()
+        report = (ingest_lance if store == "lance" else ingest)([cables], settings, progress=False)
+        assert report.ok and report.sentences > 0
+        by_queries = sum(n for queries, n in encoded if queries)
+        assert by_queries == (0 if device == "cuda" else report.sentences), (device, encoded)

@@ -43,6 +43,8 @@ class Answer:
     refusal_reason: str = ""
     raw: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The generation of the index it was answered from, where a server answers across several.
+    generation: int | None = None
 
     def to_json(self) -> dict:
         return {
@@ -62,6 +64,7 @@ class Answer:
             "unsupported": self.unsupported,
             "refusal_reason": self.refusal_reason,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            **({"generation": self.generation} if self.generation is not None else {}),
         }
 
 

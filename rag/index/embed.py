@@ -157,6 +157,12 @@ class Encoder:
             )
         return vectors.float().cpu().numpy()
 
+    @cached_property
+    def on_gpu(self) -> bool:
+        """Whether documents are encoded on a CUDA GPU: `cuda`, or `auto` where torch sees one
+        (looking imports torch, which sentence-transformers loads anyway)."""
+        return not self.is_int8 and self.device != "cpu" and resolve_device(self.device) == "cuda"
+
     @property
     def uses_bf16(self) -> bool:
         """Whether encoding on the CPU runs under bf16 autocast (`precision`; auto: where the CPU
@@ -238,6 +244,17 @@ def get_encoder(name: str = MINILM, batch_size: int = 64, device: str = "auto", 
     if key not in _ENCODERS:
         _ENCODERS[key] = ENCODER_TYPES.get(name, Encoder)(name, batch_size, device, queries, precision=precision)
     return _ENCODERS[key]
+
+
+def sentence_encoder(encoder: Encoder) -> Encoder:
+    """The encoder of ingest's sentence phase (the vectors of each paragraph's sentences, which
+    answers read instead of encoding them), given ingest's own. On a GPU, ingest's own: fp32
+    there, so the numbers the answers' ONNX copy computes (within 1e-5), at the GPU's speed and
+    with no second copy of the model. On the CPU, the answers' encoder itself (fp32 ONNX):
+    ingest's may run under bf16 autocast there, whose vectors are not an answer's."""
+    if encoder.on_gpu:
+        return encoder
+    return get_encoder(encoder.name, encoder.batch_size, encoder.device, queries=True)
 
 
 def set_threads(n: int | None) -> None:

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 from rag.cables import CableError, iter_csv_cables, read_cable_file
 from rag.chunk import chunk_cables
 from rag.errors import RagError
-from rag.index.embed import Encoder, get_encoder
+from rag.index.embed import Encoder, get_encoder, sentence_encoder
 from rag.index.health import require_directory
 from rag.index.layout import SENTENCES, SIDECAR
 from rag.index.lease import writer_lease
@@ -228,9 +228,7 @@ class Ingester:
             return 0
         from tqdm import tqdm
 
-        # The encoder answers use (the fp32 ONNX graph on a CPU), so stored vectors are the ones
-        # an answer would compute.
-        encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device, queries=True)
+        encoder = sentence_encoder(self.encoder)
         texts = (text for page in self.store.iter_all(include=("documents",)) for text in page["documents"])
         encoded = 0
         with tqdm(total=0, unit="sentence", desc="sentences", disable=not progress,

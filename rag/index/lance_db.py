@@ -5,6 +5,7 @@ imports lancedb. Its tables, their schemas and indexes, and the SQL `where` of t
                 metadata (JSON) and its two hashes, and `search_text`, what BM25 reads
     terms       how many chunks hold each stemmed term, for the ranker's idfs
     sentences   the vectors of each paragraph's candidate sentences, keyed by their digest
+    writer      the claim of the ingest writing, on object storage (rag.index.lance_writer)
 
 A table object stays at the version it was opened at (no read consistency interval): a reader
 answers from that version until it opens the tables again.
@@ -19,7 +20,7 @@ from rag.errors import NoIndex, RagError, require_extra
 from rag.filters import Filters
 from rag.settings import Settings
 
-CHUNKS, TERMS, SENTENCES = "chunks", "terms", "sentences"
+CHUNKS, TERMS, SENTENCES, WRITER = "chunks", "terms", "sentences", "writer"
 # Below this many chunks a dense search scans every vector (exact, ~10 ms at 73k × 384 dims);
 # from it on, an HNSW index (IVF_HNSW_SQ) is built once and kept up to date by `optimize`.
 VECTOR_INDEX_ROWS = 100_000
@@ -99,8 +100,15 @@ def sentences_schema():
     return pa.schema([("key", pa.string()), ("model", pa.string()), ("vectors", pa.list_(pa.float16()))])
 
 
+def writer_schema():
+    import pyarrow as pa
+
+    return pa.schema([("key", pa.string()), ("value", pa.string())])
+
+
 def drop_tables(settings: Settings) -> None:
-    """Remove every table of the lance store (`rag ingest --rebuild`)."""
+    """Remove every table of the lance store's index (`rag ingest --rebuild`), not the claim of
+    the ingest that rebuilds it."""
     db = connect(settings, create=True)
     for name in (CHUNKS, TERMS, SENTENCES):
         db.drop_table(name, ignore_missing=True)

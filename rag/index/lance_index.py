@@ -4,7 +4,8 @@ stats` read it without knowing which store they read.
 
 A LanceParts is one version of the `chunks` table: its store, lexical side and sentence vectors
 all read that version; `newer` opens the latest one, and searches running on the old parts finish
-on them. There is no sidecar to fall out of step with the store, so nothing is ever stale.
+on them. There is no sidecar to fall out of step with the store: a server is behind the store
+only until it opens the latest version (rag.serve.service, within RAG_REFRESH seconds).
 """
 
 from __future__ import annotations

@@ -16,21 +16,20 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from rag.errors import RagError
-from rag.index.embed import Encoder, get_encoder
+from rag.index.embed import Encoder, get_encoder, sentence_encoder
 from rag.index.ingest import Ingester, IngestReport
 from rag.index.lance_db import SENTENCES, drop_tables
 from rag.index.lance_sentences import LanceSentences
 from rag.index.lance_store import LanceStore
+from rag.index.lance_writer import lance_writing
 from rag.index.sentences import SentenceVectors
 from rag.index.store import HASH_KEY, Store
-from rag.index.writer import writing
 from rag.settings import Settings, get_settings
 from rag.types import Cable
 
@@ -82,6 +81,8 @@ class LanceIngester(Ingester):
         self.settings = get_settings(settings)
         self.encoder = encoder or get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
                                               precision=self.settings.precision)
+        # Its sentence phase's encoder follows this one's device (rag.index.embed.sentence_encoder).
+        self.own_encoder = self.encoder
         self.reused = Reused(reused, self.settings, self.encoder, progress) if reused else None
         if self.reused:
             self.encoder = _Encoding(self.encoder, self.reused.encoding(self.encoder.encode_documents))
@@ -96,9 +97,7 @@ class LanceIngester(Ingester):
         super()._write_batch(cables, report, on_cables)
         written, self.store.written = self.store.written, []
         if self.settings.sentence_vectors and written:
-            # The encoder answers use, so stored vectors are the ones an answer would compute.
-            encoder = get_encoder(self.settings.encoder, self.settings.embed_batch_size, self.settings.device,
-                                  queries=True)
+            encoder = sentence_encoder(self.own_encoder)
             sentences = LanceSentences(self.store.side_table(SENTENCES))
             known = (lambda found: self.reused.sentences.get(found, encoder.model_id)) if self.reused else None
             self.sentences_encoded += sentences.add(written, encoder.encode_documents, encoder.model_id, known)
@@ -116,9 +115,8 @@ class LanceIngester(Ingester):
 def ingest_lance(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
                  rebuild: bool = False, vectors_from: Path | None = None) -> IngestReport:
     """`rag ingest --store lance`: ingest `paths` into the LanceDB database of `settings`, taking
-    the vectors the Chroma index at `vectors_from` holds. On a local folder the writer lock of
-    rag.index.writer keeps a second ingest out; on object storage Lance's own commits keep each
-    write whole, and one ingest at a time is the caller's care."""
+    the vectors the Chroma index at `vectors_from` holds, holding the store's writer lock
+    (rag.index.lance_writer: IndexBusy while another ingest holds it)."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
     settings = get_settings(settings)
@@ -126,9 +124,7 @@ def ingest_lance(paths: list[str | Path], settings: Settings | None = None, prog
         missing = [str(p) for p in paths if not Path(p).exists()]
         if missing:
             raise RagError(f"no such file or directory: {missing[0]}: the index was left as it is")
-    uri = settings.lance_uri.strip()
-    local = uri and "://" not in uri
-    with writing(Path(uri).expanduser()) if local else nullcontext():
+    with lance_writing(settings):
         if rebuild:
             drop_tables(settings)
         return LanceIngester(settings, reused=vectors_from, progress=progress).run(paths, progress)

@@ -1,4 +1,5 @@
-"""One writer at a time on a shared Chroma server: a lease in the collection's metadata.
+"""One writer at a time on a shared Chroma server: a lease in the collection's metadata (and,
+by the same steps, on a lance store in object storage: rag.index.lance_writer).
 
 On one machine `rag ingest` holds the index folder's flock (rag.index.writer); machines that
 share a Chroma server (`--chroma-url`) have no common file to lock, and two ingests into one
@@ -19,9 +20,8 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Callable, Iterator, Protocol
 
-from rag.index.store import Store
 from rag.index.writer import IndexBusy
 
 WRITER_KEY, UNTIL_KEY = "writer", "writer_until"
@@ -31,18 +31,29 @@ TTL = 60.0
 SETTLE = 0.5
 
 
+class Claims(Protocol):
+    """Where a store keeps its writer's claim: read whole as committed now, and replaced whole
+    (rag.index.store.Store: the collection's metadata)."""
+
+    location: str
+
+    def committed_metadata(self) -> dict: ...
+
+    def change_collection_metadata(self, change: Callable[[dict], dict]) -> None: ...
+
+
 def me() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
 
-def _busy(store: Store, meta: dict) -> IndexBusy:
+def _busy(store: Claims, meta: dict) -> IndexBusy:
     until = datetime.fromtimestamp(float(meta[UNTIL_KEY]), timezone.utc).strftime("%H:%M:%S UTC")
     return IndexBusy(f"another ingest is writing to the store at {store.location} ({meta[WRITER_KEY]}, its claim "
                      f"runs to {until} unless renewed): wait for it to finish, then run this one again")
 
 
 @contextmanager
-def writer_lease(store: Store, ttl: float = TTL, settle: float = SETTLE) -> Iterator[None]:
+def writer_lease(store: Claims, ttl: float = TTL, settle: float = SETTLE) -> Iterator[None]:
     """Hold the store's writer claim while the block runs; IndexBusy, naming the holder, while
     another ingest holds one that has not run out."""
     who = me()

@@ -193,7 +193,8 @@ def run(settings: Settings | None = None, http: bool = False, host: str = "127.0
     """Serve the tools over stdio, or over streamable HTTP at http://HOST:PORT/mcp, until stopped."""
     settings = get_settings(settings)
     index = index_for(settings)
-    index.check_in_step()
+    if not settings.chroma_url:  # a replica's sidecar is built from the store when the service opens
+        index.check_in_step()
     index.require()  # a missing index is one line now, not a tool error later
     server = build_server(settings)
     if not http:

@@ -154,6 +154,9 @@ class Service:
         # A llama.cpp model answers one prompt at a time: its context is not thread-safe.
         self._turns = {name: Turns(b.workers or self.workers) for name, b in REGISTRY.items()}
         self._switching = threading.Lock()
+        # When a request last looked for a newer generation: looking reads the store (on a Chroma
+        # server or object storage, a round trip), so it is done at most every RAG_REFRESH seconds.
+        self._looked = -math.inf
         # Why the index's newest generation could not be opened (kept for health), "" when it could.
         self.switch_error = ""
         self._catching_up = threading.Lock()
@@ -238,11 +241,16 @@ class Service:
 
     def _current(self) -> Snapshot:
         """The newest snapshot, moved to a newer generation of the index once an ingest has built
-        its sidecar. One request at a time looks (a read of the store's generation); the others
-        go on with the snapshot there is, so none waits for the switch. A generation that fails
-        to open is logged and the snapshot there is kept: it still answers whole."""
+        its sidecar (at once on the lance store, whose versions need none). One request at a time
+        looks (a read of the store's generation), and none sooner than RAG_REFRESH seconds after
+        the last look; the others go on with the snapshot there is, so none waits for the switch.
+        A generation that fails to open is logged and the snapshot there is kept: it still answers
+        whole."""
+        if time.monotonic() - self._looked < self.settings.refresh:
+            return self.snapshot
         if self._switching.acquire(blocking=False):
             try:
+                self._looked = time.monotonic()
                 newer = self.snapshot.newer()
             except Exception as exc:  # noqa: BLE001 — answered from the snapshot there is
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -316,7 +324,9 @@ class Service:
         question = check_question(question)
         backend = self.backend(llm)
         with self._turn(backend) as snapshot:
-            return snapshot.pipelines[backend].ask(question, history or None, filters)
+            answer = snapshot.pipelines[backend].ask(question, history or None, filters)
+        answer.generation = snapshot.generation
+        return answer
 
     def stream(self, question: str, history: list[dict] | None = None,
                filters: Filters = Filters()) -> Iterator[str | Answer]:
@@ -372,7 +382,8 @@ class Service:
         store holds now; "stale" while the store has moved past the generation it serves (an
         ingest here or, on a shared Chroma server, anywhere), until it has moved on; `generation`
         is the generation it serves, `store_generation` the store's, and `switch_error` why it
-        keeps serving that one when the index has a newer generation it cannot open."""
+        keeps serving that one when the index has a newer generation it cannot open; `refresh_s`
+        how soon after a newer generation is committed the server answers from it (RAG_REFRESH)."""
         status = "error" if self.error else "ok" if self.ready.is_set() else "building"
         error, store_generation = self.error, self.generation
         if status == "ok":
@@ -390,6 +401,7 @@ class Service:
             "status": status, **({"error": error} if error else {}),
             "generation": self.generation, "store_generation": store_generation,
             **({"switch_error": self.switch_error} if self.switch_error else {}),
+            "refresh_s": self.settings.refresh,
             "index": self.stats or {"location": index_for(self.settings).location},
             "model": self.stats.get("model"),
             "backend": self.settings.llm,

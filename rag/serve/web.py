@@ -179,7 +179,10 @@ def serve(settings: Settings | None = None, host: str = "127.0.0.1", port: int =
     else RAG_AUTH (never a command-line value: it would show in `ps`)."""
     settings = get_settings(settings)
     credentials = login(settings, auth)
-    index_for(settings).check_in_step()  # a sidecar out of step stops the server here, with the repair, not in a page
+    if not settings.chroma_url:
+        # A sidecar out of step stops the server here, with the repair, not in a page. On a Chroma
+        # server it is a replica's own to build from the store, which `Service.load` does.
+        index_for(settings).check_in_step()
     if not settings.threads:
         # Answers run side by side, so each encoder call gets one thread: intra-op threads spinning
         # against the other answers' waste the cores (bench/README.md: CPU per answer -30 %).
