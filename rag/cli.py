@@ -18,9 +18,13 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import RagError, require_extra
 from rag.settings import BACKENDS, DEVICES, PRECISIONS, RETRIEVALS, STORES, Settings, env_names
+
+if TYPE_CHECKING:  # the annotation only: the CLI imports rag.filters when a command filters
+    from rag.filters import Filters
 
 # What `rag serve` imports beyond a plain install: the serve extra.
 SERVE_MODULES = ("gradio", "fastapi", "starlette", "uvicorn", "limits")
