@@ -16,7 +16,7 @@ from rag.cli import main
 from rag.errors import RagError
 from rag.index.demo import DEMO_DIR
 from rag.index.lance_ingest import ingest_lance
-from rag.index.lance_workers import shares, superseded
+from rag.index.lance_workers import OBJECT_STORE_BYTES, SYSTEM_CONFIG, shares, superseded
 from rag.settings import Settings
 
 ray = pytest.importorskip("ray")
@@ -65,8 +65,8 @@ def searches(settings: Settings, modes=("dense", "bm25", "hybrid")) -> dict:
 def local_ray():
     # The workers import this checkout's rag/ and the fake encoder's module (tests/fakes.py).
     path = os.pathsep.join(p for p in (str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", object_store_memory=128 * 1024**2,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", object_store_memory=OBJECT_STORE_BYTES,
+             _system_config=SYSTEM_CONFIG, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 

@@ -140,8 +140,8 @@ def ingest_lance(paths: list[str | Path], settings: Settings | None = None, prog
     uri = settings.lance_uri.strip()
     local = uri and "://" not in uri
     with writing(Path(uri).expanduser()) if local else nullcontext():
+        if spread:
+            return ingest_spread(paths, settings, workers, ray_address, progress, rebuild)
         if rebuild:
             drop_tables(settings)
-        if spread:
-            return ingest_spread(paths, settings, workers, ray_address, progress)
         return LanceIngester(settings, reused=vectors_from, progress=progress).run(paths, progress)

@@ -26,7 +26,7 @@ from pathlib import Path
 from rag.errors import RagError, require_extra
 from rag.index.embed import ENCODER_TYPES, get_encoder
 from rag.index.ingest import IngestReport, Skipped, cable_files, iter_sources
-from rag.index.lance_db import SENTENCES, TERMS
+from rag.index.lance_db import SENTENCES, TERMS, drop_tables
 from rag.index.lance_fragments import commit, dataset_uri
 from rag.index.lance_shard import Order, Shard
 from rag.index.lance_store import LanceStore
@@ -36,6 +36,9 @@ from rag.settings import Settings
 # What a local Ray keeps in shared memory: the workers hand back fragment metadata, ids and term
 # counts, never rows, so Ray's default (30% of the machine's memory) is far more than needed.
 OBJECT_STORE_BYTES = 256 * 1024**2
+# The workers do the ingest's work, as a serial ingest's process does: at Ray's default niceness
+# (15) they would yield the cores to every other process on the machine.
+SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 def require_ray() -> None:
@@ -56,12 +59,15 @@ def cluster(workers: int, address: str) -> Iterator[int]:
     tests') is used as it is. Yields the CPUs of the cluster."""
     ray = _ray()
     owned = not ray.is_initialized()
+    # The workers' output (the models' loading bars) stays in Ray's logs: a worker's failure
+    # reaches the driver as its exception.
+    quiet = {"logging_level": "ERROR", "log_to_driver": False}
     if owned and address:
-        ray.init(address=address, logging_level="ERROR")
+        ray.init(address=address, **quiet)
     elif owned:
         threads = max(1, (os.cpu_count() or 1) // workers)
         ray.init(num_cpus=workers * threads, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False,
-                 logging_level="ERROR")
+                 _system_config=SYSTEM_CONFIG, **quiet)
     try:
         yield int(ray.cluster_resources().get("CPU", 1))
     finally:
@@ -133,20 +139,26 @@ def merged(reports: list[IngestReport], skipped: list[Skipped]) -> IngestReport:
 
 
 def ingest_spread(paths: list[str | Path], settings: Settings, workers: int | None, address: str = "",
-                  progress: bool = True) -> IngestReport:
+                  progress: bool = True, rebuild: bool = False) -> IngestReport:
     """Ingest `paths` into the lance store of `settings` over `workers` Ray workers (None: one per
-    CPU of the cluster at `address`). The caller holds the writer lock."""
+    CPU of the cluster at `address`), first dropping its tables when `rebuild`. The caller holds
+    the writer lock."""
     started = time.perf_counter()
-    # The model's id and dimension: the model itself loads only in the workers.
-    encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device, precision=settings.precision)
-    store = LanceStore(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=True)
-    sentences, terms = store.side_table(SENTENCES), store.side_table(TERMS)
     files, skipped = listed(paths)
+    # Ray forks its processes before lancedb runs here: lancedb warns of every fork after it has.
     with cluster(workers or 1, address) as cpus:
+        if rebuild:
+            drop_tables(settings)
+        # The model's id and dimension: the model itself loads only in the workers.
+        encoder = get_encoder(settings.encoder, settings.embed_batch_size, settings.device,
+                              precision=settings.precision)
+        store = LanceStore(settings, model_id=encoder.model_id, dimension=encoder.dimension, create=True)
+        sentences, terms = store.side_table(SENTENCES), store.side_table(TERMS)
         count = max(1, min(workers or cpus, len(files)))
         threads = max(1, cpus // count)
         if progress:
-            print(f"ingest: {len(files)} files over {count} workers, {threads} threads each", file=sys.stderr)
+            print(f"ingest: {len(files)} files over {count} workers, {threads} thread{'s' * (threads > 1)} each",
+                  file=sys.stderr)
         worker = _ray().remote(Shard).options(num_cpus=threads)
         shards = [worker.remote(settings, store.version, sentences.version, dict(ENCODER_TYPES), threads)
                   for _ in range(count)]
