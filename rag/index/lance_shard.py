@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 
 from rag.index.embed import ENCODER_TYPES, get_encoder
 from rag.index.ingest import Ingester, IngestReport, Skipped, iter_sources
@@ -27,6 +28,17 @@ from rag.types import Cable, Chunk
 # A cable's place in the ingest's order: (file, cable within the file). Of a cable given twice,
 # the copy read last wins, as in a serial ingest.
 Order = tuple[int, int]
+
+
+@dataclass
+class Written:
+    """What one worker wrote, for the driver to commit."""
+
+    report: IngestReport
+    fragments: list  # the chunks' data files
+    removed: list[str]  # the ids of stored chunks they replace or that are gone
+    terms: Counter  # term → chunks gained (negative: lost)
+    lacking: list[str]  # digests of the written paragraphs' sentences that the table lacks
 
 
 class PendingStore(LanceStore):
@@ -100,10 +112,8 @@ class Shard(Ingester):
                     self.cables.append(((position, row), item))
         return [(cable.id, order) for order, cable in self.cables], skipped
 
-    def write(self, dropped: set[Order]) -> tuple[IngestReport, list, list[str], Counter, list[str]]:
-        """Chunk, encode and write the cables read, less the `dropped` copies: the report, the
-        fragments, the ids they replace or remove, the change to the term counts, and the digests
-        of the written paragraphs' sentences that the table lacks."""
+    def write(self, dropped: set[Order]) -> Written:
+        """Chunk, encode and write the cables read, less the `dropped` copies."""
         report = IngestReport()
         cables = [cable for order, cable in self.cables if order not in dropped]
         self.cables = []
@@ -114,7 +124,7 @@ class Shard(Ingester):
         if self.settings.sentence_vectors:
             self.lacking = self.sentences.lacking(self.store.written, self._sentence_encoder().model_id)
         store = self.store
-        return report, store.fragments, sorted(store.removed), store.terms, list(self.lacking)
+        return Written(report, store.fragments, sorted(store.removed), store.terms, list(self.lacking))
 
     def encode_sentences(self, keys: list[str]) -> tuple[int, list]:
         """Encode the sentences of these digests (of those `write` found lacking) and write them:

@@ -28,7 +28,7 @@ from rag.index.embed import ENCODER_TYPES, get_encoder
 from rag.index.ingest import IngestReport, Skipped, cable_files, iter_sources
 from rag.index.lance_db import SENTENCES, TERMS, drop_tables
 from rag.index.lance_fragments import commit, dataset_uri
-from rag.index.lance_shard import Order, Shard
+from rag.index.lance_shard import Order, Shard, Written
 from rag.index.lance_store import LanceStore
 from rag.index.lance_terms import add_counts
 from rag.settings import Settings
@@ -129,13 +129,26 @@ def superseded(found: list[list[tuple[str, Order]]]) -> list[set[Order]]:
     return [{order for cable_id, order in cables if order != last[cable_id]} for cables in found]
 
 
-def merged(reports: list[IngestReport], skipped: list[Skipped]) -> IngestReport:
+def merged(written: list[Written], skipped: list[Skipped]) -> IngestReport:
     total = IngestReport(skipped=list(skipped))
-    for report in reports:
+    for report in (w.report for w in written):
         for name in ("cables", "chunks", "embedded", "relabelled", "deleted", "embed_seconds"):
             setattr(total, name, getattr(total, name) + getattr(report, name))
         total.empty.extend(report.empty)
     return total
+
+
+def dealt_sentences(written: list[Written]) -> list[list[str]]:
+    """For each worker, the digests whose sentences it encodes: a sentence that two workers lack
+    is encoded by the first of them only."""
+    owner: dict[str, int] = {}
+    for i, w in enumerate(written):
+        for key in w.lacking:
+            owner.setdefault(key, i)
+    keys: list[list[str]] = [[] for _ in written]
+    for key, i in owner.items():
+        keys[i].append(key)
+    return keys
 
 
 def ingest_spread(paths: list[str | Path], settings: Settings, workers: int | None, address: str = "",
@@ -165,22 +178,15 @@ def ingest_spread(paths: list[str | Path], settings: Settings, workers: int | No
         read = _get([shard.read.remote(share) for shard, share in zip(shards, shares(files, count))])
         skipped.extend(item for _, lost in read for item in lost)
         written = _get([shard.write.remote(drop) for shard, drop in zip(shards, superseded([f for f, _ in read]))])
-        # A sentence two workers lack is encoded by the first of them only.
-        owner: dict[str, int] = {}
-        for i, (*_, lacking) in enumerate(written):
-            for key in lacking:
-                owner.setdefault(key, i)
-        keys: list[list[str]] = [[] for _ in shards]
-        for key, i in owner.items():
-            keys[i].append(key)
-        encoded = _get([shard.encode_sentences.remote(mine) for shard, mine in zip(shards, keys) if mine])
-    report = merged([r for r, *_ in written], skipped)
+        encoded = _get([shard.encode_sentences.remote(keys) for shard, keys in zip(shards, dealt_sentences(written))
+                        if keys])
+    report = merged(written, skipped)
     delta: Counter = Counter()
-    for _, _, _, counts, _ in written:
-        delta.update(counts)
+    for w in written:
+        delta.update(w.terms)
     # The chunks first, then their term counts, as a serial ingest writes them.
-    commit(dataset_uri(store.table), store.version, [f for _, fragments, *_ in written for f in fragments],
-           sorted({cid for _, _, removed, *_ in written for cid in removed}))
+    commit(dataset_uri(store.table), store.version, [f for w in written for f in w.fragments],
+           sorted({cid for w in written for cid in w.removed}))
     add_counts(terms, delta)
     commit(dataset_uri(sentences), sentences.version, [f for _, fragments in encoded for f in fragments])
     report.sentences = sum(n for n, _ in encoded)
