@@ -42,7 +42,7 @@ SYSTEM_CONFIG = {"worker_niceness": 0}
 
 
 def require_ray() -> None:
-    require_extra("ray", "--workers and --ray-address", "ray", "lance")
+    require_extra("ray", "--workers", "ray", "lance")
 
 
 def _ray():
