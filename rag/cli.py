@@ -18,9 +18,13 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.errors import RagError, require_extra
 from rag.settings import BACKENDS, DEVICES, PRECISIONS, RETRIEVALS, STORES, Settings, env_names
+
+if TYPE_CHECKING:  # the annotation only: the CLI imports rag.filters when a command filters
+    from rag.filters import Filters
 
 # What `rag serve` imports beyond a plain install: the serve extra.
 SERVE_MODULES = ("gradio", "fastapi", "starlette", "uvicorn", "limits")
@@ -113,7 +117,12 @@ def cmd_ingest(args) -> int:
     settings = settings_from(args)
     if args.vectors_from and settings.store != "lance":
         raise RagError("--vectors-from moves an index into the lance store: give --store lance and --lance-uri too")
+    spread = {k: v for k, v in (("workers", args.workers), ("ray_address", args.ray_address)) if v is not None}
+    if spread and settings.store != "lance":
+        raise RagError("--workers and --ray-address spread an ingest into the lance store: give --store lance and "
+                       "--lance-uri too")
     extra = {"vectors_from": args.vectors_from} if args.vectors_from else {}
+    extra.update(spread)
     report = index_for(settings).ingest(args.paths, progress=not args.quiet, rebuild=args.rebuild, **extra)
     print(report.summary())
     return 0 if report.ok else 1
@@ -293,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vectors-from", type=Path, metavar="DIR",
                    help="with --store lance: take the paragraph and sentence vectors that the index at DIR (the "
                         "Chroma store, built by the same encoder) holds instead of encoding them again")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --store lance: spread the ingest over N workers on a local Ray, each with its share "
+                        "of the cores (pip install 'cablerag[ray]')")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --store lance: join the Ray cluster at ADDR instead (every node must reach PATH and "
+                        "--lance-uri); --workers defaults to one per CPU of the cluster")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("stats", help="what the index holds", epilog=EPILOG)

@@ -72,6 +72,11 @@ class IngestReport:
         )
 
 
+def cable_files(directory: Path) -> list[Path]:
+    """The cable files under `directory`, recursively (*.txt and *.csv), in the order they are read."""
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".csv"))
+
+
 def iter_sources(paths: Iterable[str | Path]) -> Iterator[Cable | Skipped]:
     """Cables from directories (recursively: *.txt and *.csv), single cable files and cables.csv."""
     for raw in paths:
@@ -79,7 +84,7 @@ def iter_sources(paths: Iterable[str | Path]) -> Iterator[Cable | Skipped]:
         if not path.exists():
             yield Skipped(str(path), "no such file or directory")
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".csv"))
+            files = cable_files(path)
             if not files:
                 yield Skipped(str(path), "directory holds no .txt or .csv files")
             yield from iter_sources(files)
@@ -101,7 +106,7 @@ def count_files(paths: Iterable[str | Path]) -> int | None:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".csv")]
+            files = cable_files(path)
             if any(p.suffix.lower() == ".csv" for p in files):
                 return None
             total += len(files)

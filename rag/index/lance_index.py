@@ -145,5 +145,5 @@ class LanceIndex:
         """Nothing to check: the lance store has no sidecar to fall out of step with it."""
 
     def ingest(self, paths: list[str | Path], progress: bool = True, rebuild: bool = False,
-               vectors_from: Path | None = None) -> IngestReport:
-        return ingest_lance(paths, self.settings, progress, rebuild, vectors_from)
+               vectors_from: Path | None = None, workers: int | None = None, ray_address: str = "") -> IngestReport:
+        return ingest_lance(paths, self.settings, progress, rebuild, vectors_from, workers, ray_address)

@@ -113,18 +113,31 @@ class LanceIngester(Ingester):
 
 
 def ingest_lance(paths: list[str | Path], settings: Settings | None = None, progress: bool = True,
-                 rebuild: bool = False, vectors_from: Path | None = None) -> IngestReport:
+                 rebuild: bool = False, vectors_from: Path | None = None, workers: int | None = None,
+                 ray_address: str = "") -> IngestReport:
     """`rag ingest --store lance`: ingest `paths` into the LanceDB database of `settings`, taking
-    the vectors the Chroma index at `vectors_from` holds, holding the store's writer lock
+    the vectors the Chroma index at `vectors_from` holds, or spread over `workers` Ray workers
+    (rag.index.lance_workers; on the cluster at `ray_address`), holding the store's writer lock
     (rag.index.lance_writer: IndexBusy while another ingest holds it)."""
     if not paths:
         raise RagError("nothing to ingest: give cable files, directories or a cables.csv")
+    if workers is not None and workers < 1:
+        raise RagError(f"--workers {workers}: give 1 or more")
+    spread = (workers or 1) > 1 or bool(ray_address)
+    if spread and vectors_from:
+        raise RagError("--vectors-from reads the Chroma index in one process: leave out --workers and --ray-address")
+    if spread:
+        from rag.index.lance_workers import ingest_spread, require_ray
+
+        require_ray()
     settings = get_settings(settings)
     if rebuild:
         missing = [str(p) for p in paths if not Path(p).exists()]
         if missing:
             raise RagError(f"no such file or directory: {missing[0]}: the index was left as it is")
     with lance_writing(settings):
+        if spread:
+            return ingest_spread(paths, settings, workers, ray_address, progress, rebuild)
         if rebuild:
             drop_tables(settings)
         return LanceIngester(settings, reused=vectors_from, progress=progress).run(paths, progress)

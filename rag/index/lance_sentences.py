@@ -43,12 +43,8 @@ class LanceSentences:
         found.flags.writeable = False
         return found
 
-    def add(self, texts: list[str], encode: Callable[[list[str]], np.ndarray], model_id: str,
-            known: Callable[[list[str]], np.ndarray | None] | None = None) -> int:
-        """Encode the candidate sentences of those `texts` the table lacks and store them; how many
-        sentences were encoded. `known`: one paragraph's sentence vectors from elsewhere, or None."""
-        import pyarrow as pa
-
+    def lacking(self, texts: list[str], model_id: str) -> dict[str, list[str]]:
+        """digest → candidate sentences of those `texts` whose sentences the table lacks."""
         todo: dict[str, list[str]] = {}
         for text in texts:
             sentences = [s for _, s in candidate_sentences(text)]
@@ -59,16 +55,35 @@ class LanceSentences:
             where = f"{among('key', keys[i : i + STEP])} AND model = {quote(model_id)}"
             for row in self.table.search().where(where).select(["key"]).to_list():
                 todo.pop(row["key"], None)
+        return todo
+
+    def rows(self, vectors: dict[str, np.ndarray], model_id: str):
+        """The arrow rows of each digest's sentence vectors, in the table's schema."""
+        import pyarrow as pa
+
+        return pa.Table.from_pylist(
+            [{"key": key, "model": model_id, "vectors": np.asarray(found, dtype=np.float16).ravel().tolist()}
+             for key, found in vectors.items()], schema=self.table.schema)
+
+    def add(self, texts: list[str], encode: Callable[[list[str]], np.ndarray], model_id: str,
+            known: Callable[[list[str]], np.ndarray | None] | None = None) -> int:
+        """Encode the candidate sentences of those `texts` the table lacks and store them; how many
+        sentences were encoded. `known`: one paragraph's sentence vectors from elsewhere, or None."""
+        todo = self.lacking(texts, model_id)
         if not todo:
             return 0
         found = {key: known(sentences) for key, sentences in todo.items()} if known else {}
         encoding = {key: sentences for key, sentences in todo.items() if found.get(key) is None}
-        vectors = encode([s for sentences in encoding.values() for s in sentences])
-        at = 0
-        for key, sentences in encoding.items():
-            found[key] = vectors[at : at + len(sentences)]
-            at += len(sentences)
-        rows = [{"key": key, "model": model_id, "vectors": np.asarray(found[key], dtype=np.float16).ravel().tolist()}
-                for key in todo]
-        self.table.add(pa.Table.from_pylist(rows, schema=self.table.schema))
-        return at
+        found.update(encode_sentences(encoding, encode))
+        self.table.add(self.rows({key: found[key] for key in todo}, model_id))
+        return sum(len(sentences) for sentences in encoding.values())
+
+
+def encode_sentences(todo: dict[str, list[str]], encode: Callable[[list[str]], np.ndarray]) -> dict[str, np.ndarray]:
+    """digest → vectors of its sentences, encoded in one call."""
+    vectors = encode([s for sentences in todo.values() for s in sentences])
+    found, at = {}, 0
+    for key, sentences in todo.items():
+        found[key] = vectors[at : at + len(sentences)]
+        at += len(sentences)
+    return found

@@ -204,13 +204,17 @@ class LanceStore:
             self.table.delete(among("id", ids[i : i + STEP]))
         add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()], [])
 
-    def _write(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
+    def rows(self, chunks: list[Chunk], vectors: np.ndarray):
+        """The arrow rows of `chunks` embedded as `vectors`, in the table's schema."""
         import pyarrow as pa
 
+        return pa.Table.from_pylist([self._row(c, v) for c, v in zip(chunks, vectors)], schema=self.table.schema)
+
+    def _write(self, chunks: list[Chunk], vectors: np.ndarray) -> None:
         if not chunks:
             return
         old = self._by_ids([c.id for c in chunks], ["id", "search_text"])
-        rows = pa.Table.from_pylist([self._row(c, v) for c, v in zip(chunks, vectors)], schema=self.table.schema)
+        rows = self.rows(chunks, vectors)
         for i in range(0, len(rows), STEP):
             self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(
                 rows.slice(i, STEP))

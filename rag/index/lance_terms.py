@@ -41,10 +41,15 @@ def document_frequency(table, terms: list[str]) -> np.ndarray:
 
 def add_terms(table, removed: list[str], added: list[str]) -> None:
     """Count the chunks of `added` texts in and those of `removed` out."""
-    import pyarrow as pa
-
     delta = term_counts(added)
     delta.subtract(term_counts(removed))
+    add_counts(table, delta)
+
+
+def add_counts(table, delta: Counter) -> None:
+    """Add `delta` (term → chunks gained, negative for chunks lost) to the counts of `table`."""
+    import pyarrow as pa
+
     changed = [term for term, n in delta.items() if n]
     if not changed:
         return
