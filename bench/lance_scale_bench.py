@@ -8,7 +8,7 @@ At each size:
             only, since a first ingest into an empty store has nothing to look up (the per-batch id
             lookups and term-count merges of LanceStore._write are measured by `new cables`). The
             rest of each size is copies of those rows under new cable ids (`09SYNTH12C3`) with their
-            vectors perturbed again, appended by Arrow: Python builds ~1k rows/s on this shared
+            vectors perturbed again, appended by Arrow: Python builds 1–3k rows/s on this shared
             machine, which would take most of an hour to 3M, and a copy keeps what the measures
             depend on (each real paragraph ~41 times at 3M, as in scale_bench.py; real headers,
             filters and lengths). The `terms` table gets the counts of every 20th row, scaled up:
