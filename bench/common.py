@@ -6,14 +6,20 @@ with the date, `nproc` and the load average, to bench/results/<name>.md.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -188,15 +194,7 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     rows, raw = [], {}
     questions = [(condensed(c), Filters.parse(c.get("filters"))) for c in cases]
     for mode in modes:
-        retriever = replace(base, mode=mode)
-        for q, f in questions[:warmup]:
-            retriever.search(q, k, f)
-        times = []
-        for q, f in questions:
-            t = time.perf_counter()
-            retriever.search(q, k, f)
-            times.append((time.perf_counter() - t) * 1000)
-        raw[mode] = times
+        times = raw[mode] = timed_searches(replace(base, mode=mode), questions, k, warmup)
         rows.append([f"{mode} retrieval (top {k})", pct(times, 50), pct(times, 95), max(times)])
     if answer:
         pipeline = Pipeline(settings.with_(retrieval="hybrid", llm="extractive"), retriever=replace(base, mode="hybrid"))
@@ -212,7 +210,7 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     if stages:
         store, lexical, encoder = base.store, base.lexical, base.encoder
         parts: dict[str, list[float]] = {"encode query": [], "dense search (50, with docs+vectors)": [],
-                                         "BM25 search (50)": [], "Chroma get (50 BM25 ids)": []}
+                                         "BM25 search (50)": [], "store get (50 BM25 ids)": []}
         for q, f in questions:
             t0 = time.perf_counter()
             vec = encoder.encode_query(q)
@@ -230,7 +228,47 @@ def latency_rows(settings, cases: list[dict], modes=("dense", "bm25", "hybrid"),
     return rows, raw
 
 
+def timed_searches(retriever, questions: list[tuple], k: int, warmup: int) -> list[float]:
+    """Milliseconds of `retriever.search` for each (question, filters), after `warmup` untimed."""
+    for q, f in questions[:warmup]:
+        retriever.search(q, k, f)
+    times = []
+    for q, f in questions:
+        t = time.perf_counter()
+        retriever.search(q, k, f)
+        times.append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def filtered_latency_rows(settings, cases: list[dict], filters: tuple, mode: str = "hybrid",
+                          warmup: int = 10) -> list[list]:
+    """p50 / p95 / max (ms) of retrieval in `mode` for every case's question under each of `filters`
+    (in place of the case's own), as `rag ask --origin … --from … --to …` runs it."""
+    from rag.answer.retrieve import open_retriever
+
+    retriever = open_retriever(settings, mode)
+    questions = [condensed(c) for c in cases]
+    rows = []
+    for f in filters:
+        times = timed_searches(retriever, [(q, f) for q in questions], settings.top_k, warmup)
+        label = ", ".join(f"{k}={v}" for k, v in f.to_json().items())
+        rows.append([f"{mode} + {label}", pct(times, 50), pct(times, 95), max(times)])
+    return rows
+
+
 LATENCY_HEAD = ["what", "p50 ms", "p95 ms", "max ms"]
+
+
+def mode_cells(rows: list[list]) -> list[str]:
+    """'p50 / p95' of dense, BM25 and hybrid retrieval from latency_rows' rows."""
+    by_mode = {r[0].split(" retrieval")[0]: r for r in rows if " retrieval (top " in r[0]}
+    return [f"{fmt(by_mode[m][1])} / {fmt(by_mode[m][2])}" for m in ("dense", "bm25", "hybrid")]
+
+
+def stages_note(total: int, rows: list[list]) -> str:
+    """One line of the hybrid retrieval's stages from latency_rows' rows."""
+    return f"Stages at {total:,} chunks (p50 / p95 ms): " + "; ".join(
+        f"{r[0].replace('  stage: ', '')} {fmt(r[1])} / {fmt(r[2])}" for r in rows if "stage" in r[0])
 
 # From one small embassy to a broad date range: how a filter's share of the corpus moves the cost.
 FILTER_CASES = tuple(Filters.parse(f) for f in (
@@ -273,3 +311,104 @@ def filtered_dense_rows(settings, cases: list[dict], per_filter: int = 5) -> lis
                      f"{fmt(pct(rows_ms, 50))} / {fmt(max(rows_ms))}" if rows_ms else "– (no vectors in the index)",
                      f"{statistics.mean(agree):.2f}" if agree else "–"])
     return rows
+
+
+def child_result(script: str, *args: str) -> dict:
+    """Run `script` with `args` in a fresh process (cold caches of its own, its own peak RSS) and
+    return the JSON it prints on its `RESULT ` line."""
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"child {script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def interrupt_on_term() -> None:
+    """`kill` as well as Ctrl-C (a backgrounded run ignores SIGINT) stops a scale run with the sizes
+    measured so far recorded."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic corpus of scale_bench and lance_scale_bench: real paragraphs and their real
+# vectors, re-combined into new cables
+
+
+def read_pool(source: Path, page: int = 5000, limit: int = 0) -> dict:
+    """Every chunk (or the first `limit`) of the source index: text, metadata, vector."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=str(source / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
+    col = client.get_collection("cables", embedding_function=None)
+    n = min(col.count(), limit or col.count())
+    vectors = np.empty((n, int(col.metadata["embed_dim"])), dtype=np.float32)
+    texts, metas = [], []
+    offset = 0
+    while offset < n:
+        got = col.get(limit=min(page, n - offset), offset=offset, include=["documents", "metadatas", "embeddings"])
+        if not got["ids"]:
+            break
+        m = len(got["ids"])
+        vectors[offset : offset + m] = np.asarray(got["embeddings"], dtype=np.float32)
+        texts += got["documents"]
+        metas += got["metadatas"]
+        offset += m
+    return {"model_id": col.metadata["embed_model"], "dim": vectors.shape[1], "texts": texts,
+            "metas": metas, "vectors": vectors[:offset]}
+
+
+class PoolEncoder:
+    """Stands in for the encoder: the vector of the real paragraph a chunk was built from."""
+
+    max_tokens = 254
+
+    def __init__(self, pool: dict, noise: float, seed: int = 0):
+        self.model_id, self.dimension = pool["model_id"], pool["dim"]
+        self.vectors = pool["vectors"]
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.by_text = {t: i for i, t in enumerate(pool["texts"])}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [1] * len(texts)  # pool chunks already fit the window: never split
+
+    def encode_documents(self, texts: list[str], progress=None) -> np.ndarray:
+        rows = [self.by_text[t.split("\n", 1)[1]] for t in texts]
+        v = self.vectors[rows]
+        if self.noise:
+            g = self.rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[1])
+            v = v + self.noise * g
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+        if progress:
+            progress(len(texts))
+        return v.astype(np.float32)
+
+
+def synthetic_cables(pool: dict, seed: int = 0):
+    """Endless new cables: a real header, a real number of real paragraphs, a new id."""
+    from rag.types import Cable, Paragraph
+
+    rng = random.Random(seed)
+    by_cable: dict[str, list[int]] = {}
+    for i, m in enumerate(pool["metas"]):
+        by_cable.setdefault(m["cable_id"], []).append(i)
+    heads = [pool["metas"][rows[0]] for rows in by_cable.values()]
+    sizes = [len(rows) for rows in by_cable.values()]
+    n_pool = len(pool["texts"])
+    j = 0
+    while True:
+        head = rng.choice(heads)
+        d = date.fromisoformat(head["date"]) if head.get("date") else None
+        cid = f"{(d.year % 100) if d else 0:02d}SYNTH{j}"
+        cable = Cable(cid, head.get("subject", ""), d, head.get("classification", ""), head.get("origin", ""),
+                      tags=list(head.get("tags") or []))
+        for number, row in enumerate(rng.sample(range(n_pool), min(rng.choice(sizes), n_pool)), start=1):
+            meta = pool["metas"][row]
+            cable.paragraphs.append(Paragraph(cid, number, pool["texts"][row], heading=meta.get("heading", "")))
+        j += 1
+        yield cable

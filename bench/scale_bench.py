@@ -23,97 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (FILTERED_HEAD, dev_questions, dir_mib, disk_free_gib, filtered_dense_rows, fmt,  # noqa: E402
-                    header, latency_rows, load, peak_rss_mib, record, rss_mib, table)
-
-
-def read_pool(source: Path, page: int = 5000, limit: int = 0) -> dict:
-    """Every chunk (or the first `limit`) of the source index: text, metadata, vector."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    client = chromadb.PersistentClient(path=str(source / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
-    col = client.get_collection("cables", embedding_function=None)
-    n = min(col.count(), limit or col.count())
-    vectors = np.empty((n, int(col.metadata["embed_dim"])), dtype=np.float32)
-    texts, metas = [], []
-    offset = 0
-    while offset < n:
-        got = col.get(limit=min(page, n - offset), offset=offset, include=["documents", "metadatas", "embeddings"])
-        if not got["ids"]:
-            break
-        m = len(got["ids"])
-        vectors[offset : offset + m] = np.asarray(got["embeddings"], dtype=np.float32)
-        texts += got["documents"]
-        metas += got["metadatas"]
-        offset += m
-    return {"model_id": col.metadata["embed_model"], "dim": vectors.shape[1], "texts": texts,
-            "metas": metas, "vectors": vectors[:offset]}
-
-
-class PoolEncoder:
-    """Stands in for the encoder: the vector of the real paragraph a chunk was built from."""
-
-    max_tokens = 254
-
-    def __init__(self, pool: dict, noise: float, seed: int = 0):
-        self.model_id, self.dimension = pool["model_id"], pool["dim"]
-        self.vectors = pool["vectors"]
-        self.noise = noise
-        self.rng = np.random.default_rng(seed)
-        self.by_text = {t: i for i, t in enumerate(pool["texts"])}
-
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        return [1] * len(texts)  # pool chunks already fit the window: never split
-
-    def encode_documents(self, texts: list[str], progress=None) -> np.ndarray:
-        rows = [self.by_text[t.split("\n", 1)[1]] for t in texts]
-        v = self.vectors[rows]
-        if self.noise:
-            g = self.rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(v.shape[1])
-            v = v + self.noise * g
-            v /= np.linalg.norm(v, axis=1, keepdims=True)
-        if progress:
-            progress(len(texts))
-        return v.astype(np.float32)
-
-
-def synthetic_cables(pool: dict, seed: int = 0):
-    """Endless new cables: a real header, a real number of real paragraphs, a new id."""
-    from rag.types import Cable, Paragraph
-
-    rng = random.Random(seed)
-    by_cable: dict[str, list[int]] = {}
-    for i, m in enumerate(pool["metas"]):
-        by_cable.setdefault(m["cable_id"], []).append(i)
-    heads = [pool["metas"][rows[0]] for rows in by_cable.values()]
-    sizes = [len(rows) for rows in by_cable.values()]
-    n_pool = len(pool["texts"])
-    j = 0
-    while True:
-        head = rng.choice(heads)
-        d = date.fromisoformat(head["date"]) if head.get("date") else None
-        cid = f"{(d.year % 100) if d else 0:02d}SYNTH{j}"
-        cable = Cable(cid, head.get("subject", ""), d, head.get("classification", ""), head.get("origin", ""),
-                      tags=list(head.get("tags") or []))
-        for number, row in enumerate(rng.sample(range(n_pool), min(rng.choice(sizes), n_pool)), start=1):
-            meta = pool["metas"][row]
-            cable.paragraphs.append(Paragraph(cid, number, pool["texts"][row], heading=meta.get("heading", "")))
-        j += 1
-        yield cable
+from common import (FILTERED_HEAD, PoolEncoder, child_result, dev_questions, dir_mib, disk_free_gib,  # noqa: E402
+                    filtered_dense_rows, fmt, header, interrupt_on_term, latency_rows, load, mode_cells, peak_rss_mib,
+                    read_pool, record, rss_mib, stages_note, synthetic_cables, table)
 
 
 def query_child(index: Path) -> int:
@@ -128,14 +47,6 @@ def query_child(index: Path) -> int:
     return 0
 
 
-def measure_queries(index: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--query-child", str(index)], capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise RuntimeError(f"query child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-
-
 def measure(settings, total: int, cables: str, store_rate, rebuild_s: float, ingest_peak: float,
             rows: list, notes: list) -> None:
     """Disk and a fresh process's query latency and memory at this size: one row of HEAD, and the
@@ -143,24 +54,17 @@ def measure(settings, total: int, cables: str, store_rate, rebuild_s: float, ing
     chroma_mib, bm25_mib = dir_mib(settings.index_dir / "chroma"), dir_mib(settings.index_dir / "bm25")
     print(f"{total:,} chunks: store {fmt(store_rate, 0)} chunks/s, BM25 rebuild {rebuild_s:.0f} s; querying …",
           flush=True)
-    q = measure_queries(settings.index_dir)
-    lat = {r[0]: r for r in q["rows"]}
+    q = child_result(__file__, "--query-child", str(settings.index_dir))
     rows.append([
         f"{total:,}", cables, store_rate, rebuild_s, (chroma_mib + bm25_mib) / 1024,
         f"{chroma_mib / 1024:.1f} + {bm25_mib / 1024:.2f}", q["rss"] / 1024, ingest_peak / 1024,
-        *[f"{fmt(lat[f'{m} retrieval (top 10)'][1])} / {fmt(lat[f'{m} retrieval (top 10)'][2])}"
-          for m in ("dense", "bm25", "hybrid")],
+        *mode_cells(q["rows"]),
     ])
-    notes.append(f"Stages at {total:,} chunks (p50 / p95 ms): " + "; ".join(
-        f"{r[0].replace('  stage: ', '')} {fmt(r[1])} / {fmt(r[2])}" for r in q["rows"] if "stage" in r[0]))
+    notes.append(stages_note(total, q["rows"]))
     notes.append(f"Filtered dense search at {total:,} chunks, top 50, 5 dev questions per filter:\n\n"
                  + table(FILTERED_HEAD, q["filtered"]) + "\n")
     print(table(HEAD, rows[-1:]), flush=True)
     print(notes[-2], notes[-1], sep="\n", flush=True)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def main() -> int:
@@ -213,8 +117,7 @@ def main() -> int:
     cables = synthetic_cables(pool)
     total, cable_count = 0, 0
     batch_cables = settings.ingest_batch
-    # `kill` as well as Ctrl-C (a backgrounded run ignores SIGINT) keeps the sizes measured so far.
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_term()
     try:
         for size in sizes:
             report = IngestReport()
