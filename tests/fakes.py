@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
+import subprocess
 import sys
 import zlib
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -62,6 +67,31 @@ class FakeEncoder(Encoder):
 
 def register() -> None:
     ENCODER_TYPES[FAKE_ENCODER] = FakeEncoder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(args: list[str], log: Path, env: dict) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`rag serve ARGS` with this encoder, in a process of its own on a free port (its output in
+    `log`), stopped when the block ends."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, __file__, "serve", *args, "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc, port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -87,20 +86,10 @@ def test_a_chunk_deleted_by_another_writer_is_skipped_by_a_store_opened_before(i
 # ── a server and an ingest, two processes ───────────────────────────────────────────────────────────
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def rag_serve(settings: Settings, log: Path) -> Iterator[httpx.Client]:
     """`rag serve` over the index of `settings`, in a process of its own, until it answers."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, fakes.__file__, "serve", "--index", str(settings.index_dir),
-                                 "--port", str(port)], env=ENV, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with fakes.serving(["--index", str(settings.index_dir)], log, ENV) as (proc, port):
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
         deadline = time.monotonic() + 300
         while True:
@@ -113,13 +102,6 @@ def rag_serve(settings: Settings, log: Path) -> Iterator[httpx.Client]:
                 pass
             time.sleep(0.5)
         yield client
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def asked(client: httpx.Client, question: str = QUESTION) -> httpx.Response:

@@ -7,7 +7,6 @@ generation) both answer from it, the new cable included. One ingest at a time, o
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -45,30 +44,11 @@ def cables(folder: Path, cable_ids: list[str]) -> Path:
     return folder
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def rag_serve(args: list[str], log: Path) -> Iterator[str]:
     """`rag serve ARGS` (the fake encoder) in a process of its own: its base URL, once started."""
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, fakes.__file__, "serve", *args, "--port", str(port),
-                                 "--refresh", str(REFRESH)], env=ENV, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with fakes.serving([*args, "--refresh", str(REFRESH)], log, ENV) as (_, port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def wait_until_up(url: str, log: Path, seconds: float = 120) -> None:
