@@ -8,13 +8,23 @@ excluded. Then the lowest cosine between a paragraph's bf16 and fp32 vectors, an
 top-10 neighbours of 40 dev questions (fp32 ONNX query vectors) differ between the two.
 
     python bench/bf16_bench.py [--paragraphs 256] [--rounds 3]
+
+With --ingest N, the whole of `rag ingest` instead (parse, chunk, encode, store, BM25 sidecar,
+sentence vectors) of the first N demo cables into a fresh index per run, fp32 and bf16 in
+alternating rounds, models loaded before the clock: the ingest rate each precision gives, and
+how much of it the paragraph encoding is (the sentence vectors are encoded in fp32 either way,
+by the answers' own ONNX encoder, so that stored vectors are the ones an answer would compute).
+
+    python bench/bf16_bench.py --ingest 100 [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--paragraphs", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ingest", type=int, default=0, metavar="N",
+                        help="time the whole `rag ingest` of the first N demo cables instead")
     args = parser.parse_args()
     if not embed.cpu_has_bf16():
         sys.exit("this CPU has no bf16 units (amx_bf16 / avx512_bf16): ingest stays in fp32 here")
+    if args.ingest:
+        ingest_rates(args.ingest, args.rounds)
+        return
     encoder = embed.get_encoder(embed.MINILM)
     cables = (read_cable_file(f) for f in sorted(DEMO_DIR.glob("*.txt")))
     texts = [c.embed_text for c in chunk_cables(cables, encoder.count_tokens, encoder.max_tokens)][: args.paragraphs]
@@ -61,6 +76,45 @@ def main() -> None:
               f"lowest cosine bf16 vs fp32 {cosine.min():.5f}; top-10 neighbours of {len(questions)} dev "
               f"questions differ for {changed:.2f} of them")
     record("bf16", "bf16 ingest encoding against fp32", body)
+
+
+def ingest_rates(cables: int, rounds: int) -> None:
+    from rag.index.ingest import ingest
+    from rag.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="bf16-ingest-"))
+    try:
+        folder = work / "cables"
+        folder.mkdir()
+        for path in sorted(DEMO_DIR.glob("*.txt"))[:cables]:
+            shutil.copy(path, folder / path.name)
+        settings = Settings()
+        for mode in ("fp32", "bf16"):
+            embed.get_encoder(settings.encoder, settings.embed_batch_size, settings.device, precision=mode)
+        embed.get_encoder(settings.encoder, settings.embed_batch_size, settings.device, queries=True)
+        # One untimed ingest first: the first one in a process pays imports and first-call set-up.
+        warm = work / "warm"
+        warm.mkdir()
+        shutil.copy(next(folder.iterdir()), warm)
+        ingest([warm], settings.with_(index_dir=work / "warm-index"), progress=False)
+        reports = {"fp32": [], "bf16": []}
+        for r in range(rounds):
+            for mode in reports:
+                run = settings.with_(index_dir=work / f"{mode}-{r}", precision=mode)
+                reports[mode].append(ingest([folder], run, progress=False))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = {mode: min(runs, key=lambda report: report.seconds) for mode, runs in reports.items()}
+    rows = [[mode, f"{b.chunks:,}", f"{b.sentences:,}", f"{b.seconds:.1f}", f"{b.chunks / b.seconds:.1f}",
+             f"{b.embed_seconds:.1f}", f"{b.seconds - b.embed_seconds:.1f}"] for mode, b in best.items()]
+    fp32, bf16 = best["fp32"], best["bf16"]
+    body = (f"{header()}\n\n`rag ingest` of the first {cables} demo cables into a fresh index, best of {rounds} "
+            f"alternating rounds, models loaded before the clock\n\n"
+            + table(["precision", "paragraphs", "sentences", "seconds", "paragraphs/s", "paragraph encoding s",
+                     "the rest s (sentences, store, BM25)"], rows)
+            + f"\n\nbf16 / fp32 ingest rate: {fp32.seconds / bf16.seconds:.2f}x; paragraph encoding alone "
+              f"{fp32.embed_seconds / bf16.embed_seconds:.2f}x")
+    record("bf16", "bf16 against fp32: the whole ingest", body)
 
 
 if __name__ == "__main__":
