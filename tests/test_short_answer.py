@@ -157,27 +157,29 @@ def test_a_place_stops_before_a_month():
     assert spans("Where did they question the witnesses?", "They met in Cuba May 2009.") == ["Cuba"]
 
 
+def unit_agreement(question: str, claim: str) -> tuple[dict[str, float], str]:
+    """Each figure span's `unit_agrees` feature, and the span the shipped model puts first."""
+    asked = analyse(question)
+    found = candidate_spans(asked, [claim])
+    rows = features(asked, found, [claim], [1.0], [])
+    best = ShortAnswer(load_model("one_line.json")).scored(asked, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0]
+    return dict(zip((s.text for s in found), rows[:, FEATURES.index("unit_agrees")])), best.text
+
+
 def test_a_figure_counting_something_else_than_the_question_counts_weighs_against_it():
-    question = analyse("By how many votes did residents reject the smelter?")
-    claim = "The town's 23,200 residents rejected it by 88 votes."
-    found = candidate_spans(question, [claim])
-    rows = features(question, found, [claim], [1.0], [])
-    agrees = dict(zip((s.text for s in found), rows[:, FEATURES.index("unit_agrees")]))
+    agrees, best = unit_agreement("By how many votes did residents reject the smelter?",
+                                  "The town's 23,200 residents rejected it by 88 votes.")
     assert agrees == {"23,200 residents": -1.0, "88 votes": 1.0}
-    short = ShortAnswer(load_model("one_line.json"))
-    assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "88 votes"
+    assert best == "88 votes"
 
 
 def test_a_count_of_things_weighs_against_it_where_an_amount_is_asked():
-    question = analyse("How much did Gabonese officials allegedly embezzle from the BEAC?")
-    claim = "Officials of six states embezzled 18.3 billion CFA over five years, and 40 kilograms of gold."
-    found = candidate_spans(question, [claim])
-    rows = features(question, found, [claim], [1.0], [])
-    agrees = dict(zip((s.text for s in found), rows[:, FEATURES.index("unit_agrees")]))
+    agrees, best = unit_agreement(
+        "How much did Gabonese officials allegedly embezzle from the BEAC?",
+        "Officials of six states embezzled 18.3 billion CFA over five years, and 40 kilograms of gold.")
     assert agrees["six states"] == -1.0 and agrees["five years"] == -1.0
     assert agrees["18.3 billion CFA"] == 0.0 and agrees["40 kilograms"] == 0.0
-    short = ShortAnswer(load_model("one_line.json"))
-    assert short.scored(question, f"{claim} [09PHNOMPENH637 ¶1]", {}, [])[0][0].text == "18.3 billion CFA"
+    assert best == "18.3 billion CFA"
 
 
 @pytest.mark.parametrize("question, text, span", [
