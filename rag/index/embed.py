@@ -258,10 +258,10 @@ def sentence_encoder(encoder: Encoder) -> Encoder:
 
 
 def set_threads(n: int | None) -> None:
-    """Pin the encoders' intra-op threads (benchmarks vary it; default is one per core)."""
+    """Pin the encoders' intra-op threads (benchmarks vary it, an ingest worker holds to its share;
+    default is one per core): torch reads OMP_NUM_THREADS when it loads, the ONNX graph RAG_THREADS
+    when it is made, and a torch loaded already is told. Never imports torch itself."""
     if n:
-        import torch
-
-        torch.set_num_threads(n)
-        os.environ["OMP_NUM_THREADS"] = str(n)
-        os.environ["RAG_THREADS"] = str(n)
+        os.environ["OMP_NUM_THREADS"] = os.environ["RAG_THREADS"] = str(n)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(n)

@@ -10,12 +10,10 @@ removed, so workers and a serial ingest of the same files end with the same rows
 
 from __future__ import annotations
 
-import os
-import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from rag.index.embed import ENCODER_TYPES, get_encoder, sentence_encoder
+from rag.index.embed import ENCODER_TYPES, get_encoder, sentence_encoder, set_threads
 from rag.index.ingest import Ingester, IngestReport, Skipped, iter_sources
 from rag.index.lance_db import SENTENCES
 from rag.index.lance_fragments import dataset_uri, write
@@ -71,21 +69,13 @@ class PendingStore(LanceStore):
         self.terms.subtract(term_counts([row["search_text"] for row in old.values()]))
 
 
-def limit_threads(threads: int) -> None:
-    """Hold the encoders to `threads` intra-op threads: torch reads OMP_NUM_THREADS when it loads,
-    the ONNX graph RAG_THREADS when it is made; a torch loaded already is told."""
-    os.environ["OMP_NUM_THREADS"] = os.environ["RAG_THREADS"] = str(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-
-
 class Shard(Ingester):
     """`read`, then `write`, then `encode_sentences`: the driver settles between the steps what
     only it can see (which copy of a cable given twice wins, which worker encodes a sentence
     two workers lack)."""
 
     def __init__(self, settings: Settings, version: int, sentences_version: int, encoders: dict, threads: int):
-        limit_threads(threads)
+        set_threads(threads)
         # The encoders registered in the driver (the tests' fake) are registered here too.
         ENCODER_TYPES.update(encoders)
         self.settings = settings
