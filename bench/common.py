@@ -137,6 +137,16 @@ def table(header_row: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def record_scale(name: str, description: str, head: list[str], rows: list, notes: list[str], work: Path,
+                 keep: bool) -> int:
+    """Record a scale run (what it measured, its table, its notes) in bench/results/<name>.md, and
+    remove its work folder unless `keep`."""
+    record(name, header(), "\n".join([description, "", table(head, rows), "", *[f"- {n}" for n in notes]]))
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
 def record(name: str, title: str, body: str) -> Path:
     """Print `body` and append it, dated, to bench/results/<name>.md."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (FILTER_CASES, LATENCY_HEAD, PoolEncoder, child_result, dev_questions, dir_mib,  # noqa: E402
-                    disk_free_gib, filtered_latency_rows, header, interrupt_on_term, latency_rows, load, mode_cells,
-                    peak_rss_mib, read_pool, record, rss_mib, stages_note, synthetic_cables, table)
+                    disk_free_gib, filtered_latency_rows, interrupt_on_term, latency_rows, load, mode_cells,
+                    peak_rss_mib, read_pool, record_scale, rss_mib, stages_note, synthetic_cables, table)
 
 from rag.filters import Filters  # noqa: E402
 
@@ -264,7 +264,7 @@ def main() -> int:
                 break
     except KeyboardInterrupt:
         notes.append(f"interrupted at {total:,} chunks; sizes above it not measured")
-    body = [
+    description = (
         f"Lance store (lancedb, local folder {uri}). Synthetic corpus from {len(pool['texts']):,} real chunks of "
         f"{args.source} and their real embeddings (perturbed by noise {args.noise}), re-combined into new cables, "
         f"as in scale_bench.py. Nothing is encoded. 'fill' = bulk append of the first {args.base:,} chunks through "
@@ -273,13 +273,9 @@ def main() -> int:
         f"encoding; disk = the whole database folder (superseded files included: Lance keeps them 7 days); query "
         f"RSS = a fresh process after the 80 dev questions in every mode, peak = the bench process through the "
         f"index build. The machine is shared with other jobs (load average at start {start_load}, at end "
-        f"{load()}): compare within a run.", "",
-        table(HEAD, rows), "", *[f"- {n}" for n in notes],
-    ]
-    record("lance_scale", header(), "\n".join(body))
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+        f"{load()}): compare within a run."
+    )
+    return record_scale("lance_scale", description, HEAD, rows, notes, work, args.keep)
 
 
 HEAD = ["chunks", "cables", "fill chunks/s (rows / copies)", "optimize s (FTS, vector, scalar, compact + update)",

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (FILTERED_HEAD, PoolEncoder, child_result, dev_questions, dir_mib, disk_free_gib,  # noqa: E402
                     filtered_dense_rows, fmt, header, interrupt_on_term, latency_rows, load, mode_cells, peak_rss_mib,
-                    read_pool, record, rss_mib, stages_note, synthetic_cables, table)
+                    read_pool, record, record_scale, rss_mib, stages_note, synthetic_cables, table)
 
 
 def query_child(index: Path) -> int:
@@ -141,19 +141,15 @@ def main() -> int:
     except KeyboardInterrupt:
         # Keep (and record) the sizes already measured: the 3M step alone can take hours.
         notes.append(f"interrupted at {total:,} chunks; sizes above it not measured")
-    body = [
+    description = (
         f"Synthetic corpus from {len(pool['texts']):,} real chunks of {args.source} and their real embeddings "
         f"(read from the Chroma collection with include=['embeddings']; perturbed by noise {args.noise}, "
         f"cosine ≈ 0.99 to the original), re-combined into new cables with new ids. Store side only (no "
         f"encoding): Ingester._write_batch with a stub encoder, {batch_cables} cables per batch, then the BM25 "
         f"rebuild as `rag ingest` runs it. Query memory = RSS of a fresh process after opening the index and "
-        f"running the 80 dev questions in 3 modes. Load average at start {start_load}, at end {load()}.", "",
-        table(HEAD, rows), "", *[f"- {n}" for n in notes],
-    ]
-    record("scale", header(), "\n".join(body))
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
+        f"running the 80 dev questions in 3 modes. Load average at start {start_load}, at end {load()}."
+    )
+    return record_scale("scale", description, HEAD, rows, notes, work, args.keep)
 
 
 HEAD = ["chunks", "cables", "store ingest chunks/s", "BM25 rebuild s", "disk GiB", "chroma + bm25 GiB",
