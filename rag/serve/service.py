@@ -385,13 +385,16 @@ class Service:
         keeps serving that one when the index has a newer generation it cannot open; `refresh_s`
         how soon after a newer generation is committed the server answers from it (RAG_REFRESH)."""
         status = "error" if self.error else "ok" if self.ready.is_set() else "building"
-        error, store_generation = self.error, self.generation
+        # Read once: an answer may move the server on while this runs, and the report must say
+        # the generation its status was decided on.
+        generation = self.generation
+        error, store_generation = self.error, generation
         if status == "ok":
             try:
                 store_generation = index_for(self.settings).generation()
             except Exception as exc:  # noqa: BLE001 — a store that cannot be read cannot be answered from
                 status, error = "error", f"cannot read the store: {type(exc).__name__}: {exc}".splitlines()[0]
-        if status == "ok" and store_generation != self.generation:
+        if status == "ok" and store_generation != generation:
             # Answers still come whole from the generation served, but not from what the store
             # holds now: a load balancer should prefer a replica that has caught up.
             status = "stale"
@@ -399,7 +402,7 @@ class Service:
             threading.Thread(target=self._current, name="move-on", daemon=True).start()
         return {
             "status": status, **({"error": error} if error else {}),
-            "generation": self.generation, "store_generation": store_generation,
+            "generation": generation, "store_generation": store_generation,
             **({"switch_error": self.switch_error} if self.switch_error else {}),
             "refresh_s": self.settings.refresh,
             "index": self.stats or {"location": index_for(self.settings).location},
