@@ -9,6 +9,7 @@ store's current generation (rag.index.store), and loaded whole: see `open_retrie
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -35,6 +36,9 @@ FUSION_DEPTH = 50
 # fetched, OVERSAMPLE times as many as the filter's share of rows predicts are needed, and checked.
 EXACT_ROWS = 100_000
 OVERSAMPLE = 3
+# A hybrid search runs its BM25 side here while the question is encoded and searched densely:
+# the encoder (ONNX), LanceDB and the sidecar's scoring release the GIL, so the two overlap.
+_LEXICAL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bm25")
 
 
 def rrf_ids(rankings: list[list[str]], weights: list[float] | None = None, k: int = RRF_K) -> list[tuple[str, float]]:
@@ -149,6 +153,7 @@ class Retriever:
         """The `k` best paragraphs; `vector` is the question's embedding when the caller has it."""
         depth = max(k, FUSION_DEPTH) if (self.mode == "hybrid" or self.reranker) else k
         named_ids = CABLE_ID.findall(question.upper())
+        lexical = _LEXICAL.submit(self.bm25, question, depth, filters) if self.mode == "hybrid" else None
         if vector is None and (self.mode != "bm25" or named_ids):
             vector = self.encoder.encode_query(question)
         if self.mode == "dense":
@@ -156,8 +161,7 @@ class Retriever:
         elif self.mode == "bm25":
             hits = self.bm25(question, depth, filters)
         else:
-            hits = rrf([self.dense(question, depth, filters, vector), self.bm25(question, depth, filters)],
-                       weights=[self.dense_weight, 1.0])
+            hits = rrf([self.dense(question, depth, filters, vector), lexical.result()], weights=[self.dense_weight, 1.0])
         named = self.named_cables(named_ids, k, vector) if named_ids else []
         if named:
             hits = rrf([named, hits], weights=[2.0, 1.0])
