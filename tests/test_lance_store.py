@@ -274,7 +274,7 @@ def test_a_question_naming_a_cable_the_store_lacks_is_refused(built):
 
 
 def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, monkeypatch):
-    from rag.index import lance_db
+    from rag.index import lance_db, lance_store
 
     settings = lance_settings(tmp_path / "db")
     ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
@@ -287,6 +287,27 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
     assert found[0].chunk_id == exact[0].chunk_id
     assert all(h.metadata["origin"] == "Embassy Ankara"
                for h in open_retriever(settings, "dense").search(QUESTION, 5, Filters(origin="Embassy Ankara")))
+    # A filter few rows pass is searched exactly, past the index; many rows, through it.
+    ankara, vector = Filters(origin="Embassy Ankara"), open_retriever(settings, "dense").encoder.encode_query(QUESTION)
+    exact = [h.chunk_id for h in store.query(vector, 5, ankara)]
+    assert store._few_pass(ankara) and not store._few_pass(Filters.parse({"date_from": "2008-01-01"}))
+    monkeypatch.setattr(lance_store, "EXACT_ROWS", 0)
+    through_index = LanceStore(settings, model_id=None, dimension=None)
+    assert not through_index._few_pass(ankara)
+    assert [h.chunk_id for h in through_index.query(vector, 5, ankara)][0] == exact[0]
+    stored = store.table.search().where("origin = 'Embassy Ankara'").select(["id", "vector"]).to_arrow().to_pylist()
+    cosine = {row["id"]: float(np.dot(row["vector"], vector) / np.linalg.norm(row["vector"]) / np.linalg.norm(vector))
+              for row in stored}
+    assert exact == sorted(cosine, key=cosine.get, reverse=True)[:5]
+
+
+def test_ingest_merges_the_fragments_it_wrote_before_indexing_them(tmp_path):
+    settings = lance_settings(tmp_path / "db").with_(ingest_batch=1)
+    ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
+    table = LanceStore(settings, model_id=None, dimension=None).table
+    # One fragment, every index over it: a later compaction has no index to remap.
+    assert len(table.to_lance().get_fragments()) == 1
+    assert all(not table.index_stats(i.name).num_unindexed_rows for i in table.list_indices())
 
 
 @pytest.mark.slow
