@@ -1,5 +1,5 @@
 """Train the reader: the packaged MiniLM with a 1-logit head as a cross-encoder, in bf16 autocast
-on the CPU, resumable from its last checkpoint (issue 20).
+on the CPU (or `--device cuda`), resumable from its last checkpoint (issue 20).
 
 Each step takes --batch groups of (query, positive, --group - 1 negatives) mined by
 evals.reader.mine; the loss is a softmax over each group (the positive must beat its negatives)
@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--ckpt-s", type=float, default=240)
     ap.add_argument("--snapshot-every", type=int, default=600, help="also keep model-only weights every N steps")
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for a lent GPU machine (the checkpoint stays loadable on cpu)")
     ap.add_argument("--dir", type=Path, default=CACHE)
     ap.add_argument("--stop-after", type=int, default=0, help="stop (checkpointed) after this many steps this run")
     args = ap.parse_args()
@@ -118,6 +119,7 @@ def main() -> None:
     groups = [json.loads(line) for line in (args.dir / "groups.jsonl").read_text().splitlines()]
     stream = Stream(groups, args.batch, args.group, args.seed)
     model, tokenizer = load_model()
+    model.to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / args.warmup if s < args.warmup
@@ -150,15 +152,16 @@ def main() -> None:
     while step < args.steps:
         t = time.time()
         q, p, y = stream.step(step)
-        batch = encode(tokenizer, q, p, args.max_length)
+        batch = encode(tokenizer, q, p, args.max_length).to(args.device)
         torch.manual_seed(args.seed + step)
         if args.fp32:
             logits = model(**batch).logits.float().view(-1)
         else:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16):
                 logits = model(**batch).logits.float().view(-1)
-        labels = torch.tensor(y)
-        listwise = F.cross_entropy(logits.view(args.batch, args.group), torch.zeros(args.batch, dtype=torch.long))
+        labels = torch.tensor(y, device=args.device)
+        listwise = F.cross_entropy(logits.view(args.batch, args.group),
+                                   torch.zeros(args.batch, dtype=torch.long, device=args.device))
         loss = listwise + args.bce * F.binary_cross_entropy_with_logits(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
