@@ -13,9 +13,9 @@ At each size:
             depend on (each real paragraph ~41 times at 3M, as in scale_bench.py; real headers,
             filters and lengths). The `terms` table gets the counts of every 20th row, scaled up:
             the idfs of the corpus, without tokenizing 3M texts.
-  optimize  LanceStore.optimize, as `rag ingest` ends: creates the missing indexes (scalar, the
-            full-text index, IVF_HNSW_SQ from 100k rows) and `optimize`s the rest; each index's
-            build is timed.
+  optimize  LanceStore.optimize, as `rag ingest` ends: compacts the appended fragments and brings
+            the indexes there are up to date (`compact + update`), then creates the missing ones
+            (scalar, the full-text index, IVF_HNSW_SQ from 100k rows); each index's build is timed.
   new cables  --new-cables (1,000) new synthetic cables through the project's own LanceIngester
             (lookups by id and cable, merge_insert, term counts), then its optimize: the wall time
             of an incremental `rag ingest`, excluding encoding (the stub encoder's time is taken off).
