@@ -287,18 +287,24 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
     assert found[0].chunk_id == exact[0].chunk_id
     assert all(h.metadata["origin"] == "Embassy Ankara"
                for h in open_retriever(settings, "dense").search(QUESTION, 5, Filters(origin="Embassy Ankara")))
-    # A filter few rows pass is searched exactly, past the index; many rows, through it.
-    ankara, vector = Filters(origin="Embassy Ankara"), open_retriever(settings, "dense").encoder.encode_query(QUESTION)
-    exact = [h.chunk_id for h in store.query(vector, 5, ankara)]
-    assert store._few_pass(ankara) and not store._few_pass(Filters.parse({"date_from": "2008-01-01"}))
-    monkeypatch.setattr(lance_store, "EXACT_ROWS", 0)
-    through_index = LanceStore(settings, model_id=None, dimension=None)
-    assert not through_index._few_pass(ankara)
-    assert [h.chunk_id for h in through_index.query(vector, 5, ankara)][0] == exact[0]
-    stored = store.table.search().where("origin = 'Embassy Ankara'").select(["id", "vector"]).to_arrow().to_pylist()
-    cosine = {row["id"]: float(np.dot(row["vector"], vector) / np.linalg.norm(row["vector"]) / np.linalg.norm(vector))
-              for row in stored}
-    assert exact == sorted(cosine, key=cosine.get, reverse=True)[:5]
+    # However many rows a filter passes (searched exactly, through the index under the filter, or
+    # as unfiltered neighbours filtered after), the nearest that pass come first.
+    vector = open_retriever(settings, "dense").encoder.encode_query(QUESTION)
+    for filters, where in [(Filters(origin="Embassy Ankara"), "origin = 'Embassy Ankara'"),
+                           (Filters.parse({"date_from": "2003-01-01"}), "date_int >= 20030101")]:
+        stored = store.table.search().where(where).select(["id", "vector"]).to_arrow().to_pylist()
+        cosine = {row["id"]: float(np.dot(row["vector"], vector) / np.linalg.norm(row["vector"]) / np.linalg.norm(vector))
+                  for row in stored}
+        nearest = sorted(cosine, key=cosine.get, reverse=True)[:5]
+        assert [h.chunk_id for h in store.query(vector, 5, filters)] == nearest
+        for exact_rows, broad_share in [(0, 0.0), (0, 2.0)]:
+            monkeypatch.setattr(lance_store, "EXACT_ROWS", exact_rows)
+            monkeypatch.setattr(lance_store, "EXACT_SHARE", 0.0)
+            monkeypatch.setattr(lance_store, "BROAD_SHARE", broad_share)
+            found = LanceStore(settings, model_id=None, dimension=None).query(vector, 5, filters)
+            assert found[0].chunk_id == nearest[0] and set(h.chunk_id for h in found) <= set(cosine)
+        monkeypatch.undo()
+        monkeypatch.setattr(lance_db, "VECTOR_INDEX_ROWS", 50)
 
 
 def test_ingest_merges_the_fragments_it_wrote_before_indexing_them(tmp_path):

@@ -19,9 +19,12 @@ from rag.errors import IndexMismatch, RagError
 from rag.filters import Filters
 from rag.index.bm25 import lexical_text
 from rag.index.lance_db import (
+    BROAD_SHARE,
     CHUNKS,
     EXACT_ROWS,
+    EXACT_SHARE,
     NO_FILTERS,
+    OVERSAMPLE,
     REFINE_FACTOR,
     SENTENCES,
     TERMS,
@@ -29,7 +32,6 @@ from rag.index.lance_db import (
     chunk_schema,
     connect,
     create_table,
-    equality_clauses,
     keep_indexed,
     open_table,
     require_table,
@@ -89,7 +91,7 @@ class LanceStore:
         self.written: list[str] = []
         self._recent: OrderedDict[str, dict] = OrderedDict()
         self._recent_lock = threading.Lock()
-        # How many rows pass each filter's one-value clauses, in the version this store reads.
+        # How many rows pass each filter's `where`, in the version this store reads.
         self._passing: dict[str, int] = {}
 
     @property
@@ -170,34 +172,40 @@ class LanceStore:
         by_id.update(self._by_ids([i for i in ids if i not in by_id], HIT_COLUMNS))
         return [_hit(by_id[i], 0.0, "") for i in ids if i in by_id]
 
-    def _nearest(self, embedding: np.ndarray):
+    def _nearest(self, embedding: np.ndarray, refine: int = REFINE_FACTOR):
         search = self.table.search(np.asarray(embedding, dtype=np.float32), vector_column_name="vector")
-        return search.distance_type("cosine").refine_factor(REFINE_FACTOR)
+        return search.distance_type("cosine").refine_factor(refine)
 
     def query(self, embedding: np.ndarray, k: int, filters: Filters = NO_FILTERS) -> list[Hit]:
         """The `k` chunks nearest to `embedding` among those that pass the filters; score = cosine."""
         if k <= 0:
             return []
-        search = self._nearest(embedding).select([*HIT_COLUMNS, "_distance"]).limit(k)
+        columns = [*HIT_COLUMNS, "_distance"]
         where = where_clause(filters)
-        if where:
-            search = search.where(where, prefilter=True)
-            if self._few_pass(filters):
-                search = search.bypass_vector_index()
-        return [_hit(row, 1.0 - float(row["_distance"]), "dense") for row in search.to_list()]
+        rows = None
+        if where is None:
+            rows = self._nearest(embedding).select(columns).limit(k).to_list()
+        else:
+            passing, total = self._count(where), self._count(None)
+            exact = passing <= max(EXACT_ROWS, EXACT_SHARE * total)
+            if not exact and passing >= BROAD_SHARE * total:
+                n = -(-k * OVERSAMPLE * total // passing)
+                # Refined once: a refine factor makes the index visit that many times the n.
+                found = self._nearest(embedding, 1).where(where, prefilter=False).select(columns).limit(n).to_list()
+                rows = found[:k] if len(found) >= k else None
+            if rows is None:
+                search = self._nearest(embedding).where(where, prefilter=True).select(columns).limit(k)
+                rows = (search.bypass_vector_index() if exact else search).to_list()
+        return [_hit(row, 1.0 - float(row["_distance"]), "dense") for row in rows]
 
-    def _few_pass(self, filters: Filters) -> bool:
-        """Whether at most EXACT_ROWS rows pass the filters' one-value clauses (the date range
-        left out: counting a range costs 20-30 ms at 1M rows, and it only ever passes fewer)."""
-        clauses = equality_clauses(filters)
-        if not clauses:
-            return False
-        where = " AND ".join(clauses)
-        if where not in self._passing:
+    def _count(self, where: str | None) -> int:
+        """How many rows pass `where` (all when None), in the version this store reads."""
+        key = where or ""
+        if key not in self._passing:
             if len(self._passing) >= KEPT_COUNTS:
                 self._passing.clear()
-            self._passing[where] = self.table.count_rows(where)
-        return self._passing[where] <= EXACT_ROWS
+            self._passing[key] = self.table.count_rows(where)
+        return self._passing[key]
 
     def nearest_ids(self, embedding: np.ndarray, n: int) -> list[tuple[str, float]]:
         """(chunk id, cosine) of the `n` nearest chunks, unfiltered."""
