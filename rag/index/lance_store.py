@@ -91,7 +91,8 @@ class LanceStore:
         self.written: list[str] = []
         self._recent: OrderedDict[str, dict] = OrderedDict()
         self._recent_lock = threading.Lock()
-        # How many rows pass each filter's `where`, in the version this store reads.
+        # How many rows pass each filter's `where`, in the version this store reads (a write of
+        # its own moves it to a new one, and clears them).
         self._passing: dict[str, int] = {}
 
     @property
@@ -231,6 +232,7 @@ class LanceStore:
         old = self._by_ids(ids, ["id", "search_text"])
         for i in range(0, len(ids), STEP):
             self.table.delete(among("id", ids[i : i + STEP]))
+        self._passing.clear()
         add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()], [])
 
     def rows(self, chunks: list[Chunk], vectors: np.ndarray):
@@ -247,6 +249,7 @@ class LanceStore:
         for i in range(0, len(rows), STEP):
             self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(
                 rows.slice(i, STEP))
+        self._passing.clear()
         # After the chunks: a run killed between the two leaves the counts of one batch behind.
         add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()],
                   rows["search_text"].to_pylist())
