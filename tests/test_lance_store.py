@@ -22,6 +22,7 @@ from rag.index.bm25 import tokenize
 from rag.index.demo import DEMO_DIR
 from rag.index.index import Index, index_for
 from rag.index.ingest import ingest
+from rag.index.lance_held import HeldRows
 from rag.index.lance_ingest import ingest_lance
 from rag.index.lance_store import LanceStore
 from rag.settings import Settings
@@ -102,6 +103,44 @@ def test_filters_are_where_clauses_on_every_mode(built, filters):
             assert not filters.classification or meta["classification"] == filters.classification
             assert not filters.day_from or filters.day_from <= meta["date_int"] <= filters.day_to
     assert bool(retriever.dense(QUESTION, 10, filters)) == (filters.origin != "Embassy O'Nowhere")
+
+
+@pytest.mark.parametrize("days", [
+    ("2008-08-16", "2009-08-28"), ("2008-08-01", "2008-08-31"), ("2003-01-01", "2009-12-31"),
+    ("2008-08-15", "2008-08-15"), ("2008-07-31", "2009-09-01"), ("2007-01-01", "2008-08-18"),
+    ("1966-01-01", "9999-12-31"),
+])
+def test_a_date_range_as_months_passes_the_rows_its_days_pass(built, days):
+    from rag.index.lance_db import where_clause
+
+    store = LanceStore(built[0], model_id=None, dimension=None)
+    filters = Filters.parse({"origin": "Embassy Phnom Penh", "date_from": days[0], "date_to": days[1]})
+    assert store.months
+
+    def passing(where):
+        return sorted(r["id"] for r in store.table.search().where(where).select(["id"]).to_arrow().to_pylist())
+
+    by_days = passing(where_clause(filters))
+    assert by_days == passing(where_clause(filters, months=True))
+    assert by_days == passing(store.where(filters))
+
+
+def test_a_table_written_before_the_month_column_filters_by_days_until_it_gains_it(tmp_path):
+    settings = lance_settings(tmp_path / "db")
+    ingest_lance([copy_cables(tmp_path / "cables", FIRST)], settings, progress=False)
+    store = LanceStore(settings, model_id=None, dimension=None)
+    store.table.drop_columns(["month"])
+    filters = Filters.parse({"date_from": "2008-08-16", "date_to": "2009-12-31"})
+    old = LanceStore(settings, model_id=None, dimension=None)
+    assert not old.months and "month" not in old.where(filters)
+    vector = np.ones(old.metadata["embed_dim"], dtype=np.float32)
+    found = {h.cable_id for h in old.query(vector, 50, filters)}
+    assert found == {"09PHNOMPENH637", "08PHNOMPENH694"}
+    old.optimize()
+    new = LanceStore(settings, model_id=None, dimension=None)
+    assert new.months and "month IN" in new.where(filters)
+    assert {h.cable_id for h in new.query(vector, 50, filters)} == found
+    assert any(i.columns == ["month"] for i in new.table.list_indices())
 
 
 def test_the_cable_view_is_the_chroma_one(built):
@@ -279,7 +318,8 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
     settings = lance_settings(tmp_path / "db")
     ingest_lance([copy_cables(tmp_path / "first", FIRST)], settings, progress=False)
     exact = open_retriever(settings, "dense").search(QUESTION, 10)
-    monkeypatch.setattr(lance_db, "VECTOR_INDEX_ROWS", 50)
+    for module in (lance_db, lance_store):
+        monkeypatch.setattr(module, "VECTOR_INDEX_ROWS", 50)
     ingest_lance([copy_cables(tmp_path / "later", LATER)], settings, progress=False)
     store = LanceStore(settings, model_id=None, dimension=None)
     assert [i.index_type for i in store.table.list_indices() if i.columns == ["vector"]] == ["IvfHnswSq"]
@@ -297,6 +337,20 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
                   for row in stored}
         nearest = sorted(cosine, key=cosine.get, reverse=True)[:5]
         assert [h.chunk_id for h in store.query(vector, 5, filters)] == nearest
+        # Searched exactly from vectors held in memory, once a filter's first search has read them.
+        monkeypatch.setattr(lance_store, "HELD_MIN_ROWS", 1)
+        held = LanceStore(settings, model_id=None, dimension=None)
+        for _ in range(2):
+            found = held.query(vector, 5, filters)
+            assert [h.chunk_id for h in found] == nearest
+            assert [h.score for h in found] == pytest.approx([cosine[c] for c in nearest], abs=1e-5)
+            assert found[0].text and found[0].metadata["cable_id"] == found[0].cable_id
+        assert where in held._held._held
+        # Past the memory they may take, the filter searched least recently goes.
+        small = HeldRows(held.table, budget=1)
+        for passing in (where, "origin = 'Embassy Phnom Penh'"):
+            assert small.nearest(passing, vector, 5)
+        assert list(small._held) == ["origin = 'Embassy Phnom Penh'"]
         for exact_rows, broad_share in [(0, 0.0), (0, 2.0)]:
             monkeypatch.setattr(lance_store, "EXACT_ROWS", exact_rows)
             monkeypatch.setattr(lance_store, "EXACT_SHARE", 0.0)
@@ -304,7 +358,8 @@ def test_past_the_threshold_dense_search_goes_through_an_hnsw_index(tmp_path, mo
             found = LanceStore(settings, model_id=None, dimension=None).query(vector, 5, filters)
             assert found[0].chunk_id == nearest[0] and set(h.chunk_id for h in found) <= set(cosine)
         monkeypatch.undo()
-        monkeypatch.setattr(lance_db, "VECTOR_INDEX_ROWS", 50)
+        for module in (lance_db, lance_store):
+            monkeypatch.setattr(module, "VECTOR_INDEX_ROWS", 50)
 
 
 def test_ingest_merges_the_fragments_it_wrote_before_indexing_them(tmp_path):

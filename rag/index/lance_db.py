@@ -14,11 +14,13 @@ answers from that version until it opens the tables again.
 from __future__ import annotations
 
 import os
+from datetime import date, timedelta
 from pathlib import Path
 
 from rag.errors import NoIndex, RagError, require_extra
 from rag.filters import Filters
 from rag.settings import Settings
+from rag.types import yyyymmdd
 
 CHUNKS, TERMS, SENTENCES, WRITER = "chunks", "terms", "sentences", "writer"
 # Below this many chunks a dense search scans every vector (exact, ~10 ms at 73k × 384 dims);
@@ -32,14 +34,18 @@ REFINE_FACTOR = 5
 # synthetic chunks, 80 dev questions): through the HNSW index under the filter (1M: 44–90 ms,
 # 3M: 155–219 ms, whatever the filter); exactly over the rows that pass, when at most
 # EXACT_ROWS or EXACT_SHARE of them do (1M: 423 rows 10 ms, 16.8k 42 ms; 3M: 48k 128 ms; but a
-# year's 1.15M rows 2.0 s); or, when at least BROAD_SHARE of the rows pass, as an unfiltered
-# search for OVERSAMPLE times the neighbours the share predicts are needed, the filter applied
-# to them (3M, a year: 39 ms, the same top 10 as under the filter), falling back to the index
-# when too few pass.
+# year's 1.15M rows 2.0 s), from a few thousand rows on from their vectors held in memory after
+# the filter's first search (rag.index.lance_held; 3M, 48k rows: 35 ms); or, when at least
+# BROAD_SHARE of the rows pass, as an unfiltered search for OVERSAMPLE times the neighbours the
+# share predicts are needed, the filter applied to them (3M, a year: 39 ms, the same top 10 as
+# under the filter), falling back to the index when too few pass. Below VECTOR_INDEX_ROWS every
+# filtered search is exact: with no index, the rows that pass are fewer to scan than all.
 EXACT_ROWS = 20_000
 EXACT_SHARE = 0.02
 BROAD_SHARE = 0.2
 OVERSAMPLE = 3
+# A date range of more months than this (the release spans 1966–2010) is one range of `date_int`.
+MONTHS_LISTED = 600
 # A search's default: nothing filtered.
 NO_FILTERS = Filters()
 
@@ -93,7 +99,7 @@ def chunk_schema(model_id: str, dimension: int):
     return pa.schema(
         [("id", pa.string()), ("cable_id", pa.string()), ("paragraph", pa.int32()), ("text", pa.string()),
          ("search_text", pa.string()), ("vector", pa.list_(pa.float32(), dimension)), ("origin", pa.string()),
-         ("classification", pa.string()), ("date_int", pa.int32()), ("tags", pa.list_(pa.string())),
+         ("classification", pa.string()), ("date_int", pa.int32()), ("month", pa.int32()), ("tags", pa.list_(pa.string())),
          ("refs", pa.list_(pa.string())), ("metadata", pa.string()), ("hash", pa.string()), ("meta_hash", pa.string())],
         # The encoder that built the table: another one's vectors would be searched as if comparable.
         metadata={"embed_model": model_id, "embed_dim": str(dimension)},
@@ -139,8 +145,10 @@ def among(column: str, values) -> str:
     return f"{column} IN ({', '.join(quote(v) for v in values)})"
 
 
-def where_clause(filters: Filters) -> str | None:
-    """The SQL `where` of the filters, on the scalar-indexed columns; None when nothing is filtered."""
+def where_clause(filters: Filters, months: bool = False) -> str | None:
+    """The SQL `where` of the filters, on the scalar-indexed columns; None when nothing is filtered.
+    With `months` (a table with the `month` column), a date range's whole months are matched by
+    `month` and only its part-months by `date_int` (`month_range`)."""
     clauses = []
     if filters.cable_id:
         clauses.append(f"cable_id = {quote(filters.cable_id)}")
@@ -150,11 +158,41 @@ def where_clause(filters: Filters) -> str | None:
         clauses.append(f"classification = {quote(filters.classification)}")
     if filters.tag:
         clauses.append(f"array_has_any(tags, [{quote(filters.tag)}])")
-    if filters.day_from:
-        clauses.append(f"date_int >= {int(filters.day_from)}")
-    if filters.day_to:
-        clauses.append(f"date_int <= {int(filters.day_to)}")
+    if months and filters.date_from and filters.date_to:
+        clauses.append(month_range(filters.date_from, filters.date_to))
+    else:
+        if filters.day_from:
+            clauses.append(f"date_int >= {int(filters.day_from)}")
+        if filters.day_to:
+            clauses.append(f"date_int <= {int(filters.day_to)}")
     return " AND ".join(clauses) or None
+
+
+def month_range(first: date, last: date) -> str:
+    """The days from `first` to `last` as whole months of `month` (YYYYMM, a bitmap index) and
+    the days of the months the range cuts into as ranges of `date_int`: the same rows. LanceDB
+    computes a btree range's rows one by one (2009's 1.15M rows of 3M: ~45 ms) and a bitmap's at
+    once (~6 ms), before a search under them can start."""
+    if last.year >= 9999:
+        last = date(9998, 12, 31)
+
+    def next_month(day: date) -> date:
+        return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+    start = first if first.day == 1 else next_month(first)
+    end = next_month(last) if next_month(last) == last + timedelta(days=1) else last.replace(day=1)
+    if start >= end or (end.year - start.year) * 12 > MONTHS_LISTED:
+        return f"(date_int >= {yyyymmdd(first)} AND date_int <= {yyyymmdd(last)})"
+    months, month = [], start
+    while month < end:
+        months.append(str(month.year * 100 + month.month))
+        month = next_month(month)
+    parts = [f"month IN ({', '.join(months)})"]
+    if first < start:
+        parts.append(f"(date_int >= {yyyymmdd(first)} AND date_int < {yyyymmdd(start)})")
+    if end <= last:
+        parts.append(f"(date_int >= {yyyymmdd(end)} AND date_int <= {yyyymmdd(last)})")
+    return "(" + " OR ".join(parts) + ")"
 
 
 def keep_indexed(table, kinds: dict[str, str]) -> None:

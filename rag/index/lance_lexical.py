@@ -16,7 +16,7 @@ import numpy as np
 
 from rag.filters import Filters
 from rag.index.bm25 import stemmer, tokenize
-from rag.index.lance_db import NO_FILTERS, TERMS, among, quote, where_clause
+from rag.index.lance_db import NO_FILTERS, TERMS, among, quote
 from rag.index.lance_store import HIT_COLUMNS, LanceStore
 from rag.index.lance_terms import document_frequency
 from rag.spelling import variants
@@ -74,7 +74,7 @@ class LanceLexical:
             return []
         search = self.table.search(self.with_spellings(query), query_type="fts", fts_columns="search_text")
         search = search.select([*HIT_COLUMNS, "_score"]).limit(k)
-        where = where_clause(filters)
+        where = self.store.where(filters)
         if where:
             search = search.where(where, prefilter=True)
         rows = search.to_arrow().to_pylist()

@@ -2,9 +2,10 @@
 (rag.index.store) that ingest, the retriever and the cable view call, answered by LanceDB.
 
 Chunks keep Chroma's ids, content hash and metadata hash, so ingest stays incremental and
-idempotent the same way. Dense search is LanceDB's (flat below VECTOR_INDEX_ROWS, HNSW above),
-filtered by a `where` on the scalar-indexed columns before the search (prefilter), so a filter
-never empties a top-k. A store reads the version of the table it opened; `view` opens the latest.
+idempotent the same way. Dense search is LanceDB's (flat below VECTOR_INDEX_ROWS, HNSW above);
+under a filter (a `where` on the scalar-indexed columns) it goes one of the ways `query` picks by
+the share of rows that pass, and a filter never empties a top-k. A store reads the version of the
+table it opened; `view` opens the latest.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rag.index.lance_db import (
     REFINE_FACTOR,
     SENTENCES,
     TERMS,
+    VECTOR_INDEX_ROWS,
     among,
     chunk_schema,
     connect,
@@ -39,6 +41,7 @@ from rag.index.lance_db import (
     terms_schema,
     where_clause,
 )
+from rag.index.lance_held import HeldRows
 from rag.index.lance_terms import add_terms
 from rag.index.store import HASH_KEY, META_HASH_KEY, metadata_hash
 from rag.settings import Settings, get_settings
@@ -46,7 +49,8 @@ from rag.types import Chunk, Hit
 
 # Ids per `IN (...)` lookup and rows per write.
 STEP = 1000
-INDEXES = {"id": "btree", "cable_id": "btree", "date_int": "btree", "origin": "bitmap", "classification": "bitmap",
+INDEXES = {"id": "btree", "cable_id": "btree", "date_int": "btree", "month": "bitmap", "origin": "bitmap",
+           "classification": "bitmap",
            "tags": "label_list", "refs": "label_list", "search_text": "fts"}
 HIT_COLUMNS = ["id", "text", "metadata", "hash", "meta_hash", "vector"]
 # Rows a search has read, kept for the `get` that follows it (the retriever reads a BM25 ranking's
@@ -55,6 +59,10 @@ HIT_COLUMNS = ["id", "text", "metadata", "hash", "meta_hash", "vector"]
 RECENT_ROWS = 2048
 # Filters whose passing rows a store keeps counted (each a cable, an embassy, a tag …).
 KEPT_COUNTS = 10_000
+# A filter searched exactly that passes at least this many rows has their vectors held in memory
+# (rag.index.lance_held); fewer, and LanceDB reads them about as fast (1,140 rows at 3M: 33 ms).
+# A cable's few rows (a question naming it) are never held.
+HELD_MIN_ROWS = 2_000
 
 
 def _metadata(row: dict) -> dict:
@@ -94,6 +102,10 @@ class LanceStore:
         # How many rows pass each filter's `where`, in the version this store reads (a write of
         # its own moves it to a new one, and clears them).
         self._passing: dict[str, int] = {}
+        self._held = HeldRows(self.table)
+        # Whether the table has the `month` column (tables written before it lack it until their
+        # next optimize): read once, a schema costs ~1 ms a question.
+        self.months = "month" in self.table.schema.names
 
     @property
     def location(self) -> str:
@@ -123,6 +135,10 @@ class LanceStore:
         """The `terms` or `sentences` table, created when missing."""
         schemas = {TERMS: terms_schema, SENTENCES: sentences_schema}
         return open_table(self.db, name) or create_table(self.db, name, schemas[name]())
+
+    def where(self, filters: Filters) -> str | None:
+        """The SQL `where` of the filters on this table (rag.index.lance_db.where_clause)."""
+        return where_clause(filters, self.months)
 
     def count(self) -> int:
         return self.table.count_rows()
@@ -182,24 +198,35 @@ class LanceStore:
         if k <= 0:
             return []
         columns = [*HIT_COLUMNS, "_distance"]
-        where = where_clause(filters)
-        rows = None
+        where = self.where(filters)
         if where is None:
             rows = self._nearest(embedding).select(columns).limit(k).to_list()
-        else:
-            passing, total = self._count(where), self._count(None)
-            exact = passing <= max(EXACT_ROWS, EXACT_SHARE * total)
-            if not exact and passing >= BROAD_SHARE * total:
-                n = -(-k * OVERSAMPLE * total // passing)
-                # Refined once: a refine factor makes the index visit that many times the n.
-                found = self._nearest(embedding, 1).where(where, prefilter=False).select(columns).limit(n).to_list()
-                rows = found[:k] if len(found) >= k else None
-            if rows is None:
-                search = self._nearest(embedding).where(where, prefilter=True).select(columns).limit(k)
-                rows = (search.bypass_vector_index() if exact else search).to_list()
+            return [_hit(row, 1.0 - float(row["_distance"]), "dense") for row in rows]
+        passing, total = self.passing(where), self.passing(None)
+        exact = passing <= max(EXACT_ROWS, EXACT_SHARE * total) or total < VECTOR_INDEX_ROWS
+        if exact and passing >= HELD_MIN_ROWS and passing * 4 * len(embedding) <= self._held.budget:
+            return self._rows_of(self._held.nearest(where, embedding, k), "dense")
+        if not exact and passing >= BROAD_SHARE * total:
+            n = -(-k * OVERSAMPLE * total // passing)
+            # Refined once: a refine factor makes the index visit that many times the n. Row ids
+            # only, then the rows of the k: every column of n rows costs a third more.
+            search = self._nearest(embedding, 1).where(where, prefilter=False).select(["_distance"])
+            found = search.with_row_id(True).limit(n).to_list()
+            if len(found) >= k:
+                return self._rows_of([(row["_rowid"], 1.0 - float(row["_distance"])) for row in found[:k]], "dense")
+        search = self._nearest(embedding).where(where, prefilter=True).select(columns).limit(k)
+        rows = (search.bypass_vector_index() if exact else search).to_list()
         return [_hit(row, 1.0 - float(row["_distance"]), "dense") for row in rows]
 
-    def _count(self, where: str | None) -> int:
+    def _rows_of(self, ranked: list[tuple[int, float]], source: str) -> list[Hit]:
+        """Hits of (row id, score), in their order: the rows read by row id."""
+        if not ranked:
+            return []
+        found = self.table.take_row_ids([row_id for row_id, _ in ranked]).select(HIT_COLUMNS).with_row_id().to_list()
+        by_row = {row["_rowid"]: row for row in found}
+        return [_hit(by_row[row_id], score, source) for row_id, score in ranked if row_id in by_row]
+
+    def passing(self, where: str | None) -> int:
         """How many rows pass `where` (all when None), in the version this store reads."""
         key = where or ""
         if key not in self._passing:
@@ -233,6 +260,7 @@ class LanceStore:
         for i in range(0, len(ids), STEP):
             self.table.delete(among("id", ids[i : i + STEP]))
         self._passing.clear()
+        self._held.clear()
         add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()], [])
 
     def rows(self, chunks: list[Chunk], vectors: np.ndarray):
@@ -250,6 +278,7 @@ class LanceStore:
             self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(
                 rows.slice(i, STEP))
         self._passing.clear()
+        self._held.clear()
         # After the chunks: a run killed between the two leaves the counts of one batch behind.
         add_terms(self.side_table(TERMS), [row["search_text"] for row in old.values()],
                   rows["search_text"].to_pylist())
@@ -261,6 +290,7 @@ class LanceStore:
             "id": chunk.id, "cable_id": meta["cable_id"], "paragraph": int(meta["paragraph"]), "text": chunk.text,
             "search_text": lexical_text(chunk.text, meta), "vector": vector.tolist(), "origin": meta.get("origin", ""),
             "classification": meta.get("classification", ""), "date_int": int(meta.get("date_int") or 0),
+            "month": int(meta.get("date_int") or 0) // 100,
             "tags": list(meta.get("tags") or []), "refs": list(meta.get("refs") or []),
             "metadata": json.dumps(meta, ensure_ascii=False), "hash": chunk.content_hash,
             "meta_hash": metadata_hash(meta),
@@ -269,8 +299,16 @@ class LanceStore:
     def optimize(self) -> None:
         """Bring every index up to the rows written (creating those the table lacks)."""
         try:
+            if not self.months and self.count():
+                # A table written before the `month` column: computed from `date_int`, in place.
+                self.table.add_columns({"month": "CAST(date_int / 100 AS INT)"})
+                self.months = True
             keep_indexed(self.table, INDEXES)
             keep_indexed(self.side_table(TERMS), {"term": "btree"})
             keep_indexed(self.side_table(SENTENCES), {"key": "btree"})
         except OSError as exc:
             raise RagError(f"cannot update the indexes at {self.location}: {exc}") from exc
+        finally:
+            # Compaction rewrites rows, and with them the row ids the held filters name.
+            self._passing.clear()
+            self._held.clear()
